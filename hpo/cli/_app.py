@@ -1,0 +1,71 @@
+"""Root Typer app, the user-error boundary, and registration of the command groups."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from reid_core.errors import ReidError
+
+EXIT_USER_ERROR = 2
+
+
+def user_error_line(exc: BaseException) -> str:
+    """The single line shown for a user error."""
+    text = str(exc).strip()
+    return f"Error: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
+class _ReidGroup(TyperGroup):
+    """Turns every :class:`ReidError` raised by a command into one stderr line and exit 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReidError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            typer.echo(user_error_line(exc), err=True)
+            raise typer.Exit(code=EXIT_USER_ERROR) from None
+
+
+app = typer.Typer(
+    cls=_ReidGroup,
+    name="reid-hpo",
+    help="Tune video person re-ID models (ResNet50TA_BT bag of tricks) with Optuna studies.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# Command groups, one module each; a module registers its commands on ``app`` at import.
+_COMMAND_MODULES = ("data", "train", "study", "worker", "dashboard", "demo", "bench")
+for _name in _COMMAND_MODULES:
+    try:
+        importlib.import_module(f"hpo.cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"hpo.cli.{_name}":
+            raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,161 @@
+"""Plain dataclasses describing one training run. ``hpo`` builds these; reid_core consumes them.
+
+Defaults are the faithful full-size recipe of the reference (MARS, ResNet50TA_BT, 224x112,
+T=4, P x K = 8 x 4, Adam 3.5e-4, warm-up 10 epochs, decay at 40 and 70).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+from reid_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How a validation split is carved out of the training ids (never from the test set).
+
+    ``sampling="random"`` draws ``fraction`` of the train ids with ``seed``; ``"guided"`` takes
+    the hardest ids (``guided_ids`` when given, else the ids with the lowest per-id AP under
+    an ImageNet-feature embedding). ``distractor_fraction`` of the remaining training
+    tracklets are added to the validation gallery as distractors.
+    """
+
+    sampling: Literal["random", "guided"] = "random"
+    fraction: float = 0.1
+    distractor_fraction: float = 0.25
+    seed: int = 0
+    guided_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mars"
+    root: str = "data/mars"
+    split_id: int = 0
+    mars_gallery: Literal["exclude_query", "official"] = "exclude_query"
+    height: int = 224
+    width: int = 112
+    seq_len: int = 4
+    batch_size: int = 32
+    num_instances: int = 4
+    test_max_clips: int = 41
+    test_batch_size: int = 32
+    num_workers: int = 4
+    random_erasing: float = 0.5
+    cache_frames: bool = False
+    validation: ValidationConfig | None = field(default_factory=ValidationConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: Literal["tp", "ta", "ta_bt"] = "ta_bt"
+    backbone: str = "resnet50"
+    last_stride: int = 1
+    attention: Literal["full_map", "pooled"] = "full_map"
+    pretrained: bool = True
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Total loss ``CE_ls + (1-beta)*triplet + center_weight*center + beta*OSM_CAA``."""
+
+    label_smoothing: float = 0.1
+    triplet_margin: float = 0.3
+    triplet_distance: Literal["euclidean", "cosine"] = "cosine"
+    center_weight: float = 5e-4
+    center_lr: float = 0.5
+    beta: float = 0.0
+    osm_alpha: float = 1.2
+    osm_l: float = 0.5
+    osm_sigma: float = 0.8
+    prototypes: Literal["classifier", "centers"] = "centers"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.01
+    milestones: tuple[int, ...] = (40, 70)
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 121
+    eval_every: int = 10
+    seed: int = 0
+    amp: bool = False
+    device: str = "auto"
+    output_dir: str = "runs/train"
+
+    def __post_init__(self) -> None:
+        d = self.data
+        if d.batch_size % d.num_instances != 0:
+            raise ConfigError(
+                f"batch_size={d.batch_size} must be a multiple of num_instances={d.num_instances}"
+            )
+        if d.seq_len < 1:
+            raise ConfigError(f"seq_len={d.seq_len} must be >= 1")
+        if self.epochs < 1 or self.eval_every < 1:
+            raise ConfigError(f"epochs={self.epochs} and eval_every={self.eval_every} must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly nested dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        return _build(cls, raw)
+
+
+def _build(cls: type, raw: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        nested = _NESTED_TYPES.get(name)
+        if nested is not None and isinstance(value, dict):
+            kwargs[name] = _build(nested, value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+_NESTED_TYPES: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "validation": ValidationConfig,
+}
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; anything else unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def config_path(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "config.json"
