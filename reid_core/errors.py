@@ -32,3 +32,7 @@ class CheckpointError(ReidError):
 
 class ConfigError(ReidError):
     """A training configuration is inconsistent (e.g. batch size not divisible by K)."""
+
+
+class NonFiniteLossError(ReidError):
+    """The training loss became NaN or infinite (names the epoch and the step)."""

@@ -1,0 +1,35 @@
+"""Video re-ID models: TP, TA and TA_BT (temporal attention + BNNeck) on ResNet backbones.
+
+Every model maps clips ``x[B, T, C, H, W]`` to a :class:`ReidOutput` ``(logits, features,
+bn_features)``; the retrieval feature is ``bn_features`` (:meth:`VideoReidModel.embedding`).
+"""
+
+from __future__ import annotations
+
+from reid_core.models._backbones import BACKBONES
+from reid_core.models._backbones import ResNetBackbone
+from reid_core.models._backbones import build_backbone
+from reid_core.models._backbones import pretrained_weights_path
+from reid_core.models._heads import BNNeck
+from reid_core.models._heads import TemporalAttentionPool
+from reid_core.models._heads import TemporalAvgPool
+from reid_core.models._video import MODELS
+from reid_core.models._video import ReidOutput
+from reid_core.models._video import VideoReidModel
+from reid_core.models._video import build_model
+from reid_core.models._video import build_model_from_config
+
+__all__ = [
+    "BACKBONES",
+    "MODELS",
+    "BNNeck",
+    "ReidOutput",
+    "ResNetBackbone",
+    "TemporalAttentionPool",
+    "TemporalAvgPool",
+    "VideoReidModel",
+    "build_backbone",
+    "build_model",
+    "build_model_from_config",
+    "pretrained_weights_path",
+]
