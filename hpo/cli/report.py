@@ -1,0 +1,93 @@
+"""``reid-hpo study report`` (HTML report) and ``reid-hpo study test`` (one test-set evaluation)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import optuna
+import typer
+
+from hpo.cli.study import NameArgument
+from hpo.cli.study import StorageOption
+from hpo.cli.study import study_app
+from hpo.errors import StudyNotFoundError
+from hpo.final_eval import evaluate_best_on_test
+from hpo.report import build_report
+from hpo.storage import close_storage
+from hpo.storage import mask_url
+from hpo.storage import open_storage
+from hpo.storage import resolve_storage_url
+from hpo.studies import load_study
+
+logger = logging.getLogger(__name__)
+
+
+def _load_any_study(name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:
+    """Any Optuna study of that name (a reid-hpo spec is not required for a report)."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        raise StudyNotFoundError(
+            f"no study {name!r} in {mask_url(storage.url)}; available: "
+            f"{', '.join(names) if names else 'none'}"
+        ) from None
+
+
+@study_app.command("report")
+def report_cmd(
+    name: NameArgument,
+    out: Annotated[
+        Path, typer.Option("--out", help="HTML file to write (self-contained, opens offline).")
+    ],
+    storage: StorageOption = None,
+) -> None:
+    """Write the study's self-contained HTML report.
+
+    Summary, optimisation history, learning curves (pruned trials marked), parallel
+    coordinates, parameter importances, trial timeline by worker and the best trial's CMC.
+
+    Example: reid-hpo study report mars-map-random --out report.html
+    """
+    url = resolve_storage_url(storage)
+    opened = open_storage(url, heartbeat=False)
+    try:
+        study = _load_any_study(name, opened)
+        path = build_report(study, out, storage_url=url)
+        n_trials = len(study.get_trials(deepcopy=False))
+    finally:
+        close_storage(opened)
+    typer.echo(f"Wrote {path} ({n_trials} trials of study {name!r}).")
+
+
+@study_app.command("test")
+def test_cmd(
+    name: NameArgument,
+    storage: StorageOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Evaluate again even if a result is stored.")
+    ] = False,
+    rerank: Annotated[
+        bool, typer.Option("--rerank/--no-rerank", help="Also report re-ranked metrics.")
+    ] = True,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+) -> None:
+    """Evaluate the best trial once on the test split and store the result.
+
+    The best trial is chosen on validation only; its test result is stored in the study user
+    attr 'test_result', shown by 'study best' and 'study report', and never used for selection.
+
+    Example: reid-hpo study test mars-map-random --device cuda
+    """
+    opened = open_storage(resolve_storage_url(storage), heartbeat=False)
+    try:
+        study, spec = load_study(name, opened)
+        result = evaluate_best_on_test(study, spec, force=force, rerank=rerank, device=device)
+    finally:
+        close_storage(opened)
+    metrics = ", ".join(
+        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in result["metrics"].items()
+    )
+    typer.echo(f"Test split, trial {result['trial']}: {metrics}")

@@ -1,0 +1,124 @@
+"""Serve optuna-dashboard on the study storage.
+
+optuna-dashboard has no authentication and no read-only mode: whoever reaches it can delete
+studies (and their artifacts). It is therefore bound to 127.0.0.1 unless asked otherwise, and a
+non-loopback address comes with a warning.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import make_server
+
+import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore
+
+from hpo.storage import mask_url
+from hpo.storage import open_storage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+NO_AUTH_WARNING = (
+    "WARNING: optuna-dashboard has no authentication; anyone who can reach {host}:{port} can "
+    "read, edit and delete every study in this storage. Bind to 127.0.0.1 or put it behind an "
+    "authenticating reverse proxy."
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The address to open in a browser; wildcard binds show this machine's host name."""
+    shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/dashboard/"
+
+
+def build_app(storage_url: str, *, artifact_dir: Path | None = None) -> Any:
+    """The optuna-dashboard WSGI application on ``storage_url``.
+
+    The storage is opened through :func:`hpo.storage.open_storage` (so ``postgresql://`` URLs
+    use psycopg2 and the schema exists even for a new SQLite file), without heartbeats.
+
+    Args:
+        storage_url: Any URL accepted by :func:`hpo.storage.open_storage`.
+        artifact_dir: Folder of a ``FileSystemArtifactStore`` to list and download artifacts.
+
+    Returns:
+        A WSGI application.
+
+    Raises:
+        StorageError: The storage cannot be opened (the message shows the masked URL).
+    """
+    storage = open_storage(storage_url, heartbeat=False)
+    store = FileSystemArtifactStore(str(artifact_dir)) if artifact_dir is not None else None
+    if artifact_dir is not None:
+        Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    return optuna_dashboard.wsgi(storage, artifact_store=store)
+
+
+class _ThreadedServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _LoggingHandler(WSGIRequestHandler):
+    """Request lines go to our logger at DEBUG instead of raw stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+
+def serve(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve a WSGI app with a threaded wsgiref server until interrupted.
+
+    Raises:
+        OSError: The address is in use or cannot be bound.
+    """
+    with make_server(
+        host, port, app, server_class=_ThreadedServer, handler_class=_LoggingHandler
+    ) as httpd:
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
+            logger.info("dashboard stopped")
+
+
+def startup_lines(storage_url: str, host: str, port: int) -> list[str]:
+    """What the CLI prints on start: the masked storage, the URL, and the warning if exposed."""
+    lines = [
+        f"optuna-dashboard on {mask_url(storage_url)}",
+        f"Open {dashboard_url(host, port)}  (Ctrl-C to stop)",
+    ]
+    if not is_loopback(host):
+        lines.insert(0, NO_AUTH_WARNING.format(host=host, port=port))
+    return lines
+
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "NO_AUTH_WARNING",
+    "build_app",
+    "dashboard_url",
+    "is_loopback",
+    "serve",
+    "startup_lines",
+]

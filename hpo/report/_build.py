@@ -1,0 +1,255 @@
+"""Assemble the study report: one self-contained HTML file (plotly.js inlined once)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import logging
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import plotly.offline
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from hpo.report import _figures
+from hpo.report._figures import Section
+from hpo.storage import mask_url
+
+logger = logging.getLogger(__name__)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1200px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;
+text-align:left;vertical-align:top}th{background:#f4f4f4}.note{color:#666;font-style:italic}
+.state-COMPLETE{color:#1f77b4}.state-PRUNED{color:#ff7f0e}.state-FAIL{color:#d62728}
+.state-RUNNING{color:#2ca02c}.state-WAITING{color:#7f7f7f}code{font-size:.95em}
+"""
+_PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = None) -> Path:
+    """Write the HTML report of a study and return its path.
+
+    The file is self-contained (plotly.js is inlined once, no network is needed to view it)
+    and written atomically (temporary file, then ``os.replace``). Sections that cannot be
+    drawn yet (empty study, a single trial, no CMC stored) show a note instead.
+
+    Args:
+        study: The study to report on (any storage).
+        out: Path of the HTML file to write; missing parent folders are created.
+        storage_url: Shown in the header with its password masked, when given.
+
+    Returns:
+        ``out``.
+
+    Example:
+        >>> study = optuna.create_study(study_name="demo")
+        >>> build_report(study, Path("report.html"))  # doctest: +SKIP
+        PosixPath('report.html')
+    """
+    out = Path(out)
+    trials = study.get_trials(deepcopy=False)
+    metric = objective_name(study)
+    best = best_trial(study)
+    test_result = _test_result(study)
+    sections = [
+        _figures.optimisation_history(study, trials, metric),
+        _figures.learning_curves(trials, metric),
+        _figures.parallel_coordinates(study, trials, metric),
+        _figures.parameter_importances(study, trials, metric),
+        _figures.worker_timeline(trials),
+        _figures.cmc_curve(best, test_result),
+    ]
+    header = _summary_html(study, trials, metric, best, test_result, storage_url)
+    document = _document(study.study_name, header, sections, _trials_table(trials))
+    _write_atomically(out, document)
+    logger.debug("wrote report of study %r (%d trials) to %s", study.study_name, len(trials), out)
+    return out
+
+
+def objective_name(study: optuna.Study) -> str:
+    """Objective name: the spec's ``objective.metric``, Optuna's metric name, or a default."""
+    spec = stored_spec(study)
+    objective = spec.get("objective") if spec else None
+    if isinstance(objective, dict) and objective.get("metric"):
+        return str(objective["metric"])
+    names = study.metric_names
+    if names and names[0]:
+        return str(names[0])
+    return "objective value"
+
+
+def stored_spec(study: optuna.Study) -> dict[str, Any] | None:
+    """The study spec stored in the study user attr ``"spec"`` (JSON text or dict), if any."""
+    raw = study.user_attrs.get("spec")
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            logger.warning("study %r: user attr 'spec' is not valid JSON", study.study_name)
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial of a single-objective study, or ``None`` when there is none."""
+    if len(study.directions) != 1:
+        return None
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+
+
+def _test_result(study: optuna.Study) -> dict[str, Any] | None:
+    value = study.user_attrs.get("test_result")
+    return value if isinstance(value, dict) else None
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _kv_table(rows: dict[str, object]) -> str:
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in rows.items())
+    return f"<table>{body}</table>"
+
+
+def _summary_html(
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    metric: str,
+    best: FrozenTrial | None,
+    test_result: dict[str, Any] | None,
+    storage_url: str | None,
+) -> str:
+    counts = Counter(t.state for t in trials)
+    states = ", ".join(
+        f'<span class="state-{s.name}">{s.name} {counts[s]}</span>' for s in TrialState if counts[s]
+    )
+    directions = ", ".join(d.name.lower() for d in study.directions)
+    rows = [
+        f"<tr><th>objective</th><td>{_e(metric)} ({_e(directions)})</td></tr>",
+        f"<tr><th>trials</th><td>{len(trials)}{': ' + states if states else ''}</td></tr>",
+    ]
+    if storage_url:
+        rows.append(f"<tr><th>storage</th><td><code>{_e(mask_url(storage_url))}</code></td></tr>")
+    parts = ["<section id='summary'><h2>Summary</h2>", f"<table>{''.join(rows)}</table>"]
+    if best is None:
+        parts.append("<p class='note'>No complete trial yet: no best trial.</p>")
+    else:
+        parts.append(
+            f"<h3>Best trial (validation): trial {best.number}, "
+            f"{_e(metric)} = {_e(_fmt(best.value))}</h3>"
+        )
+        parts.append(_kv_table(dict(best.params)) if best.params else "<p>No parameters.</p>")
+        val_metrics = best.user_attrs.get("val_metrics")
+        if isinstance(val_metrics, dict) and val_metrics:
+            parts.append("<h4>Validation metrics</h4>" + _kv_table(val_metrics))
+    parts.append("<h3>Test result (best trial, evaluated once; never used for selection)</h3>")
+    if test_result is None:
+        parts.append("<p class='note'>Not evaluated on the test split yet.</p>")
+    else:
+        metrics = test_result.get("metrics")
+        parts.append(f"<p>trial {_e(test_result.get('trial'))}</p>")
+        if isinstance(metrics, dict):
+            parts.append(_kv_table(metrics))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _trials_table(trials: list[FrozenTrial]) -> str:
+    if not trials:
+        return "<p class='note'>The study has no trials.</p>"
+    head = (
+        "<tr><th>#</th><th>state</th><th>value</th><th>last step</th><th>worker</th>"
+        "<th>started</th><th>duration</th><th>params</th><th>fail reason</th></tr>"
+    )
+    rows = []
+    for t in trials:
+        last_step = max(t.intermediate_values) if t.intermediate_values else ""
+        started = _when(t.datetime_start)
+        duration = _duration(t)
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
+        value = _fmt(t.value) if t.values is not None and len(t.values) == 1 else ""
+        rows.append(
+            f"<tr><td>{t.number}</td><td class='state-{t.state.name}'>{t.state.name}</td>"
+            f"<td>{_e(value)}</td><td>{last_step}</td><td>{_e(_figures.worker_of(t))}</td>"
+            f"<td>{_e(started)}</td><td>{_e(duration)}</td><td>{_e(params)}</td>"
+            f"<td>{_e(t.user_attrs.get('fail_reason', ''))}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return moment.isoformat(sep=" ", timespec="seconds") if moment else ""
+
+
+def _duration(trial: FrozenTrial) -> str:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return ""
+    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return str(dt.timedelta(seconds=round(seconds)))
+
+
+def _section_html(index: int, section: Section) -> str:
+    anchor = f"section-{index}"
+    body = (
+        section.figure.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"figure-{index}",
+            config=_PLOT_CONFIG,
+        )
+        if section.figure is not None
+        else f"<p class='note'>{_e(section.note or 'Nothing to show.')}</p>"
+    )
+    return f"<section id='{anchor}'><h2>{_e(section.title)}</h2>\n{body}\n</section>"
+
+
+def _document(name: str, header: str, sections: list[Section], trials_table: str) -> str:
+    has_figures = any(s.figure is not None for s in sections)
+    # plotly.js is inlined once in <head>; every figure div is written without it.
+    plotly_js = (
+        f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>"
+        if has_figures
+        else ""
+    )
+    generated = dt.datetime.now().isoformat(sep=" ", timespec="seconds")
+    body = "\n".join(_section_html(i, s) for i, s in enumerate(sections, start=1))
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>reid-hpo report: {_e(name)}</title><style>{_CSS}</style>{plotly_js}</head>\n"
+        f"<body><h1>Study {_e(name)}</h1><p class='note'>reid-hpo report, generated "
+        f"{_e(generated)}</p>\n{header}\n{body}\n"
+        f"<section id='trials'><h2>Trials</h2>{trials_table}</section>\n</body></html>\n"
+    )
+
+
+def _write_atomically(out: Path, text: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

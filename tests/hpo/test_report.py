@@ -1,0 +1,158 @@
+"""hpo.report.build_report on hand-written studies; rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import plotly.offline
+import pytest
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from hpo.report import build_report
+from tests._helpers.browser import dump_dom
+from tests._helpers.fake_study import WORKERS
+from tests._helpers.fake_study import make_study
+
+SECTION_TITLES = (
+    "Summary",
+    "Optimisation history",
+    "Learning curves (intermediate values)",
+    "Parallel coordinates",
+    "Parameter importances (PED-ANOVA)",
+    "Trial timeline by worker",
+    "Best trial CMC",
+    "Trials",
+)
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Report of a study with complete, pruned and failed trials on two workers."""
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    study = make_study(optuna.storages.InMemoryStorage())
+    build_report(study, out, storage_url="postgresql+psycopg2://alice:s3cret@db:5432/reid")
+    return out.read_text(encoding="utf-8")
+
+
+def _empty_study() -> optuna.Study:
+    return optuna.create_study(study_name="empty", direction="maximize")
+
+
+def test_report_has_every_section_title(full_report: str) -> None:
+    for title in SECTION_TITLES:
+        assert f"<h2>{title}</h2>" in full_report
+
+
+def test_report_learning_curves_show_pruned_trials(full_report: str) -> None:
+    # Trials 1 and 4 were pruned; their curves are labelled with their state.
+    assert "trial 1 (PRUNED)" in full_report
+    assert "trial 4 (PRUNED)" in full_report
+    assert "trial 3 (FAIL)" in full_report
+
+
+def test_report_timeline_has_one_row_per_worker(full_report: str) -> None:
+    for worker in WORKERS:
+        assert worker in full_report
+
+
+def test_report_header_names_best_trial_and_counts(full_report: str) -> None:
+    assert "Best trial (validation): trial 2, map = 0.6" in full_report
+    assert "COMPLETE 3" in full_report
+    assert "PRUNED 2" in full_report
+    assert "FAIL 1" in full_report
+
+
+def test_report_masks_the_storage_password(full_report: str) -> None:
+    assert "s3cret" not in full_report
+    assert "postgresql+psycopg2://alice:***@db:5432/reid" in full_report
+
+
+def test_report_inlines_plotly_js_exactly_once(full_report: str) -> None:
+    marker = plotly.offline.get_plotlyjs()[:200]
+    assert full_report.count(marker) == 1
+    assert not re.search(r"<script[^>]+src=", full_report)
+
+
+def test_report_shows_stored_test_result(tmp_path: Path) -> None:
+    study = make_study(optuna.storages.InMemoryStorage())
+    study.set_user_attr(
+        "test_result", {"trial": 2, "metrics": {"mAP": 0.4321}, "cmc": [0.5, 0.7, 0.9]}
+    )
+    text = build_report(study, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "0.4321" in text
+    assert "test (trial 2)" in text
+
+
+def test_report_on_empty_study_has_notes_and_no_plotly(tmp_path: Path) -> None:
+    text = build_report(_empty_study(), tmp_path / "empty.html").read_text(encoding="utf-8")
+    assert "No complete trial yet" in text
+    assert "The study has no trials." in text
+    assert "Plotly.newPlot" not in text
+
+
+def test_report_on_one_trial_study_explains_missing_importances(tmp_path: Path) -> None:
+    study = _empty_study()
+    trial = study.ask()
+    trial.suggest_float("sigma", 0.1, 1.0)
+    trial.report(0.2, 0)
+    study.tell(trial, 0.3)
+    text = build_report(study, tmp_path / "one.html").read_text(encoding="utf-8")
+    assert "Needs at least 2 complete trials with parameters; the study has 1." in text
+    assert "the best trial stored no &#x27;cmc&#x27;" in text
+
+
+def test_report_replaces_an_existing_file_without_leftovers(tmp_path: Path) -> None:
+    out = tmp_path / "nested" / "report.html"
+    build_report(_empty_study(), out)
+    build_report(_empty_study(), out)
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]
+
+
+def test_report_renders_every_figure_in_chromium(tmp_path: Path) -> None:
+    out = build_report(make_study(optuna.storages.InMemoryStorage()), tmp_path / "r.html")
+    dom = dump_dom(out.resolve().as_uri(), virtual_time_ms=5_000)
+    # Each figure div is followed by the SVG plotly drew into it once the page's JS ran.
+    chunks = dom.split('id="figure-')[1:]
+    assert len(chunks) == 6
+    for chunk in chunks:
+        assert 'class="main-svg"' in chunk.split("</section>")[0]
+
+
+def test_study_report_cli_writes_the_report(sqlite_url: str, tmp_path: Path) -> None:
+    make_study(sqlite_url, name="cli-study")
+    out = tmp_path / "cli.html"
+    result = CliRunner().invoke(
+        app, ["study", "report", "cli-study", "--out", str(out), "--storage", sqlite_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {out} (6 trials of study 'cli-study')." in result.output
+    assert "<h1>Study cli-study</h1>" in out.read_text(encoding="utf-8")
+
+
+def test_study_report_cli_names_the_available_studies_for_an_unknown_name(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    make_study(sqlite_url, name="cli-study")
+    result = CliRunner().invoke(
+        app, ["study", "report", "nope", "--out", str(tmp_path / "x.html"), "--storage", sqlite_url]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: no study 'nope' in {sqlite_url}; available: cli-study"
+    )
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_report_draws_running_trials_up_to_now(tmp_path: Path) -> None:
+    study = make_study(optuna.storages.InMemoryStorage())
+    running = study.ask()
+    running.suggest_float("sigma", 0.1, 1.0)
+    running.set_user_attr("worker", "gpu-node-c:303")
+    running.report(0.3, 0)
+    text = build_report(study, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "trial 6 (RUNNING)" in text
+    assert "gpu-node-c:303" in text
+    assert "RUNNING 1" in text
