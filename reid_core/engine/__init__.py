@@ -1,0 +1,71 @@
+"""Training engine: the trainer and its epoch callbacks, checkpoints, features and evaluation.
+
+``Trainer(cfg).fit(callbacks=[...])`` trains one model; :class:`Callback` is the only hook the
+HPO layer needs. Checkpoints are atomic and checksummed and resume a run exactly.
+"""
+
+from __future__ import annotations
+
+from reid_core.engine._callbacks import Callback
+from reid_core.engine._callbacks import EpochReport
+from reid_core.engine._callbacks import FitResult
+from reid_core.engine._callbacks import StopTraining
+from reid_core.engine._checkpoint import CheckpointManager
+from reid_core.engine._checkpoint import code_version
+from reid_core.engine._checkpoint import load_checkpoint
+from reid_core.engine._checkpoint import resolve_checkpoint
+from reid_core.engine._checkpoint import save_checkpoint
+from reid_core.engine._checkpoint import verify_checkpoint
+from reid_core.engine._evaluation import EvaluationResult
+from reid_core.engine._evaluation import evaluate
+from reid_core.engine._evaluation import evaluate_features
+from reid_core.engine._evaluation import extract_features
+from reid_core.engine._evaluation import squared_euclidean
+from reid_core.engine._inference import LoadedModel
+from reid_core.engine._inference import evaluate_checkpoint
+from reid_core.engine._inference import load_model
+from reid_core.engine._io import write_json_atomic
+from reid_core.engine._schedule import WarmupMultiStepLR
+from reid_core.engine._schedule import warmup_multistep_factor
+from reid_core.engine._seed import seed_everything
+from reid_core.engine._trainer import Trainer
+from reid_core.engine.config import DataConfig
+from reid_core.engine.config import LossConfig
+from reid_core.engine.config import ModelConfig
+from reid_core.engine.config import OptimConfig
+from reid_core.engine.config import TrainConfig
+from reid_core.engine.config import ValidationConfig
+from reid_core.engine.config import resolve_device
+
+__all__ = [
+    "Callback",
+    "CheckpointManager",
+    "DataConfig",
+    "EpochReport",
+    "EvaluationResult",
+    "FitResult",
+    "LoadedModel",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "StopTraining",
+    "TrainConfig",
+    "Trainer",
+    "ValidationConfig",
+    "WarmupMultiStepLR",
+    "code_version",
+    "evaluate",
+    "evaluate_checkpoint",
+    "evaluate_features",
+    "extract_features",
+    "load_checkpoint",
+    "load_model",
+    "resolve_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+    "seed_everything",
+    "squared_euclidean",
+    "verify_checkpoint",
+    "warmup_multistep_factor",
+    "write_json_atomic",
+]

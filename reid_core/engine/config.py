@@ -100,6 +100,7 @@ class TrainConfig:
     amp: bool = False
     device: str = "auto"
     output_dir: str = "runs/train"
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         d = self.data

@@ -1,0 +1,209 @@
+"""Checkpoints: atomic, checksummed, self-describing, rotated; everything needed to resume.
+
+A checkpoint is a standard ``torch.save`` file (``epoch_0007.pt``) with a ``sha256sum``-style
+sidecar (``epoch_0007.pt.sha256``) that :func:`load_checkpoint` verifies, so a truncated or
+corrupt file is refused instead of silently resuming from garbage. :class:`CheckpointManager`
+keeps the last few and points ``last.pt`` at the newest one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import reid_core
+from reid_core.engine._io import atomic_write
+from reid_core.engine._io import atomic_write_text
+from reid_core.engine._io import sha256_file
+from reid_core.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+LAST_NAME = "last.pt"
+_EPOCH_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
+
+
+@functools.cache
+def code_version() -> dict[str, Any]:
+    """Version of the code that writes a checkpoint: package version and git commit if any.
+
+    Returns:
+        ``{"reid_core": "0.1.0", "git_commit": "<sha>" | None, "git_dirty": bool | None}``.
+    """
+    repo = Path(reid_core.__file__).resolve().parent.parent
+    commit: str | None = None
+    dirty: bool | None = None
+    try:
+        commit = _git(repo, "rev-parse", "HEAD")
+        dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        logger.debug("no git commit available for %s", repo)
+    return {"reid_core": reid_core.__version__, "git_commit": commit, "git_dirty": dirty}
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
+
+
+def checksum_path(path: Path) -> Path:
+    """The sidecar file holding the SHA-256 of checkpoint ``path``."""
+    return path.with_name(path.name + ".sha256")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    """Atomically write ``state`` to ``path`` plus its SHA-256 sidecar.
+
+    The payload gets ``format``, ``code_version`` and ``created`` entries. The file is written
+    to a temporary name, fsynced and renamed; the sidecar follows the same way, so a crash
+    leaves either the previous checkpoint or a file that fails verification.
+
+    Args:
+        path: Destination ``.pt`` file.
+        state: Tensors, state dicts and plain Python values (no custom classes, so that the
+            file loads with ``torch.load(weights_only=True)``).
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    payload = {
+        **state,
+        "format": CHECKPOINT_FORMAT,
+        "code_version": code_version(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write(path, lambda handle: torch.save(payload, handle))
+    atomic_write_text(checksum_path(path), f"{sha256_file(path)}  {path.name}\n")
+    return path
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """The checkpoint file that ``path`` names: itself, or ``last.pt`` inside a directory.
+
+    Raises:
+        CheckpointError: If there is no such file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / LAST_NAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def verify_checkpoint(path: Path) -> Path:
+    """Check a checkpoint against its SHA-256 sidecar; returns the verified file.
+
+    Raises:
+        CheckpointError: If the file, or its sidecar, is missing or the digests differ.
+    """
+    real = resolve_checkpoint(path).resolve()
+    sidecar = checksum_path(real)
+    if not sidecar.is_file():
+        raise CheckpointError(f"checkpoint {real} has no checksum file {sidecar.name}")
+    expected = sidecar.read_text(encoding="utf-8").split(maxsplit=1)
+    if not expected or sha256_file(real) != expected[0]:
+        raise CheckpointError(f"checkpoint {real} fails its SHA-256 check (truncated or corrupt)")
+    return real
+
+
+def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Verify and load a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+        path: A checkpoint file, ``last.pt``, or a run directory holding ``last.pt``.
+        map_location: Where tensors are loaded.
+
+    Returns:
+        The stored dict (``epoch``, ``model``, ``config``, ``metrics``, ...).
+
+    Raises:
+        CheckpointError: If the file is missing, truncated, corrupt, or of an unknown format.
+    """
+    real = verify_checkpoint(path)
+    try:
+        state = torch.load(real, map_location=map_location, weights_only=True)
+    except Exception as exc:  # any unpickling / zip error means the file is unusable
+        raise CheckpointError(f"cannot read checkpoint {real}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{real} is not a reid-hpo checkpoint of format {CHECKPOINT_FORMAT}")
+    return state
+
+
+class CheckpointManager:
+    """Writes ``epoch_XXXX.pt`` files in one directory, keeps the newest ``keep`` of them and
+    points ``last.pt`` (a relative symlink, or a copy where links are unsupported) at the
+    newest.
+
+    Args:
+        directory: Where the checkpoints live (created on first save).
+        keep: How many epoch checkpoints to keep (>= 1).
+    """
+
+    def __init__(self, directory: Path, *, keep: int = 2) -> None:
+        if keep < 1:
+            raise ValueError(f"keep={keep} must be >= 1")
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def path_for(self, epoch: int) -> Path:
+        """File name of the checkpoint of a 0-based epoch."""
+        return self.directory / f"epoch_{epoch:04d}.pt"
+
+    @property
+    def last(self) -> Path:
+        """Path of the ``last.pt`` pointer."""
+        return self.directory / LAST_NAME
+
+    def latest(self) -> Path | None:
+        """The checkpoint ``last.pt`` points at, or ``None`` when nothing was saved yet."""
+        return self.last if self.last.exists() else None
+
+    def save(self, state: dict[str, Any], *, epoch: int) -> Path:
+        """Save the checkpoint of ``epoch``, move ``last.pt`` to it and prune older ones.
+
+        Checkpoints of later epochs (left by an abandoned run that this one resumed before)
+        are removed too.
+
+        Returns:
+            The new ``epoch_XXXX.pt`` path.
+        """
+        path = save_checkpoint(self.path_for(epoch), state)
+        self._point_last_to(path)
+        self._prune(epoch)
+        return path
+
+    def _point_last_to(self, path: Path) -> None:
+        tmp = self.directory / f".{LAST_NAME}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.symlink(path.name, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+            shutil.copyfile(checksum_path(path), checksum_path(self.last))
+        os.replace(tmp, self.last)
+
+    def _prune(self, current: int) -> None:
+        epochs = sorted(
+            int(m.group(1)) for p in self.directory.iterdir() if (m := _EPOCH_RE.match(p.name))
+        )
+        kept = [e for e in epochs if e <= current][-self.keep :]
+        for epoch in epochs:
+            if epoch not in kept:
+                old = self.path_for(epoch)
+                old.unlink(missing_ok=True)
+                checksum_path(old).unlink(missing_ok=True)

@@ -1,0 +1,512 @@
+"""The training loop: data, model, losses, optimisers, schedule, evaluation, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reid_core import data as reid_data
+from reid_core import losses as reid_losses
+from reid_core import models as reid_models
+from reid_core.data.records import ReidSplit
+from reid_core.data.records import Tracklet
+from reid_core.engine._callbacks import Callback
+from reid_core.engine._callbacks import EpochReport
+from reid_core.engine._callbacks import FitResult
+from reid_core.engine._callbacks import StopTraining
+from reid_core.engine._checkpoint import CheckpointManager
+from reid_core.engine._checkpoint import code_version
+from reid_core.engine._checkpoint import load_checkpoint
+from reid_core.engine._evaluation import EvaluationResult
+from reid_core.engine._evaluation import evaluate
+from reid_core.engine._io import atomic_write_text
+from reid_core.engine._io import write_json_atomic
+from reid_core.engine._progress import epoch_progress
+from reid_core.engine._schedule import WarmupMultiStepLR
+from reid_core.engine._seed import rng_state
+from reid_core.engine._seed import seed_everything
+from reid_core.engine._seed import set_rng_state
+from reid_core.engine.config import TrainConfig
+from reid_core.engine.config import config_path
+from reid_core.engine.config import resolve_device
+from reid_core.errors import CheckpointError
+from reid_core.errors import ConfigError
+from reid_core.errors import NonFiniteLossError
+
+logger = logging.getLogger(__name__)
+
+RESULTS_NAME = "results.json"
+METRICS_LOG_NAME = "metrics.jsonl"
+# Config entries that may change between a run and its resumption without changing the run.
+_RESUME_FREE_KEYS = frozenset({"epochs", "eval_every", "output_dir", "device"})
+
+
+class Trainer:
+    """Trains one video re-ID model as a :class:`TrainConfig` describes.
+
+    Builds, in this order: seeding, data (the dataset's train split, from which the validation
+    split is carved when ``cfg.data.validation`` is set), model, criterion, Adam plus the
+    center-loss SGD, the warm-up multi-step schedule and the AMP scaler. Evaluation during
+    training uses the validation split only, never the test set.
+
+    Args:
+        cfg: The run's configuration.
+        split: Records to train on instead of reading ``cfg.data.dataset``; only ``train`` is
+            used (the validation split is carved from it unless ``eval_split`` is given).
+        eval_split: Query/gallery records to evaluate on during training; when given, no
+            validation split is carved and ``split.train`` is trained on as is.
+        evaluate_rerank: Also report re-ranked metrics (``rerank_mAP``, ...) at evaluations.
+        monitor: Metric that selects ``FitResult.best_metrics``.
+        progress: Show a progress bar; ``None`` shows one only on a terminal.
+
+    Raises:
+        ConfigError: If the configuration or the data cannot make a training run.
+        DatasetNotFoundError: If the dataset root is missing.
+
+    Example:
+        >>> trainer = Trainer(cfg)  # doctest: +SKIP
+        >>> result = trainer.fit(callbacks=[MyCallback()])  # doctest: +SKIP
+        >>> result.final_metrics["mAP"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        split: ReidSplit | None = None,
+        eval_split: ReidSplit | None = None,
+        evaluate_rerank: bool = False,
+        monitor: str = "mAP",
+        progress: bool | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.evaluate_rerank = evaluate_rerank
+        self.monitor = monitor
+        self.progress = progress
+        self.output_dir = Path(cfg.output_dir)
+        self.device = torch.device(resolve_device(cfg.device))
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        if cfg.amp and not self.use_amp:
+            logger.warning("amp=True is ignored on %s (mixed precision is CUDA only)", self.device)
+
+        seed_everything(cfg.seed, deterministic=cfg.deterministic)
+        self.train_records, self.eval_split = self._build_data(split, eval_split)
+        self.num_classes = len({t.pid for t in self.train_records})
+        data_cfg = cfg.data
+        self.model: nn.Module = reid_models.build_model_from_config(
+            cfg.model, num_classes=self.num_classes, input_size=(data_cfg.height, data_cfg.width)
+        ).to(self.device)
+        self.criterion: nn.Module = reid_losses.ReidCriterion(
+            cfg.loss, num_classes=self.num_classes, feat_dim=self.model.feat_dim
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.optim.lr,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        centers = [p for p in self.criterion.center_parameters() if p.requires_grad]
+        self.center_optimizer = torch.optim.SGD(centers, lr=cfg.loss.center_lr) if centers else None
+        self.scheduler = WarmupMultiStepLR(
+            self.optimizer,
+            milestones=cfg.optim.milestones,
+            gamma=cfg.optim.gamma,
+            warmup_factor=cfg.optim.warmup_factor,
+            warmup_epochs=cfg.optim.warmup_epochs,
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.checkpoints = CheckpointManager(self.output_dir)
+        self._loader: Iterable[Any] | None = None
+        self._eval_loaders: tuple[Iterable[Any], Iterable[Any]] | None = None
+        logger.info(
+            "trainer: %d train tracklets, %d ids; evaluation on %s; device %s%s",
+            len(self.train_records),
+            self.num_classes,
+            "no split"
+            if self.eval_split is None
+            else f"{len(self.eval_split.query)} query / {len(self.eval_split.gallery)} gallery",
+            self.device,
+            " (amp)" if self.use_amp else "",
+        )
+
+    # ----------------------------------------------------------------------------- data
+    def _build_data(
+        self, split: ReidSplit | None, eval_split: ReidSplit | None
+    ) -> tuple[tuple[Tracklet, ...], ReidSplit | None]:
+        data_cfg = self.cfg.data
+        if split is None:
+            dataset = reid_data.build_dataset(
+                data_cfg.dataset,
+                data_cfg.root,
+                split_id=data_cfg.split_id,
+                mars_gallery=data_cfg.mars_gallery,
+            )
+            train: tuple[Tracklet, ...] = tuple(dataset.train)
+        else:
+            train = tuple(split.train)
+        if eval_split is None and data_cfg.validation is not None:
+            eval_split = reid_data.carve_validation(train, data_cfg.validation)
+            train = tuple(eval_split.train)
+        if eval_split is None:
+            logger.warning("no validation split: training runs without evaluation")
+        if not train:
+            raise ConfigError(f"no training tracklets left in dataset {data_cfg.root}")
+        return _relabel(train), eval_split
+
+    def _train_loader(self, epoch: int) -> Iterable[Any]:
+        """The train loader positioned at ``epoch``: built once (persistent workers and frame
+        caches survive across epochs), its sampler moved to each epoch."""
+        sampler = getattr(self._loader, "sampler", None)
+        if self._loader is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        else:
+            self._loader = reid_data.build_train_loader(
+                self.train_records, self.cfg.data, seed=self.cfg.seed, epoch=epoch
+            )
+        return self._loader
+
+    # ----------------------------------------------------------------------- evaluation
+    def evaluate(self, *, rerank: bool | None = None) -> EvaluationResult:
+        """Evaluate the current model on the evaluation (validation) split.
+
+        Args:
+            rerank: Override ``evaluate_rerank`` for this call.
+
+        Returns:
+            Metrics and CMC curves.
+
+        Raises:
+            ConfigError: If the trainer has no evaluation split.
+        """
+        if self.eval_split is None:
+            raise ConfigError("this trainer has no validation split to evaluate on")
+        if self._eval_loaders is None:
+            self._eval_loaders = (
+                reid_data.build_test_loader(self.eval_split.query, self.cfg.data),
+                reid_data.build_test_loader(self.eval_split.gallery, self.cfg.data),
+            )
+        query_loader, gallery_loader = self._eval_loaders
+        return evaluate(
+            self.model,
+            query_loader,
+            gallery_loader,
+            device=self.device,
+            rerank=self.evaluate_rerank if rerank is None else rerank,
+            chunk=self.cfg.data.test_batch_size,
+            amp=self.use_amp,
+        )
+
+    # ------------------------------------------------------------------------- training
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
+        """Run one epoch of optimisation.
+
+        Args:
+            epoch: 0-based epoch index (seeds the data order of the epoch).
+
+        Returns:
+            The mean of each loss term over the epoch's steps.
+
+        Raises:
+            NonFiniteLossError: If the loss becomes NaN or infinite.
+        """
+        self.model.train()
+        self.criterion.train()
+        loader = self._train_loader(epoch)
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        total_steps = len(loader) if hasattr(loader, "__len__") else None
+        label = f"epoch {epoch + 1}/{self.cfg.epochs}"
+        with epoch_progress(label, total_steps, enabled=self.progress) as advance:
+            for step, (clips, pids, _camids) in enumerate(loader):
+                losses = self._train_step(clips, pids, epoch=epoch, step=step)
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                steps += 1
+                advance(f"loss {float(losses['total']):.4f}")
+        if steps == 0:
+            raise ConfigError(
+                f"the train loader yielded no batch at epoch {epoch} "
+                f"(batch_size={self.cfg.data.batch_size}, num_instances="
+                f"{self.cfg.data.num_instances}, {self.num_classes} ids)"
+            )
+        return {name: float(value) / steps for name, value in sums.items()}
+
+    def _train_step(
+        self, clips: torch.Tensor, pids: torch.Tensor, *, epoch: int, step: int
+    ) -> dict[str, torch.Tensor]:
+        clips = clips.to(self.device, non_blocking=True)
+        pids = pids.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.center_optimizer is not None:
+            self.center_optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            output = self.model(clips)
+        output = type(output)(*(t.float() for t in output))
+        losses = self.criterion(output, pids, self.model.classifier.weight.float())
+        total = losses["total"]
+        if not bool(torch.isfinite(total.detach())):
+            raise NonFiniteLossError(
+                f"loss is {float(total.detach())} at epoch {epoch} step {step} "
+                f"(lr={self.optimizer.param_groups[0]['lr']:.3g})"
+            )
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        if self.center_optimizer is not None:
+            self.scaler.unscale_(self.center_optimizer)
+            reid_losses.rescale_center_grads(self.criterion, self.cfg.loss.center_weight)
+            self.scaler.step(self.center_optimizer)
+        self.scaler.update()
+        return {name: value.detach() for name, value in losses.items()}
+
+    def fit(
+        self, *, callbacks: Sequence[Callback] = (), resume_from: Path | None = None
+    ) -> FitResult:
+        """Train for ``cfg.epochs`` epochs, evaluating every ``cfg.eval_every`` and at the end.
+
+        At each evaluated epoch (and the last one) the order is: train, evaluate, write the
+        checkpoint, call ``on_epoch_end`` of every callback. A callback raising
+        :class:`StopTraining` ends training after that epoch; any other exception from a
+        callback propagates, after the epoch's checkpoint has been written.
+
+        Args:
+            callbacks: Hooks called in order.
+            resume_from: A checkpoint (or run directory) to continue from, exactly: weights,
+                optimisers, schedule, scaler, centers and RNG states are restored.
+
+        Returns:
+            Final and best metrics, epochs run and the last checkpoint.
+
+        Raises:
+            NonFiniteLossError: If the loss becomes NaN or infinite.
+            CheckpointError: If ``resume_from`` cannot be used.
+        """
+        state = _FitState()
+        if resume_from is not None:
+            self._resume(Path(resume_from), state)
+        config_file = config_path(self.output_dir)
+        write_json_atomic(config_file, self.cfg.to_dict())
+        self._trim_metrics_log(state.next_epoch)
+        failed = True
+        try:
+            try:
+                for callback in callbacks:
+                    callback.on_train_start(self)
+            except StopTraining as exc:
+                logger.info("training stopped before it started: %s", exc)
+                state.stopped = True
+            while state.next_epoch < self.cfg.epochs and not state.stopped:
+                self._run_epoch(state.next_epoch, state, callbacks)
+            failed = False
+        finally:
+            self._loader = None  # lets persistent loader workers exit
+            result = state.result()
+            if not failed:
+                write_json_atomic(
+                    self.output_dir / RESULTS_NAME,
+                    {**result.to_dict(), "config": self.cfg.to_dict(), "code": code_version()},
+                )
+            for callback in callbacks:
+                try:
+                    callback.on_train_end(result)
+                except Exception:
+                    if not failed:
+                        raise
+                    logger.exception("on_train_end of %r failed during a failed run", callback)
+        logger.info("training done: %s", result.final_metrics)
+        return result
+
+    def _run_epoch(self, epoch: int, state: _FitState, callbacks: Sequence[Callback]) -> None:
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        losses = self.train_one_epoch(epoch)
+        self.scheduler.step()
+        last = epoch == self.cfg.epochs - 1
+        due = (epoch + 1) % self.cfg.eval_every == 0 or last
+        metrics = None
+        if due and self.eval_split is not None:
+            state.last_evaluation = self.evaluate()
+            metrics = state.last_evaluation.metrics
+            state.record_metrics(epoch, metrics, self.monitor)
+        state.next_epoch = epoch + 1
+        checkpoint = self._save(epoch, state) if due else None
+        logger.info(
+            "epoch %d/%d lr %.3g loss %.4f%s",
+            epoch + 1,
+            self.cfg.epochs,
+            lr,
+            losses["total"],
+            "" if metrics is None else " " + _format_metrics(metrics),
+        )
+        report = EpochReport(
+            epoch=epoch, losses=losses, lr=lr, metrics=metrics, checkpoint=checkpoint
+        )
+        state.history.append({"epoch": epoch, "losses": losses, "lr": lr, "metrics": metrics})
+        self._append_metrics_log(state.history[-1])
+        pending: BaseException | None = None
+        for callback in callbacks:
+            try:
+                callback.on_epoch_end(report)
+            except StopTraining as exc:
+                logger.info("training stopped by %s at epoch %d: %s", callback, epoch, exc)
+                state.stopped = True
+            except Exception as exc:
+                pending = exc
+                break
+        if (state.stopped or pending is not None) and checkpoint is None:
+            self._save(epoch, state)
+        if pending is not None:
+            raise pending
+
+    # ----------------------------------------------------------------------- checkpoints
+    def state_dict(self, epoch: int, state: _FitState | None = None) -> dict[str, Any]:
+        """Everything needed to resume after ``epoch`` (0-based), as a checkpoint payload."""
+        return {
+            "epoch": epoch,
+            "num_classes": self.num_classes,
+            "model": self.model.state_dict(),
+            "criterion": self.criterion.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "center_optimizer": (
+                None if self.center_optimizer is None else self.center_optimizer.state_dict()
+            ),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "metrics": None if state is None else state.last_metrics,
+            "best_metrics": None if state is None else state.best_metrics,
+            "best_epoch": None if state is None else state.best_epoch,
+            "config": self.cfg.to_dict(),
+        }
+
+    def _save(self, epoch: int, state: _FitState) -> Path:
+        path = self.checkpoints.save(self.state_dict(epoch, state), epoch=epoch)
+        state.checkpoint = path
+        logger.debug("checkpoint written: %s", path)
+        return path
+
+    def _resume(self, path: Path, state: _FitState) -> None:
+        ckpt = load_checkpoint(path, map_location="cpu")
+        if ckpt.get("num_classes") != self.num_classes:
+            raise CheckpointError(
+                f"checkpoint {path} was trained on {ckpt.get('num_classes')} ids, "
+                f"this run has {self.num_classes}"
+            )
+        changed = _changed_keys(ckpt.get("config", {}), self.cfg.to_dict())
+        if changed:
+            logger.warning("resuming %s with a different config: %s", path, ", ".join(changed))
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.criterion.load_state_dict(ckpt["criterion"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.center_optimizer is not None and ckpt["center_optimizer"] is not None:
+                self.center_optimizer.load_state_dict(ckpt["center_optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            set_rng_state(ckpt["rng"])
+            state.next_epoch = int(ckpt["epoch"]) + 1
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise CheckpointError(f"checkpoint {path} does not fit this run: {first}") from exc
+        state.last_metrics = ckpt.get("metrics")
+        state.best_metrics = ckpt.get("best_metrics")
+        state.best_epoch = ckpt.get("best_epoch")
+        state.checkpoint = Path(path)
+        logger.info("resumed from %s after epoch %d", path, state.next_epoch - 1)
+
+    # ----------------------------------------------------------------------- metrics log
+    def _append_metrics_log(self, entry: dict[str, Any]) -> None:
+        path = self.output_dir / METRICS_LOG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def _trim_metrics_log(self, next_epoch: int) -> None:
+        """Drop log lines of epochs that a resumed run is about to redo."""
+        path = self.output_dir / METRICS_LOG_NAME
+        if not path.exists():
+            return
+        kept = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if _log_epoch(line) is not None and _log_epoch(line) < next_epoch
+        ]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+class _FitState:
+    """Mutable bookkeeping of one ``fit`` call."""
+
+    def __init__(self) -> None:
+        self.next_epoch = 0
+        self.stopped = False
+        self.last_metrics: dict[str, float] | None = None
+        self.best_metrics: dict[str, float] | None = None
+        self.best_epoch: int | None = None
+        self.checkpoint: Path | None = None
+        self.history: list[dict[str, Any]] = []
+        self.last_evaluation: EvaluationResult | None = None
+
+    def record_metrics(self, epoch: int, metrics: dict[str, float], monitor: str) -> None:
+        self.last_metrics = metrics
+        value = metrics.get(monitor, math.nan)
+        best = math.nan if self.best_metrics is None else self.best_metrics.get(monitor, math.nan)
+        if self.best_metrics is None or (not math.isnan(value) and not value <= best):
+            self.best_metrics = metrics
+            self.best_epoch = epoch
+
+    def result(self) -> FitResult:
+        return FitResult(
+            final_metrics=self.last_metrics,
+            best_metrics=self.best_metrics,
+            best_epoch=self.best_epoch,
+            epochs_run=self.next_epoch,
+            checkpoint=self.checkpoint,
+            stopped_early=self.stopped,
+            history=tuple(self.history),
+            final_evaluation=self.last_evaluation,
+        )
+
+
+def _relabel(records: tuple[Tracklet, ...]) -> tuple[Tracklet, ...]:
+    """Map training pids onto 0..n-1 (a carved-out split leaves gaps)."""
+    pids = sorted({t.pid for t in records})
+    if pids == list(range(len(pids))):
+        return records
+    mapping = {pid: label for label, pid in enumerate(pids)}
+    return tuple(replace(t, pid=mapping[t.pid]) for t in records)
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in _RESUME_FREE_KEYS:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _changed_keys(a, b, f"{prefix}{key}.")
+        elif (list(a) if isinstance(a, tuple | list) else a) != (
+            list(b) if isinstance(b, tuple | list) else b
+        ):
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
+def _log_epoch(line: str) -> int | None:
+    """Epoch of a metrics-log line; None for a blank or torn line (a crash mid-append)."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    epoch = entry.get("epoch") if isinstance(entry, dict) else None
+    return epoch if isinstance(epoch, int) else None
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return " ".join(f"{name} {value:.4f}" for name, value in metrics.items())

@@ -1,0 +1,97 @@
+"""Checkpoint files: atomic write, SHA-256 verification, rotation and the last.pt pointer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from reid_core.engine import CheckpointManager
+from reid_core.engine import load_checkpoint
+from reid_core.engine import save_checkpoint
+from reid_core.engine._io import atomic_write
+from reid_core.errors import CheckpointError
+
+
+def _state(value: float = 1.0) -> dict:
+    return {"epoch": 3, "model": {"w": torch.full((64, 64), value)}, "metrics": {"mAP": 0.5}}
+
+
+def test_round_trip_keeps_tensors_and_adds_metadata(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", _state(2.0))
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded["model"]["w"], torch.full((64, 64), 2.0))
+    assert loaded["metrics"] == {"mAP": 0.5}
+    assert loaded["code_version"]["reid_core"]
+    assert (tmp_path / "a.pt.sha256").read_text().split()[1] == "a.pt"
+
+
+def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", _state())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(path)
+
+
+def test_flipped_byte_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", _state())
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(path)
+
+
+def test_missing_checksum_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", _state())
+    (tmp_path / "a.pt.sha256").unlink()
+    with pytest.raises(CheckpointError, match="no checksum"):
+        load_checkpoint(path)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", _state(1.0))
+
+    def crash(handle: object) -> None:
+        handle.write(b"partial")  # type: ignore[attr-defined]
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, crash)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((64, 64), 1.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "a.pt.sha256"]
+
+
+def test_manager_keeps_two_and_points_last_at_the_newest(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path, keep=2)
+    for epoch in range(4):
+        manager.save(_state(float(epoch)), epoch=epoch)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "epoch_0002.pt",
+        "epoch_0002.pt.sha256",
+        "epoch_0003.pt",
+        "epoch_0003.pt.sha256",
+        "last.pt",
+    ]
+    assert torch.equal(
+        load_checkpoint(tmp_path / "last.pt")["model"]["w"], torch.full((64, 64), 3.0)
+    )
+    assert torch.equal(load_checkpoint(tmp_path)["model"]["w"], torch.full((64, 64), 3.0))
+
+
+def test_manager_drops_checkpoints_of_an_abandoned_later_run(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path, keep=3)
+    for epoch in (0, 1, 2):
+        manager.save(_state(), epoch=epoch)
+    manager.save(_state(), epoch=1)  # resumed from epoch 0, redoing epoch 1
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_0000.pt", "epoch_0001.pt"]
+    assert os.path.realpath(tmp_path / "last.pt") == str((tmp_path / "epoch_0001.pt").resolve())

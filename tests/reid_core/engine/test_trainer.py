@@ -1,0 +1,181 @@
+"""The training loop: callbacks, stopping, failures, checkpoints and exact resumption."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from reid_core.data import ReidSplit
+from reid_core.data import build_dataset
+from reid_core.engine import Callback
+from reid_core.engine import EpochReport
+from reid_core.engine import FitResult
+from reid_core.engine import StopTraining
+from reid_core.engine import Trainer
+from reid_core.engine import load_checkpoint
+from reid_core.engine import save_checkpoint
+from reid_core.errors import CheckpointError
+from reid_core.errors import NonFiniteLossError
+from tests.reid_core.engine.conftest import TinyConfig
+
+
+class Recorder(Callback):
+    """Records the hooks it sees, and whether the epoch's checkpoint was on disk by then."""
+
+    def __init__(self, raise_at: int | None = None, exc: Exception | None = None) -> None:
+        self.events: list[tuple] = []
+        self.reports: list[EpochReport] = []
+        self.result: FitResult | None = None
+        self.raise_at = raise_at
+        self.exc = exc
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.events.append(("start",))
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        on_disk = report.checkpoint is not None and report.checkpoint.is_file()
+        self.events.append(("epoch", report.epoch, report.metrics is not None, on_disk))
+        self.reports.append(report)
+        if report.epoch == self.raise_at and self.exc is not None:
+            raise self.exc
+
+    def on_train_end(self, result: FitResult) -> None:
+        self.events.append(("end",))
+        self.result = result
+
+
+def test_callbacks_run_in_order_with_checkpoint_written_first(tiny_cfg: TinyConfig) -> None:
+    first, second = Recorder(), Recorder()
+    result = Trainer(tiny_cfg(epochs=3, eval_every=2)).fit(callbacks=[first, second])
+    # epoch 1 is an evaluation epoch, epoch 2 the last one; epoch 0 neither
+    expected = [
+        ("start",),
+        ("epoch", 0, False, False),
+        ("epoch", 1, True, True),
+        ("epoch", 2, True, True),
+        ("end",),
+    ]
+    assert first.events == expected
+    assert second.events == expected
+    assert first.result is result
+    assert result.epochs_run == 3
+    assert result.final_metrics == first.reports[-1].metrics
+    assert set(result.final_metrics) == {"mAP", "rank1", "rank5", "rank10", "rank20"}
+    assert all(0.0 <= v <= 1.0 for v in result.final_metrics.values())
+    assert result.final_evaluation.metrics == result.final_metrics
+    assert len(result.final_evaluation.cmc) == 50
+    assert first.reports[0].losses.keys() >= {"total", "ce", "triplet", "center"}
+    assert first.reports[0].lr == pytest.approx(1e-4)  # warm-up: 0.1 x lr at epoch 0
+
+
+def test_stop_training_ends_cleanly_with_a_checkpoint(tiny_cfg: TinyConfig) -> None:
+    cfg = tiny_cfg(epochs=4, eval_every=3)
+    recorder = Recorder(raise_at=0, exc=StopTraining("enough"))
+    result = Trainer(cfg).fit(callbacks=[recorder])
+    assert result.stopped_early
+    assert result.epochs_run == 1
+    assert recorder.events[-1] == ("end",)
+    assert load_checkpoint(result.checkpoint)["epoch"] == 0
+    saved = json.loads((Path(cfg.output_dir) / "results.json").read_text())
+    assert saved["stopped_early"] is True
+    assert saved["epochs_run"] == 1
+
+
+def test_callback_exception_propagates_after_the_checkpoint(tiny_cfg: TinyConfig) -> None:
+    class Pruned(Exception):
+        pass
+
+    cfg = tiny_cfg(epochs=3, eval_every=2)  # epoch 0 is not a checkpoint epoch by itself
+    recorder = Recorder(raise_at=0, exc=Pruned("pruned at epoch 0"))
+    with pytest.raises(Pruned, match="pruned at epoch 0"):
+        Trainer(cfg).fit(callbacks=[recorder])
+    assert load_checkpoint(Path(cfg.output_dir) / "last.pt")["epoch"] == 0
+    assert recorder.events[-1] == ("end",)  # on_train_end runs in finally
+    assert recorder.result is not None and recorder.result.epochs_run == 1
+
+
+def test_nan_loss_names_epoch_and_step(tiny_cfg: TinyConfig) -> None:
+    class Poison(Callback):
+        def on_train_start(self, trainer: Trainer) -> None:
+            with torch.no_grad():
+                trainer.model.classifier.weight.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match="epoch 0 step 0"):
+        Trainer(tiny_cfg()).fit(callbacks=[Poison()])
+
+
+def test_evaluation_uses_validation_ids_never_test_ids(tiny_cfg: TinyConfig) -> None:
+    cfg = tiny_cfg()
+    trainer = Trainer(cfg)
+    dataset = build_dataset("mars", cfg.data.root)
+    test_frames = {f for t in (*dataset.query, *dataset.gallery) for f in t.frames}
+    eval_frames = {
+        f for t in (*trainer.eval_split.query, *trainer.eval_split.gallery) for f in t.frames
+    }
+    train_frames = {f for t in dataset.train for f in t.frames}
+    assert eval_frames <= train_frames
+    assert not eval_frames & test_frames
+    assert trainer.num_classes < dataset.num_train_pids  # validation ids were held out
+
+
+def test_resume_gives_the_same_weights_and_losses(tiny_cfg: TinyConfig, tmp_path: Path) -> None:
+    straight_cfg = tiny_cfg(output_dir=str(tmp_path / "straight"))
+    straight = Trainer(straight_cfg)
+    straight_result = straight.fit()
+
+    split_cfg = tiny_cfg(output_dir=str(tmp_path / "split"))
+    first = Trainer(replace(split_cfg, epochs=1)).fit()
+    assert first.epochs_run == 1
+    resumed = Trainer(split_cfg)
+    resumed_result = resumed.fit(resume_from=first.checkpoint)
+
+    assert resumed_result.epochs_run == 2
+    assert resumed_result.history[0]["epoch"] == 1
+    assert resumed_result.history[0]["losses"] == straight_result.history[1]["losses"]
+    assert resumed_result.final_metrics == straight_result.final_metrics
+    straight_state = straight.model.state_dict()
+    for name, tensor in resumed.model.state_dict().items():
+        assert torch.equal(tensor, straight_state[name]), name
+    assert torch.equal(
+        resumed.criterion.state_dict()["center.centers"],
+        straight.criterion.state_dict()["center.centers"],
+    )
+
+
+def test_rerank_metrics_are_reported_when_asked(tiny_cfg: TinyConfig) -> None:
+    result = Trainer(tiny_cfg(epochs=1), evaluate_rerank=True).fit()
+    assert {"rerank_mAP", "rerank_rank1", "rerank_rank20"} <= set(result.final_metrics)
+
+
+def test_given_splits_are_used_as_they_are(tiny_cfg: TinyConfig) -> None:
+    cfg = tiny_cfg()
+    dataset = build_dataset("mars", cfg.data.root)
+    holdout = ReidSplit(train=(), query=dataset.train[:2], gallery=dataset.train[2:6])
+    trainer = Trainer(cfg, split=ReidSplit(dataset.train, (), ()), eval_split=holdout)
+    assert trainer.num_classes == dataset.num_train_pids  # nothing carved out
+    assert trainer.eval_split is holdout
+
+
+def test_torn_metrics_log_line_is_dropped_on_resume(tiny_cfg: TinyConfig) -> None:
+    cfg = tiny_cfg(epochs=1)
+    first = Trainer(cfg).fit()
+    log = Path(cfg.output_dir) / "metrics.jsonl"
+    log.write_text(log.read_text() + '{"epoch": 1, "loss')  # a crash mid-append
+    Trainer(replace(cfg, epochs=2)).fit(resume_from=first.checkpoint)
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs == [0, 1]
+
+
+def test_resuming_a_checkpoint_of_another_dataset_is_refused(
+    tiny_cfg: TinyConfig, tmp_path: Path
+) -> None:
+    other = tiny_cfg(output_dir=str(tmp_path / "other"))
+    wrong = save_checkpoint(
+        tmp_path / "wrong.pt", Trainer(other).state_dict(0) | {"num_classes": 99}
+    )
+    with pytest.raises(CheckpointError, match="99 ids"):
+        Trainer(tiny_cfg()).fit(resume_from=wrong)
