@@ -22,8 +22,8 @@ class ValidationConfig:
     """How a validation split is carved out of the training ids (never from the test set).
 
     ``sampling="random"`` draws ``fraction`` of the train ids with ``seed``; ``"guided"`` takes
-    the hardest ids (``guided_ids`` when given, else the ids with the lowest per-id AP under
-    an ImageNet-feature embedding). ``distractor_fraction`` of the remaining training
+    the hardest ids (``guided_ids`` when given, else the ids with the lowest per-id AP under a
+    model-free colour-histogram embedding, see :func:`reid_core.data.carve_validation`). ``distractor_fraction`` of the remaining training
     tracklets are added to the validation gallery as distractors.
     """
 
