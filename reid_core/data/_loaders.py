@@ -182,7 +182,9 @@ def build_train_loader(
     dataset = TrackletDataset(
         records,
         seq_len=cfg.seq_len,
-        transform=build_train_transform(cfg.height, cfg.width, random_erasing=cfg.random_erasing),
+        transform=build_train_transform(
+            cfg.height, cfg.width, random_erasing=cfg.random_erasing, pad=cfg.pad
+        ),
         train=True,
         size=(cfg.height, cfg.width),
         cache_frames=cfg.cache_frames,

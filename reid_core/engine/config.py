@@ -49,6 +49,7 @@ class DataConfig:
     test_batch_size: int = 32
     num_workers: int = 4
     random_erasing: float = 0.5
+    pad: int = 10
     cache_frames: bool = False
     validation: ValidationConfig | None = field(default_factory=ValidationConfig)
 
