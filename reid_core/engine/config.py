@@ -23,8 +23,9 @@ class ValidationConfig:
 
     ``sampling="random"`` draws ``fraction`` of the train ids with ``seed``; ``"guided"`` takes
     the hardest ids (``guided_ids`` when given, else the ids with the lowest per-id AP under a
-    model-free colour-histogram embedding, see :func:`reid_core.data.carve_validation`). ``distractor_fraction`` of the remaining training
-    tracklets are added to the validation gallery as distractors.
+    model-free colour-histogram embedding, see :func:`reid_core.data.carve_validation`).
+    ``distractor_fraction`` of the remaining training tracklets are added to the validation
+    gallery as distractors.
     """
 
     sampling: Literal["random", "guided"] = "random"
