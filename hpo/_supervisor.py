@@ -1,0 +1,214 @@
+"""The worker supervisor: one worker process per GPU, restarted when it dies abnormally.
+
+Each child runs ``python -m hpo.cli worker NAME --child --device cuda|cpu`` in its own process
+group with ``CUDA_VISIBLE_DEVICES`` set to its GPU (empty for a CPU child). The storage URL
+travels in ``$REID_HPO_STORAGE`` rather than on the command line, so a password never shows in
+``ps``; nothing about trials goes through the environment. Exit codes of a child: 0 = budget
+met or stopped cleanly, 2 = user error (bad spec, missing dataset, flapping guard), which a
+restart cannot fix; anything else (a crash, a kill, an OOM kill) is restarted, up to
+``max_restarts`` times per GPU. SIGTERM/SIGINT are forwarded to every child, which hand their
+trials back and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from hpo.errors import ReidHpoError
+from hpo.storage import ENV_STORAGE
+from hpo.storage import mask_url
+
+logger = logging.getLogger(__name__)
+
+EXIT_USER_ERROR = 2
+_POLL_S = 0.5
+
+
+def parse_gpus(gpus: str) -> list[str | None]:
+    """The worker slots for a ``--gpus`` value: one GPU index per child, None for a CPU child.
+
+    Args:
+        gpus: ``"all"`` (every visible GPU; one CPU child with a warning when there is none),
+            ``"none"`` (one CPU child) or comma-separated indices such as ``"0,1"``.
+
+    Returns:
+        One entry per child process.
+
+    Raises:
+        ReidHpoError: A malformed value, or an index no visible GPU has.
+
+    Example:
+        >>> parse_gpus("none")
+        [None]
+    """
+    value = gpus.strip().lower()
+    if value == "none":
+        return [None]
+    count = _cuda_device_count()
+    if value == "all":
+        if count == 0:
+            logger.warning("--gpus all: no CUDA device visible; running one CPU worker")
+            return [None]
+        return [str(i) for i in range(count)]
+    parts = [p.strip() for p in value.split(",")]
+    if not parts or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise ReidHpoError(
+            f"--gpus {gpus!r}: expected 'all', 'none' or distinct GPU indices such as '0,1'"
+        )
+    missing = [p for p in parts if int(p) >= count]
+    if missing:
+        raise ReidHpoError(
+            f"--gpus {gpus!r}: GPU {', '.join(missing)} not visible ({count} CUDA device(s))"
+        )
+    return parts
+
+
+def _cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@dataclass
+class _Child:
+    slot: str | None
+    process: subprocess.Popen[bytes]
+    restarts: int = 0
+    history: list[int] = field(default_factory=list)
+
+
+def run_supervisor(
+    study_name: str,
+    storage_url: str,
+    gpus: str = "all",
+    *,
+    max_trials: int | None = None,
+    max_restarts: int = 5,
+    extra_env: dict[str, str] | None = None,
+) -> int:
+    """Run one worker process per GPU until all are done; restart those that die.
+
+    Args:
+        study_name: The study.
+        storage_url: The shared storage URL (handed to children through the environment).
+        gpus: ``"all"``, ``"none"`` or ``"0,1"`` (see :func:`parse_gpus`).
+        max_trials: Per-child trial limit (``--max-trials``), None for none.
+        max_restarts: Restarts allowed per GPU slot before giving it up.
+        extra_env: Extra environment variables for the children (e.g. logging settings).
+
+    Signals are forwarded only when this runs in the main thread.
+
+    Returns:
+        0 when every child finished cleanly, else the worst child exit code (2 for a user
+        error, 1 when a slot ran out of restarts).
+    """
+    slots = parse_gpus(gpus)
+    logger.info(
+        "supervising %d worker(s) on %s for study '%s' (%s)",
+        len(slots),
+        ", ".join("cpu" if s is None else f"GPU {s}" for s in slots),
+        study_name,
+        mask_url(storage_url),
+    )
+    stopping = False
+
+    def forward(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        logger.warning("%s: forwarding to the workers", signal.Signals(signum).name)
+        for child in children:
+            if child.process.poll() is None:
+                child.process.send_signal(signum)
+
+    children: list[_Child] = []
+    previous = (
+        {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
+    worst = 0
+    try:
+        children.extend(
+            _Child(slot, _spawn(study_name, storage_url, slot, max_trials, extra_env))
+            for slot in slots
+        )
+        running = list(children)
+        while running:
+            time.sleep(_POLL_S)
+            for child in list(running):
+                code = child.process.poll()
+                if code is None:
+                    continue
+                child.history.append(code)
+                if code in (0, EXIT_USER_ERROR) or stopping:
+                    _log_exit(child, code)
+                    worst = max(worst, code if code >= 0 else 1)
+                    running.remove(child)
+                elif child.restarts >= max_restarts:
+                    logger.error(
+                        "worker on %s died %d times (exit codes %s); giving up this slot",
+                        _slot_name(child.slot),
+                        len(child.history),
+                        child.history,
+                    )
+                    worst = max(worst, 1)
+                    running.remove(child)
+                else:
+                    child.restarts += 1
+                    logger.warning(
+                        "worker on %s died (exit code %d); restart %d/%d",
+                        _slot_name(child.slot),
+                        code,
+                        child.restarts,
+                        max_restarts,
+                    )
+                    time.sleep(min(30.0, float(child.restarts)))
+                    child.process = _spawn(
+                        study_name, storage_url, child.slot, max_trials, extra_env
+                    )
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        for child in children:
+            if child.process.poll() is None:
+                child.process.terminate()
+                child.process.wait()
+    return worst
+
+
+def _spawn(
+    study_name: str,
+    storage_url: str,
+    slot: str | None,
+    max_trials: int | None,
+    extra_env: dict[str, str] | None,
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "hpo.cli", "worker", study_name, "--child"]
+    command += ["--device", "cpu" if slot is None else "cuda"]
+    if max_trials is not None:
+        command += ["--max-trials", str(max_trials)]
+    env = {**os.environ, **(extra_env or {}), ENV_STORAGE: storage_url}
+    env["CUDA_VISIBLE_DEVICES"] = "" if slot is None else slot
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    logger.info("started worker pid %d on %s", process.pid, _slot_name(slot))
+    return process
+
+
+def _log_exit(child: _Child, code: int) -> None:
+    if code == 0:
+        logger.info("worker on %s finished", _slot_name(child.slot))
+    else:
+        logger.error("worker on %s stopped with exit code %d", _slot_name(child.slot), code)
+
+
+def _slot_name(slot: str | None) -> str:
+    return "cpu" if slot is None else f"GPU {slot}"

@@ -1,0 +1,74 @@
+"""``reid-hpo worker NAME`` and ``reid-hpo study run SPEC|NAME``: run trials of a study."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from hpo.cli._app import app
+from hpo.cli.study import study_app
+from hpo.spec import load_spec
+from hpo.storage import resolve_storage_url
+from hpo.studies import create_study
+from hpo.studies import load_study
+from hpo.workers import run_supervisor
+from hpo.workers import run_worker
+
+logger = logging.getLogger(__name__)
+
+_GPUS_HELP = "GPUs to use, one worker process each: 'all', 'none' (one CPU worker) or '0,1'."
+_STORAGE_HELP = "Study storage URL (default: $REID_HPO_STORAGE, else sqlite:///reid_hpo.db)."
+_MAX_TRIALS_HELP = "Stop each worker process after this many trials (default: study budget)."
+
+
+@app.command("worker")
+def worker(
+    name: str = typer.Argument(..., help="Name of the study to work on."),
+    gpus: str = typer.Option("all", "--gpus", help=_GPUS_HELP),
+    storage: str | None = typer.Option(None, "--storage", help=_STORAGE_HELP),
+    max_trials: int | None = typer.Option(None, "--max-trials", min=1, help=_MAX_TRIALS_HELP),
+    child: bool = typer.Option(False, "--child", hidden=True),
+    device: str = typer.Option("cpu", "--device", hidden=True),
+) -> None:
+    """Run trials of study NAME until its budget is met: one process per GPU, restarted if
+    it dies. Start as many workers as you like, on any machines sharing the storage.
+
+    Ctrl-C or SIGTERM: stop after the epoch; a later worker resumes the trial.
+
+    Example: reid-hpo worker mars-map-random --gpus 0,1 --storage postgresql://u:pw@db/hpo
+    """
+    url = resolve_storage_url(storage)
+    if child:
+        result = run_worker(name, url, device=device, max_trials=max_trials)
+        typer.echo(
+            f"worker done ({result.stop_reason}): {result.trials_run} trial(s), "
+            f"{result.complete} complete, {result.pruned} pruned, {result.failed} failed"
+        )
+        return
+    raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials))
+
+
+@study_app.command("run")
+def run(
+    target: str = typer.Argument(..., help="A study spec (.yaml) or the name of a study."),
+    gpus: str = typer.Option("all", "--gpus", help=_GPUS_HELP),
+    storage: str | None = typer.Option(None, "--storage", help=_STORAGE_HELP),
+    max_trials: int | None = typer.Option(None, "--max-trials", min=1, help=_MAX_TRIALS_HELP),
+) -> None:
+    """Run a study: from a spec file (created if absent, resumed if it exists with the same
+    spec) or by name; then work on it as `reid-hpo worker` does.
+
+    Example: reid-hpo study run studies/demo.yaml --gpus none
+    """
+    url = resolve_storage_url(storage)
+    path = Path(target)
+    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+        spec = load_spec(path)
+        create_study(spec, url, resume=True)
+        name = spec.name
+    else:
+        name = target
+        load_study(name, url)
+    raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials))

@@ -1,0 +1,364 @@
+"""The trial objective: one Optuna trial = one training run of ``reid_core`` on validation data.
+
+Flow: sampled params -> :func:`hpo.spec.to_train_config` -> ``Trainer.fit`` with the pruning
+adapter -> the validation metric named by ``spec.objective`` at the last evaluation. Each trial
+trains in ``<artifacts.root>/<study>/trial_<n>/``; a retried trial (a WAITING copy of a trial
+whose worker died or was stopped) inherits the user attr ``checkpoint_dir`` and resumes from
+the last checkpoint there instead of epoch 0.
+
+Failures are sorted (STYLE.md §5.12): :class:`optuna.TrialPruned` -> PRUNED; a NaN loss, CUDA
+out-of-memory, a data error or any other exception -> FAIL with a machine-readable user attr
+``fail_reason``, memory released, the worker goes on; :class:`~hpo.errors.SpecError` and
+:class:`~reid_core.errors.DatasetNotFoundError` are :data:`FATAL_ERRORS` (every later trial
+would fail the same way), which the worker re-raises to stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+import optuna
+import torch
+
+import hpo
+from hpo.errors import SpecError
+from hpo.pruning import OptunaPruningCallback
+from hpo.search_space import suggest
+from hpo.spec import to_train_config
+from reid_core.engine import Callback
+from reid_core.engine import EpochReport
+from reid_core.engine import StopTraining
+from reid_core.engine import Trainer
+from reid_core.engine import code_version
+from reid_core.engine import resolve_checkpoint
+from reid_core.engine.config import resolve_device
+from reid_core.errors import CheckpointError
+from reid_core.errors import DatasetFormatError
+from reid_core.errors import DatasetNotFoundError
+from reid_core.errors import EvaluationError
+from reid_core.errors import NonFiniteLossError
+
+if TYPE_CHECKING:
+    from hpo.spec import StudySpec
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FATAL_ERRORS",
+    "OBJECTIVE_METRICS",
+    "StudyTimeoutError",
+    "TrialInterrupted",
+    "TrialObjective",
+    "fail_reason",
+    "make_objective",
+]
+
+OBJECTIVE_METRICS: dict[str, str] = {"map": "mAP", "rerank_map": "rerank_mAP", "rank1": "rank1"}
+"""``spec.objective.metric`` -> key of the trainer's validation metrics."""
+
+FATAL_ERRORS: tuple[type[Exception], ...] = (SpecError, DatasetNotFoundError)
+"""Errors after which a worker stops: every later trial would fail the same way."""
+
+INTERRUPTED = "interrupted"
+STUDY_TIMEOUT = "study_timeout"
+
+
+class TrialInterrupted(Exception):
+    """The worker was asked to stop; the trial was checkpointed and handed back (FAIL + a
+    WAITING copy that another worker resumes)."""
+
+
+class StudyTimeoutError(Exception):
+    """The study's time budget ran out while a trial was training (trial FAILs, no retry)."""
+
+
+def fail_reason(exc: BaseException) -> str:
+    """The machine-readable ``fail_reason`` user attr for an exception that failed a trial.
+
+    Args:
+        exc: The exception.
+
+    Returns:
+        ``"nonfinite_loss"``, ``"oom"``, ``"data_error"``, ``"spec_error"``,
+        ``"study_timeout"`` or ``"exception:<Type>"``.
+
+    Example:
+        >>> fail_reason(ValueError("x"))
+        'exception:ValueError'
+    """
+    if isinstance(exc, StudyTimeoutError):
+        return STUDY_TIMEOUT
+    if isinstance(exc, NonFiniteLossError):
+        return "nonfinite_loss"
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "oom"
+    if isinstance(exc, DatasetNotFoundError | DatasetFormatError):
+        return "data_error"
+    if isinstance(exc, SpecError):
+        return "spec_error"
+    return f"exception:{type(exc).__name__}"
+
+
+class _Recorder(Callback):
+    """Keeps the last validation metrics and checkpoint, mirrored into trial user attrs.
+
+    On a resumed run the first epoch it sees is recorded as ``resumed_from_epoch``.
+    """
+
+    def __init__(self, trial: optuna.Trial, *, resumed: bool) -> None:
+        self._trial = trial
+        self._resumed = resumed
+        self.first_epoch: int | None = None
+        self.metrics: dict[str, float] | None = None
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        if self.first_epoch is None:
+            self.first_epoch = report.epoch
+            if self._resumed:
+                self._trial.set_user_attr("resumed_from_epoch", report.epoch)
+        if report.checkpoint is not None:
+            self._trial.set_user_attr("checkpoint", str(report.checkpoint))
+            self._trial.set_user_attr("last_checkpoint_epoch", report.epoch)
+        if report.metrics is not None:
+            self.metrics = {k: float(v) for k, v in report.metrics.items()}
+            self._trial.set_user_attr("val_metrics", _json_safe(self.metrics))
+
+
+class _StopWhenAsked(Callback):
+    """Ends training after the current epoch (checkpoint written) on a stop request or when
+    the study's time budget runs out."""
+
+    def __init__(self, stop_event: threading.Event, deadline: float | None) -> None:
+        self._stop_event = stop_event
+        self._deadline = deadline
+        self.reason: str | None = None
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        if self._stop_event.is_set():
+            self.reason = INTERRUPTED
+        elif self._deadline is not None and time.time() >= self._deadline:
+            self.reason = STUDY_TIMEOUT
+        if self.reason is not None:
+            logger.info("stopping after epoch %d (%s)", report.epoch, self.reason)
+            raise StopTraining(self.reason)
+
+
+class TrialObjective:
+    """The callable handed to ``study.optimize``; see :func:`make_objective`.
+
+    Attributes:
+        last_trial_number: Number of the trial the objective last started (or None).
+        last_failure: ``fail_reason`` of the last call, or None if it did not fail.
+    """
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        *,
+        study_name: str,
+        artifacts_root: Path,
+        device: str,
+        stop_event: threading.Event,
+        deadline: float | None,
+        trainer_factory: Any,
+    ) -> None:
+        self.spec = spec
+        self.study_name = study_name
+        self.artifacts_root = Path(artifacts_root)
+        self.device = device
+        self.stop_event = stop_event
+        self.deadline = deadline
+        self.metric = OBJECTIVE_METRICS[spec.objective.metric]
+        self._trainer_factory = trainer_factory
+        self.last_trial_number: int | None = None
+        self.last_failure: str | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Train one trial and return its validation metric at the last evaluation."""
+        self.last_trial_number = trial.number
+        self.last_failure = None
+        try:
+            return self._run(trial)
+        except (optuna.TrialPruned, TrialInterrupted):
+            raise
+        except Exception as exc:
+            self.last_failure = fail_reason(exc)
+            _set_attr_if_running(trial, "fail_reason", self.last_failure)
+            logger.warning(
+                "trial %d failed (%s): %s", trial.number, self.last_failure, exc, exc_info=True
+            )
+            raise
+        finally:
+            _release_memory()
+
+    def _run(self, trial: optuna.Trial) -> float:
+        params = suggest(trial, self.spec)
+        inherited = trial.user_attrs
+        seed = int(inherited.get("seed", self.spec.seed + trial.number))
+        default_dir = self.artifacts_root / self.study_name / f"trial_{trial.number}"
+        trial_dir = Path(inherited.get("checkpoint_dir") or default_dir)
+        cfg = to_train_config(
+            self.spec, params, trial_number=trial.number, output_dir=str(trial_dir)
+        )
+        device = resolve_device(self.device)
+        cfg = dataclasses.replace(cfg, seed=seed, device=device)
+        resume_from = _last_checkpoint(trial_dir)
+
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("checkpoint_dir", str(trial_dir))
+        trial.set_user_attr("code_version", _code_version())
+        trial.set_user_attr("device", describe_device(device))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        logger.info(
+            "trial %d: %s in %s%s",
+            trial.number,
+            params,
+            trial_dir,
+            f", resuming from {resume_from}" if resume_from else "",
+        )
+
+        recorder = _Recorder(trial, resumed=resume_from is not None)
+        stopper = _StopWhenAsked(self.stop_event, self.deadline)
+        callbacks = [recorder, OptunaPruningCallback(trial, self.metric), stopper]
+        trainer = self._trainer_factory(cfg, rerank=self.metric.startswith("rerank_"))
+        result = trainer.fit(callbacks=callbacks, resume_from=resume_from)
+        if resume_from is not None and recorder.first_epoch is None:
+            trial.set_user_attr("resumed_from_epoch", result.epochs_run)
+        if result.checkpoint is not None:
+            trial.set_user_attr("checkpoint", str(result.checkpoint))
+            trial.set_user_attr("last_checkpoint_epoch", result.epochs_run - 1)
+
+        if stopper.reason == INTERRUPTED:
+            hand_back(trial)
+            raise TrialInterrupted(f"trial {trial.number} interrupted and handed back")
+        if stopper.reason == STUDY_TIMEOUT:
+            raise StudyTimeoutError(f"the study time budget ran out during trial {trial.number}")
+
+        # The epoch reports carry scalars only; one more (deterministic) evaluation of the
+        # final model gives the CMC curve along with the same metrics.
+        evaluation = trainer.evaluate()
+        metrics = {k: float(v) for k, v in evaluation.metrics.items()}
+        trial.set_user_attr("val_metrics", _json_safe(metrics))
+        trial.set_user_attr("cmc", [float(v) for v in evaluation.cmc])
+        if evaluation.rerank_cmc is not None:
+            trial.set_user_attr("rerank_cmc", [float(v) for v in evaluation.rerank_cmc])
+        value = metrics.get(self.metric)
+        if value is None or not math.isfinite(value):
+            raise EvaluationError(
+                f"trial {trial.number}: validation metric {self.metric!r} is {value} "
+                f"(available: {sorted(metrics)})"
+            )
+        return float(value)
+
+
+def make_objective(
+    spec: StudySpec,
+    *,
+    study_name: str,
+    artifacts_root: str | Path | None = None,
+    device: str = "cpu",
+    stop_event: threading.Event | None = None,
+    deadline: float | None = None,
+    trainer_factory: Any = None,
+) -> TrialObjective:
+    """Build the objective for ``study.optimize``.
+
+    Args:
+        spec: The study spec.
+        study_name: The study name (per-trial dirs are ``<artifacts_root>/<study_name>/``).
+        artifacts_root: Root of the shared checkpoint location; ``spec.artifacts.root`` if None.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:0"`` or ``"auto"``.
+        stop_event: When set, training stops after the current epoch and the trial is handed
+            back (FAIL with ``fail_reason="interrupted"`` + a WAITING copy that resumes).
+        deadline: Unix time at which the study's time budget ends; a trial still training
+            then stops after its epoch and FAILs with ``fail_reason="study_timeout"``.
+        trainer_factory: ``(cfg, *, rerank) -> trainer`` with ``fit(*, callbacks,
+            resume_from)``; the ``reid_core`` trainer if None (tests inject fakes).
+
+    Returns:
+        The objective; its value is the validation metric named by ``spec.objective``
+        (``map`` -> mAP, ``rerank_map`` -> re-ranked mAP, ``rank1`` -> rank-1).
+    """
+    return TrialObjective(
+        spec,
+        study_name=study_name,
+        artifacts_root=Path(artifacts_root if artifacts_root is not None else spec.artifacts.root),
+        device=device,
+        stop_event=stop_event if stop_event is not None else threading.Event(),
+        deadline=deadline,
+        trainer_factory=trainer_factory or _build_trainer,
+    )
+
+
+def hand_back(trial: optuna.Trial) -> None:
+    """Give a stopped trial back to the study: a WAITING copy (params, user attrs, system
+    attrs and intermediate values), then ``fail_reason="interrupted"`` on this one.
+
+    The copy is made before the reason is written, so the retry does not inherit it. The
+    caller then lets the trial FAIL.
+
+    Args:
+        trial: The running trial, whose checkpoint is already on disk.
+    """
+    study = trial.study
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=None, inherit_intermediate_values=True
+        )
+        retry(study, frozen)
+    trial.set_user_attr("fail_reason", INTERRUPTED)
+    logger.info("trial %d handed back to the study (will resume from its checkpoint)", trial.number)
+
+
+def describe_device(device: str) -> str:
+    """A readable device string for the ``device`` user attr (``"cuda:0 (NVIDIA H100)"``)."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device
+
+
+def _build_trainer(cfg: Any, *, rerank: bool) -> Trainer:
+    return Trainer(cfg, evaluate_rerank=rerank)
+
+
+def _last_checkpoint(trial_dir: Path) -> Path | None:
+    try:
+        return resolve_checkpoint(trial_dir)
+    except CheckpointError:
+        return None
+
+
+def _code_version() -> dict[str, Any]:
+    return {"hpo": hpo.__version__, **code_version()}
+
+
+def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def _set_attr_if_running(trial: optuna.Trial, key: str, value: Any) -> None:
+    try:
+        trial.set_user_attr(key, value)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        logger.warning("trial %d was already finished by another process", trial.number)
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

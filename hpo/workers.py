@@ -1,0 +1,342 @@
+"""Workers: long-lived processes that take trials from a shared study until its budget is met.
+
+One worker = one process = one device. Before each trial a worker takes the study lock
+(:mod:`hpo._budget`), fails heartbeat-stale trials of dead workers (which re-queues them as
+WAITING retries), counts the trials and, if the budget allows, asks for a trial; the lock is
+released as soon as that trial is RUNNING in the storage. So N workers finish exactly
+``budget.n_trials`` COMPLETE + PRUNED trials, retries first. While the remaining budget is only
+"pending" (other workers' RUNNING trials) a worker waits and keeps failing stale trials (a
+watchdog), so a dead worker's trial is retried even when no new trial starts.
+
+Trials run inside ``study.optimize(n_trials=1)`` so that Optuna records heartbeats.
+SIGTERM/SIGINT stop a worker after the current epoch: the trial is checkpointed and handed back
+(FAIL with ``fail_reason="interrupted"`` + a WAITING copy another worker resumes) and the worker
+returns normally. A second signal forces the exit.
+
+:func:`run_supervisor` (in :mod:`hpo._supervisor`) runs one worker process per GPU.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo._budget import Decision
+from hpo._budget import StudyLock
+from hpo._budget import TrialCounts
+from hpo._budget import decide
+from hpo._budget import open_study_lock
+from hpo._budget import study_started_at
+from hpo._supervisor import parse_gpus
+from hpo._supervisor import run_supervisor
+from hpo.errors import ReidHpoError
+from hpo.objective import FATAL_ERRORS
+from hpo.objective import TrialInterrupted
+from hpo.objective import TrialObjective
+from hpo.objective import make_objective
+from hpo.storage import close_storage
+from hpo.storage import heartbeat_interval
+from hpo.storage import normalise_url
+from hpo.storage import open_storage
+from hpo.studies import load_study
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FlappingGuard",
+    "WorkerError",
+    "WorkerResult",
+    "parse_gpus",
+    "run_supervisor",
+    "run_worker",
+]
+
+FLAP_FAILURES = 3
+FLAP_WINDOW_S = 60.0
+WORKERS_ATTR = "workers_started"
+
+
+class WorkerError(ReidHpoError):
+    """A worker stopped because its setup looks broken (e.g. trials keep failing at once)."""
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What one :func:`run_worker` call did.
+
+    Attributes:
+        trials_run: Trials this worker started (including retries it resumed).
+        complete: Of those, COMPLETE.
+        pruned: Of those, PRUNED.
+        failed: Of those, FAIL (including an interrupted, handed-back trial).
+        stop_reason: ``"budget"`` (enough trials finished), ``"timeout"`` (study time budget
+            spent), ``"max_trials"`` (this worker's own limit) or ``"interrupted"``.
+    """
+
+    trials_run: int
+    complete: int
+    pruned: int
+    failed: int
+    stop_reason: str
+
+
+class FlappingGuard:
+    """Trips when ``max_failures`` trials fail within ``window_s`` seconds.
+
+    Several quick failures in a row mean a broken setup (missing GPU driver, unreadable data),
+    not unlucky hyperparameters: better to stop than to burn the whole study (W&B agent).
+
+    Args:
+        max_failures: Failures that trip the guard.
+        window_s: The time window in seconds.
+        clock: Monotonic clock (tests inject a fake one).
+    """
+
+    def __init__(
+        self,
+        max_failures: int = FLAP_FAILURES,
+        window_s: float = FLAP_WINDOW_S,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._clock = clock
+        self._times: collections.deque[float] = collections.deque(maxlen=max_failures)
+
+    def record_failure(self) -> bool:
+        """Record one failed trial; True when the guard trips."""
+        now = self._clock()
+        self._times.append(now)
+        return len(self._times) == self.max_failures and now - self._times[0] <= self.window_s
+
+
+def run_worker(
+    study_name: str,
+    storage_url: str,
+    *,
+    device: str = "cpu",
+    max_trials: int | None = None,
+    stop_event: threading.Event | None = None,
+    poll_interval_s: float | None = None,
+    trainer_factory: Any = None,
+) -> WorkerResult:
+    """Run trials of a study in this process until its budget is met.
+
+    Args:
+        study_name: The study (created beforehand with ``reid-hpo study create``).
+        storage_url: The shared storage URL.
+        device: The torch device for training (``"cpu"``, ``"cuda"``, ``"auto"``).
+        max_trials: Stop after this many trials of this worker (None: no own limit).
+        stop_event: Set it to stop after the current epoch (SIGTERM/SIGINT set it too when
+            this runs in the main thread).
+        poll_interval_s: Seconds between budget checks while waiting for other workers;
+            the heartbeat interval if None.
+        trainer_factory: Passed to :func:`hpo.objective.make_objective` (tests).
+
+    Returns:
+        What the worker did and why it stopped.
+
+    Raises:
+        hpo.errors.StudyNotFoundError: No such study.
+        hpo.errors.SpecError, reid_core.errors.DatasetNotFoundError: A trial failed in a way
+            every later trial would (the trial is recorded FAIL first).
+        WorkerError: Trials keep failing quickly (flapping guard).
+    """
+    url = normalise_url(storage_url)
+    storage = open_storage(url, heartbeat=True)
+    lock = open_study_lock(url, study_name)
+    try:
+        study, spec = load_study(study_name, storage)
+        index = _claim_worker_index(study, lock)
+        if index:
+            # Distinct sampler seeds, else N workers propose the same first points; the first
+            # worker (index 0) reproduces a single-worker study exactly.
+            study, spec = load_study(study_name, storage, seed_offset=index)
+        objective = make_objective(
+            spec,
+            study_name=study_name,
+            device=device,
+            stop_event=stop_event,
+            trainer_factory=trainer_factory,
+        )
+        hours = spec.budget.timeout_hours
+        loop = _WorkerLoop(
+            study,
+            lock,
+            objective,
+            n_trials=spec.budget.n_trials,
+            timeout_s=hours * 3600.0 if hours is not None else None,
+            poll_s=poll_interval_s if poll_interval_s is not None else heartbeat_interval(),
+        )
+        stop = objective.stop_event
+        with _stop_on_signals(stop):
+            result = loop.run(stop, max_trials)
+    finally:
+        lock.close()
+        close_storage(storage)
+    logger.info("worker done (%s): %s", result.stop_reason, result)
+    return result
+
+
+def _claim_worker_index(study: optuna.Study, lock: StudyLock) -> int:
+    """0 for the first worker of a study, 1 for the next, ... (a study user attr)."""
+    lock.acquire()
+    try:
+        index = int(study.user_attrs.get(WORKERS_ATTR, 0))
+        study.set_user_attr(WORKERS_ATTR, index + 1)
+    finally:
+        lock.release()
+    return index
+
+
+class _WorkerLoop:
+    """The budget-check / take / train loop of one worker (see the module docs)."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        lock: StudyLock,
+        objective: TrialObjective,
+        *,
+        n_trials: int | None,
+        timeout_s: float | None,
+        poll_s: float,
+    ) -> None:
+        self.study = study
+        self.lock = lock
+        self.objective = objective
+        self.n_trials = n_trials
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self.guard = FlappingGuard()
+        self.states: collections.Counter[TrialState] = collections.Counter()
+
+    def run(self, stop: threading.Event, max_trials: int | None) -> WorkerResult:
+        stop_reason = "interrupted"
+        while not stop.is_set():
+            if max_trials is not None and sum(self.states.values()) >= max_trials:
+                stop_reason = "max_trials"
+                break
+            decision, deadline = _check_budget(self.study, self.lock, self.n_trials, self.timeout_s)
+            if decision is Decision.DONE:
+                stop_reason = "budget"
+                break
+            if decision is Decision.TIMEOUT:
+                stop_reason = "timeout"
+                break
+            if decision is Decision.WAIT:
+                logger.debug("budget pending on other workers' trials; waiting %.0f s", self.poll_s)
+                stop.wait(self.poll_s)
+                continue
+            self.objective.deadline = deadline
+            state = _run_one_trial(self.study, self.objective, self.lock)
+            self.states[state] += 1
+            if state is TrialState.FAIL and not stop.is_set() and self.guard.record_failure():
+                raise WorkerError(
+                    f"{self.guard.max_failures} trials failed within {self.guard.window_s:.0f} s "
+                    f"(last: trial {self.objective.last_trial_number}, "
+                    f"{self.objective.last_failure}); stopping worker: check the data, device "
+                    f"and spec of study '{self.study.study_name}'"
+                )
+        return WorkerResult(
+            trials_run=sum(self.states.values()),
+            complete=self.states[TrialState.COMPLETE],
+            pruned=self.states[TrialState.PRUNED],
+            failed=self.states[TrialState.FAIL],
+            stop_reason=stop_reason,
+        )
+
+
+def _check_budget(
+    study: optuna.Study, lock: StudyLock, n_trials: int | None, timeout_s: float | None
+) -> tuple[Decision, float | None]:
+    """Take the lock, fail stale trials (watchdog) and decide; the lock stays held only
+    when the decision is TAKE."""
+    lock.acquire()
+    try:
+        _fail_stale_trials(study)
+        started = study_started_at(study)
+        decision = decide(
+            TrialCounts.of(study),
+            n_trials=n_trials,
+            elapsed_s=time.time() - started,
+            timeout_s=timeout_s,
+        )
+    except BaseException:
+        lock.release()
+        raise
+    if decision is not Decision.TAKE:
+        lock.release()
+    return decision, (started + timeout_s if timeout_s is not None else None)
+
+
+def _run_one_trial(study: optuna.Study, objective: TrialObjective, lock: StudyLock) -> TrialState:
+    """Ask for one trial under the held lock, release it once the trial exists, train it."""
+
+    def run(trial: optuna.Trial) -> float:
+        lock.release()
+        return objective(trial)
+
+    objective.last_trial_number = None
+    objective.last_failure = None
+    try:
+        study.optimize(run, n_trials=1, catch=())
+    except TrialInterrupted:
+        logger.info("trial %s handed back; worker stopping", objective.last_trial_number)
+    except FATAL_ERRORS:
+        raise
+    except Exception:
+        if objective.last_trial_number is None or objective.last_failure is None:
+            raise  # not the trial's fault (e.g. the storage went away): let the caller see it
+    finally:
+        lock.release()
+    if objective.last_trial_number is None:
+        raise WorkerError("study.optimize returned without running a trial")
+    return _trial_state(study, objective.last_trial_number)
+
+
+def _trial_state(study: optuna.Study, number: int) -> TrialState:
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number == number:
+            return trial.state
+    raise WorkerError(f"trial {number} vanished from study '{study.study_name}'")
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+@contextmanager
+def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop_event`` (graceful); a second one raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop_event.is_set():
+            logger.warning("second %s: exiting now", name)
+            raise KeyboardInterrupt
+        logger.warning("%s: stopping after the current epoch; the trial will be handed back", name)
+        stop_event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,152 @@
+"""The shared trial budget: the decision rule, trial counts, and the cross-process study lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+from optuna.trial import create_trial
+
+from hpo._budget import Decision
+from hpo._budget import FileStudyLock
+from hpo._budget import PostgresStudyLock
+from hpo._budget import StudyLock
+from hpo._budget import ThreadStudyLock
+from hpo._budget import TrialCounts
+from hpo._budget import decide
+from hpo._budget import lock_key
+from hpo._budget import open_study_lock
+from hpo._budget import study_started_at
+
+
+def _decide(counts: TrialCounts, n_trials: int | None = 4) -> Decision:
+    return decide(counts, n_trials=n_trials, elapsed_s=0.0, timeout_s=None)
+
+
+def test_new_trial_taken_while_finished_plus_running_below_budget() -> None:
+    assert _decide(TrialCounts(complete=1, pruned=1, running=1)) is Decision.TAKE
+
+
+def test_waits_when_only_pending_trials_of_others_remain() -> None:
+    assert _decide(TrialCounts(complete=2, pruned=1, running=1)) is Decision.WAIT
+
+
+def test_waiting_retry_taken_even_when_budget_is_fully_pending() -> None:
+    # The retry is the pending trial itself: taking it does not grow the budget.
+    assert _decide(TrialCounts(complete=3, waiting=1)) is Decision.TAKE
+
+
+def test_done_when_complete_plus_pruned_reach_budget() -> None:
+    assert _decide(TrialCounts(complete=2, pruned=2, running=1, waiting=1)) is Decision.DONE
+
+
+def test_failed_trials_do_not_use_the_budget() -> None:
+    assert _decide(TrialCounts(complete=3, failed=5)) is Decision.TAKE
+
+
+def test_no_trial_budget_always_takes() -> None:
+    assert _decide(TrialCounts(complete=100, running=8), n_trials=None) is Decision.TAKE
+
+
+def test_time_budget_over_wins() -> None:
+    counts = TrialCounts(complete=0)
+    assert decide(counts, n_trials=4, elapsed_s=3600.0, timeout_s=3600.0) is Decision.TIMEOUT
+    assert decide(counts, n_trials=4, elapsed_s=10.0, timeout_s=3600.0) is Decision.TAKE
+
+
+def test_counts_read_every_state_from_the_storage() -> None:
+    study = optuna.create_study()
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    for state in (TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        value = 0.5 if state is TrialState.COMPLETE else None
+        study.add_trial(
+            create_trial(state=state, value=value, params={"x": 0.1}, distributions=dist)
+        )
+    study.enqueue_trial({"x": 0.2})
+    study.ask()
+    study.enqueue_trial({"x": 0.3})
+    assert TrialCounts.of(study) == TrialCounts(
+        complete=2, pruned=1, running=1, waiting=1, failed=1
+    )
+
+
+def test_started_at_is_written_once() -> None:
+    study = optuna.create_study()
+    first = study_started_at(study)
+    time.sleep(0.01)
+    assert study_started_at(study) == first == study.user_attrs["started_at"]
+
+
+def test_lock_key_is_a_stable_signed_64_bit_integer() -> None:
+    assert lock_key("a") == lock_key("a") != lock_key("b")
+    assert -(2**63) <= lock_key("a") < 2**63
+
+
+def _assert_mutually_exclusive(first: StudyLock, second: StudyLock) -> None:
+    first.acquire()
+    got_it = threading.Event()
+
+    def take() -> None:
+        second.acquire()
+        got_it.set()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert not got_it.wait(0.5), "second holder entered while the first held the lock"
+    first.release()
+    assert got_it.wait(10), "second holder never got the released lock"
+    thread.join()
+    second.release()
+    first.close()
+    second.close()
+
+
+def test_file_lock_excludes_a_second_holder(tmp_path: Path) -> None:
+    path = tmp_path / "study.db.lock"
+    _assert_mutually_exclusive(FileStudyLock(path), FileStudyLock(path))
+
+
+def test_postgres_advisory_lock_excludes_a_second_holder(postgres_url: str) -> None:
+    _assert_mutually_exclusive(
+        PostgresStudyLock(postgres_url, "s"), PostgresStudyLock(postgres_url, "s")
+    )
+
+
+def test_postgres_locks_of_different_studies_do_not_block(postgres_url: str) -> None:
+    first, second = PostgresStudyLock(postgres_url, "a"), PostgresStudyLock(postgres_url, "b")
+    first.acquire()
+    second.acquire()  # returns at once: another study's key
+    first.close()
+    second.close()
+
+
+def test_lock_chosen_from_the_url(tmp_path: Path) -> None:
+    assert isinstance(open_study_lock(f"sqlite:///{tmp_path / 's.db'}", "s"), FileStudyLock)
+    assert isinstance(open_study_lock("sqlite:///:memory:", "s"), ThreadStudyLock)
+    lock = open_study_lock("postgresql+psycopg2://u@127.0.0.1:1/db", "s")
+    assert isinstance(lock, PostgresStudyLock)
+    lock.close()
+
+
+def test_release_without_acquire_is_a_no_op(tmp_path: Path) -> None:
+    for lock in (FileStudyLock(tmp_path / "x.lock"), ThreadStudyLock()):
+        lock.release()
+        lock.acquire()
+        lock.release()
+        lock.release()
+
+
+@pytest.mark.parametrize("n_trials", [1, 3])
+def test_budget_never_takes_more_than_n_trials_sequentially(n_trials: int) -> None:
+    counts = TrialCounts()
+    taken = 0
+    while _decide(counts, n_trials) is Decision.TAKE:
+        taken += 1
+        counts = TrialCounts(complete=counts.complete, running=counts.running + 1)
+    assert taken == n_trials
+    assert _decide(counts, n_trials) is Decision.WAIT

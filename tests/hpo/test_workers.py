@@ -1,0 +1,264 @@
+"""Workers on SQLite: trial loop, failure sorting, flapping guard, stop reasons, SIGTERM, CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+import hpo.cli.worker as worker_cli
+from hpo.cli import app
+from hpo.errors import ReidHpoError
+from hpo.spec import StudySpec
+from hpo.studies import create_study
+from hpo.workers import FlappingGuard
+from hpo.workers import WorkerError
+from hpo.workers import parse_gpus
+from hpo.workers import run_supervisor
+from hpo.workers import run_worker
+from reid_core.errors import DatasetNotFoundError
+from reid_core.errors import NonFiniteLossError
+from tests.hpo._worker_support import child_env
+from tests.hpo._worker_support import fake_trainer_factory
+from tests.hpo._worker_support import make_dataset
+from tests.hpo._worker_support import spec_dict
+from tests.hpo._worker_support import trials_of
+from tests.hpo._worker_support import wait_for
+from tests.hpo._worker_support import write_spec
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "mars")
+
+
+@pytest.fixture(autouse=True)
+def _fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REID_HPO_HEARTBEAT", "1")
+
+
+def _create(tmp_path: Path, data_root: Path, url: str, **kwargs: object) -> StudySpec:
+    raw = spec_dict(name="w", data_root=data_root, artifacts=tmp_path / "runs", **kwargs)
+    spec = StudySpec.model_validate(raw)
+    create_study(spec, url)
+    return spec
+
+
+def _states(url: str) -> list[TrialState]:
+    return [t.state for t in trials_of("w", url)]
+
+
+# ---------------------------------------------------------------------------- unit pieces
+
+
+def test_flapping_guard_trips_on_three_failures_within_the_window() -> None:
+    now = [0.0]
+    guard = FlappingGuard(3, 60.0, clock=lambda: now[0])
+    assert not guard.record_failure()
+    now[0] = 30.0
+    assert not guard.record_failure()
+    now[0] = 59.0
+    assert guard.record_failure()
+
+
+def test_flapping_guard_ignores_failures_spread_over_time() -> None:
+    now = [0.0]
+    guard = FlappingGuard(3, 60.0, clock=lambda: now[0])
+    for t in (0.0, 40.0, 80.0, 120.0):
+        now[0] = t
+        assert not guard.record_failure()
+
+
+def test_gpus_none_is_one_cpu_worker() -> None:
+    assert parse_gpus("none") == [None]
+
+
+def test_gpus_all_without_cuda_falls_back_to_one_cpu_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert parse_gpus("all") == [None]
+    assert "no CUDA device" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["0,x", "0,0", "", "gpu0"])
+def test_malformed_gpus_are_refused(value: str) -> None:
+    with pytest.raises(ReidHpoError, match="--gpus"):
+        parse_gpus(value)
+
+
+def test_gpu_index_that_is_not_visible_is_refused() -> None:
+    with pytest.raises(ReidHpoError, match="GPU 3 not visible"):
+        parse_gpus("3")
+
+
+# ------------------------------------------------------------------------------ the loop
+
+
+def test_failed_trials_get_reasons_and_the_worker_goes_on(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=2)
+    factory = fake_trainer_factory(
+        {0: NonFiniteLossError("loss is nan at epoch 0 step 2"), 1: RuntimeError("boom")}
+    )
+    result = run_worker("w", sqlite_url, trainer_factory=factory)
+    trials = trials_of("w", sqlite_url)
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    assert trials[0].user_attrs["fail_reason"] == "nonfinite_loss"
+    assert trials[1].user_attrs["fail_reason"] == "exception:RuntimeError"
+    assert (result.trials_run, result.complete, result.failed) == (4, 2, 2)
+    assert result.stop_reason == "budget"
+
+
+def test_flapping_trials_stop_the_worker(tmp_path: Path, data_root: Path, sqlite_url: str) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=5)
+    factory = fake_trainer_factory({n: RuntimeError("no GPU driver") for n in range(5)})
+    with pytest.raises(WorkerError, match="3 trials failed within 60 s"):
+        run_worker("w", sqlite_url, trainer_factory=factory)
+    assert _states(sqlite_url) == [TrialState.FAIL] * 3
+
+
+def test_missing_dataset_stops_the_worker_after_one_failed_trial(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=3)
+    factory = fake_trainer_factory({0: DatasetNotFoundError("data/mars: no bbox_train/")})
+    with pytest.raises(DatasetNotFoundError):
+        run_worker("w", sqlite_url, trainer_factory=factory)
+    trials = trials_of("w", sqlite_url)
+    assert [t.state for t in trials] == [TrialState.FAIL]
+    assert trials[0].user_attrs["fail_reason"] == "data_error"
+
+
+def test_max_trials_limits_this_worker_only(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=5)
+    result = run_worker("w", sqlite_url, max_trials=2, trainer_factory=fake_trainer_factory())
+    assert (result.trials_run, result.stop_reason) == (2, "max_trials")
+
+
+def test_spent_time_budget_starts_no_trial(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=5, timeout_hours=1.0)
+    storage = optuna.storages.RDBStorage(sqlite_url)
+    optuna.load_study(study_name="w", storage=storage).set_user_attr(
+        "started_at", time.time() - 7200
+    )
+    result = run_worker("w", sqlite_url, trainer_factory=fake_trainer_factory())
+    assert (result.trials_run, result.stop_reason) == (0, "timeout")
+    assert _states(sqlite_url) == []
+
+
+def test_waiting_retry_is_run_before_any_new_trial(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=1)
+    storage = optuna.storages.RDBStorage(sqlite_url)
+    optuna.load_study(study_name="w", storage=storage).enqueue_trial(
+        {"sigma": 0.5, "margin": 0.1}, user_attrs={"seed": 41}
+    )
+    run_worker("w", sqlite_url, trainer_factory=fake_trainer_factory())
+    (trial,) = trials_of("w", sqlite_url)
+    assert trial.params == {"sigma": 0.5, "margin": 0.1}
+    assert trial.user_attrs["seed"] == 41
+    assert trial.state is TrialState.COMPLETE
+
+
+def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
+    tmp_path: Path, data_root: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=1, epochs=5)
+    for key, value in child_env(sqlite_url).items():
+        monkeypatch.setenv(key, value)
+    # A SIGTERM arriving after the supervisor restored the handlers must not kill pytest.
+    late_signals: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: late_signals.append(signum))
+
+    def stop_after_the_first_checkpoint() -> None:
+        def checkpointed() -> bool:
+            trials = trials_of("w", sqlite_url)
+            return bool(trials) and "last_checkpoint_epoch" in trials[0].user_attrs
+
+        wait_for(checkpointed, 120, "the first checkpoint of trial 0")
+        os.kill(os.getpid(), signal.SIGTERM)  # the supervisor forwards it to its worker
+
+    stopper = threading.Thread(target=stop_after_the_first_checkpoint, daemon=True)
+    stopper.start()
+    try:
+        code = run_supervisor("w", sqlite_url, "none")
+        stopper.join(timeout=10)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 0  # the worker process exited 0
+    assert not late_signals
+
+    first, retry = trials_of("w", sqlite_url)
+    assert first.state is TrialState.FAIL
+    assert first.user_attrs["fail_reason"] == "interrupted"
+    assert retry.state is TrialState.WAITING
+    assert retry.params == first.params
+    assert retry.user_attrs["checkpoint_dir"] == first.user_attrs["checkpoint_dir"]
+    assert "fail_reason" not in retry.user_attrs
+
+    result = run_worker("w", sqlite_url)
+    resumed = trials_of("w", sqlite_url)[1]
+    assert resumed.state is TrialState.COMPLETE
+    assert resumed.user_attrs["resumed_from_epoch"] > 0
+    assert (result.complete, result.stop_reason) == (1, "budget")
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def test_worker_child_runs_trials_in_process(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=1)
+    result = CliRunner().invoke(app, ["worker", "w", "--child", "--storage", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert "worker done (budget): 1 trial(s), 1 complete" in result.output
+    assert _states(sqlite_url) == [TrialState.COMPLETE]
+
+
+def test_study_run_creates_the_study_from_a_spec_and_supervises(
+    tmp_path: Path, data_root: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(
+        worker_cli,
+        "run_supervisor",
+        lambda name, url, gpus, max_trials: calls.append((name, url, gpus)) or 0,
+    )
+    raw = spec_dict(name="w", data_root=data_root, artifacts=tmp_path / "runs")
+    spec_file = write_spec(tmp_path / "w.yaml", raw)
+    args = ["study", "run", str(spec_file), "--storage", sqlite_url, "--gpus", "none"]
+    first = CliRunner().invoke(app, args)
+    again = CliRunner().invoke(app, args)  # same spec: resumes the existing study
+    assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+    assert calls == [("w", sqlite_url, "none")] * 2
+
+
+def test_worker_with_malformed_gpus_is_one_line_exit_2(sqlite_url: str) -> None:
+    result = CliRunner().invoke(app, ["worker", "w", "--gpus", "0,x", "--storage", sqlite_url])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: --gpus '0,x': expected 'all', 'none' or distinct GPU indices such as '0,1'"
+    ]
+
+
+def test_study_run_by_unknown_name_is_one_line_exit_2(sqlite_url: str) -> None:
+    result = CliRunner().invoke(app, ["study", "run", "nope", "--storage", sqlite_url])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("Error:")
+    assert len(result.output.strip().splitlines()) == 1
