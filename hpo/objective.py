@@ -245,9 +245,9 @@ class TrialObjective:
         if stopper.reason == STUDY_TIMEOUT:
             raise StudyTimeoutError(f"the study time budget ran out during trial {trial.number}")
 
-        # The epoch reports carry scalars only; one more (deterministic) evaluation of the
-        # final model gives the CMC curve along with the same metrics.
-        evaluation = trainer.evaluate()
+        # The trainer evaluates at the last epoch; its result carries the CMC curves. Only a
+        # run that never evaluated (e.g. resumed past its last epoch) needs one more pass.
+        evaluation = getattr(result, "final_evaluation", None) or trainer.evaluate()
         metrics = {k: float(v) for k, v in evaluation.metrics.items()}
         trial.set_user_attr("val_metrics", _json_safe(metrics))
         trial.set_user_attr("cmc", [float(v) for v in evaluation.cmc])

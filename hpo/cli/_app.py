@@ -57,7 +57,7 @@ def _root(
 
 
 # Command groups, one module each; a module registers its commands on ``app`` at import.
-_COMMAND_MODULES = ("data", "train", "study", "worker", "dashboard", "demo", "bench")
+_COMMAND_MODULES = ("data", "train", "study", "report", "worker", "dashboard", "demo", "bench")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"hpo.cli.{_name}")
