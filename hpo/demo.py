@@ -27,7 +27,7 @@ from reid_core.data import write_synthetic
 logger = logging.getLogger(__name__)
 
 #: The synthetic dataset of the demo: enough ids for a 25% validation split and a test set.
-DEMO_DATA = {"ids": 24, "cameras": 3, "tracklets": 3, "frames": 12, "height": 64, "width": 32}
+DEMO_DATA = {"ids": 64, "cameras": 4, "tracklets": 4, "frames": 12, "height": 64, "width": 32}
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,14 @@ def default_spec_path() -> Path:
     if local.is_file():
         return local
     return Path(__file__).resolve().parents[1] / "studies" / "demo.yaml"
+
+
+def free_study_name(base: str, storage_url: str) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... : the demo never reuses an existing study."""
+    taken = set(optuna.get_all_study_names(storage=storage_url))
+    return next(
+        n for n in (base, *(f"{base}-{i}" for i in range(2, len(taken) + 3))) if n not in taken
+    )
 
 
 def _demo_spec(spec: StudySpec, *, out: Path, data_root: Path, name: str) -> StudySpec:
@@ -89,7 +97,7 @@ def run_demo(
     url = storage_url or f"sqlite:///{(out / 'reid_hpo.db').resolve()}"
 
     base = load_spec(spec_path or default_spec_path())
-    name = f"{base.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = free_study_name(f"{base.name}-{dt.datetime.now():%Y%m%d-%H%M%S}", url)
     spec = _demo_spec(base, out=out, data_root=data_root, name=name)
     if n_trials is not None:
         spec = spec.model_copy(

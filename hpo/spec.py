@@ -93,6 +93,7 @@ TRAINING_PATHS: dict[str, str] = {
             "test_batch_size",
             "num_workers",
             "random_erasing",
+            "pad",
             "cache_frames",
         )
     },
@@ -229,6 +230,7 @@ class TrainingSpec(_Spec):
     test_batch_size: int = Field(_D.test_batch_size, ge=1)
     num_workers: int = Field(_D.num_workers, ge=0)
     random_erasing: float = Field(_D.random_erasing, ge=0, le=1)
+    pad: int = Field(_D.pad, ge=0)
     cache_frames: bool = _D.cache_frames
     lr: float = Field(_O.lr, gt=0)
     weight_decay: float = Field(_O.weight_decay, ge=0)

@@ -1,0 +1,44 @@
+"""`reid-hpo demo` end to end: data, study with pruning, test evaluation, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from hpo.demo import free_study_name
+from hpo.studies import list_studies
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--trials", "2"])
+    assert result.exit_code == 0, result.output
+
+    url = f"sqlite:///{(out / 'reid_hpo.db').resolve()}"
+    (info,) = list_studies(url)
+    assert info.name.startswith("demo-")
+    study = optuna.load_study(study_name=info.name, storage=url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 2
+    # Trials are selected on validation; the best one is then evaluated once on the test split.
+    test_result = study.user_attrs["test_result"]
+    assert test_result["trial"] == study.best_trial.number
+    assert 0.0 < test_result["metrics"]["mAP"] <= 1.0
+    assert 0.0 < study.best_value <= 1.0
+    assert (out / "data" / "mars" / "info" / "tracks_train_info.mat").is_file()
+    report = (out / "report.html").read_text()
+    assert info.name in report
+    assert "reid-hpo dashboard" in result.output
+    assert str(out / "report.html") in result.output.replace("\n", "")
+    json.dumps(test_result)  # what the report and `study best` read is plain JSON
+
+
+def test_demo_never_reuses_a_study_name(sqlite_url: str) -> None:
+    optuna.create_study(study_name="demo-x", storage=sqlite_url)
+    optuna.create_study(study_name="demo-x-2", storage=sqlite_url)
+    assert free_study_name("demo-y", sqlite_url) == "demo-y"
+    assert free_study_name("demo-x", sqlite_url) == "demo-x-3"
