@@ -114,6 +114,9 @@ def train_command(
     seq_len: int | None = typer.Option(None, "--seq-len", min=1),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
     num_instances: int | None = typer.Option(None, "--num-instances", min=1),
+    pad: int | None = typer.Option(
+        None, "--pad", min=0, help="Random-crop padding in pixels (10 at 224x112)."
+    ),
     lr: float | None = typer.Option(None, "--lr", min=0.0),
     warmup_epochs: int | None = typer.Option(None, "--warmup-epochs", min=0),
     milestones: str | None = typer.Option(None, "--milestones", help="e.g. 40,70"),
@@ -150,6 +153,7 @@ def train_command(
             "batch_size": batch_size,
             "num_instances": num_instances,
             "num_workers": num_workers,
+            "pad": pad,
         },
         model={
             "arch": arch,
