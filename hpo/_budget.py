@@ -24,7 +24,11 @@ from typing import Protocol
 
 import optuna
 import sqlalchemy
+import sqlalchemy.exc
 from optuna.trial import TrialState
+
+from hpo.storage import is_connection_error
+from hpo.storage import retry_on_disconnect
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +192,9 @@ class PostgresStudyLock:
         self._conn: sqlalchemy.Connection | None = None
 
     def acquire(self) -> None:
+        self._conn = retry_on_disconnect(self._lock, what="study lock")
+
+    def _lock(self) -> sqlalchemy.Connection:
         conn = self._engine.connect()
         try:
             conn.begin()
@@ -195,13 +202,18 @@ class PostgresStudyLock:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        return conn
 
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
                 conn.rollback()
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                if not is_connection_error(exc):
+                    raise
+                # The server went away: its end of the transaction, and the lock, are gone.
+                logger.warning("study lock released by a lost database connection")
             finally:
                 conn.close()
 

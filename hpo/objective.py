@@ -41,9 +41,8 @@ from reid_core.engine import EpochReport
 from reid_core.engine import StopTraining
 from reid_core.engine import Trainer
 from reid_core.engine import code_version
-from reid_core.engine import resolve_checkpoint
+from reid_core.engine import find_resumable_checkpoint
 from reid_core.engine.config import resolve_device
-from reid_core.errors import CheckpointError
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import EvaluationError
@@ -337,10 +336,8 @@ def _build_trainer(cfg: Any, *, rerank: bool) -> Trainer:
 
 
 def _last_checkpoint(trial_dir: Path) -> Path | None:
-    try:
-        return resolve_checkpoint(trial_dir)
-    except CheckpointError:
-        return None
+    """The newest checkpoint of the trial that passes its checksum (None: start at epoch 0)."""
+    return find_resumable_checkpoint(trial_dir)
 
 
 def _code_version() -> dict[str, Any]:

@@ -20,9 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
+from typing import TypeVar
 
 import optuna
 import sqlalchemy.exc
@@ -34,12 +37,16 @@ logger = logging.getLogger(__name__)
 
 ENV_STORAGE = "REID_HPO_STORAGE"
 ENV_HEARTBEAT = "REID_HPO_HEARTBEAT"
+ENV_RECONNECT = "REID_HPO_RECONNECT_S"
 DEFAULT_STORAGE_URL = "sqlite:///reid_hpo.db"
 HEARTBEAT_INTERVAL = 30
 GRACE_FACTOR = 3
 MAX_RETRY = 3
 CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_S = 60
+RECONNECT_S = 300
+_RECONNECT_FIRST_DELAY_S = 0.5
+_RECONNECT_MAX_DELAY_S = 10.0
 
 _PG_PREFIXES = ("postgresql://", "postgres://")
 _PG_DRIVER_PREFIX = "postgresql+psycopg2://"
@@ -120,12 +127,149 @@ def is_postgres(url: str) -> bool:
     return normalise_url(url).startswith("postgresql")
 
 
+_T = TypeVar("_T")
+_retrying = threading.local()
+
+
+def reconnect_budget_s() -> float:
+    """Seconds a storage operation keeps retrying a lost database (``$REID_HPO_RECONNECT_S``).
+
+    Raises:
+        StorageError: ``$REID_HPO_RECONNECT_S`` is not a number >= 0.
+    """
+    raw = os.environ.get(ENV_RECONNECT, "").strip()
+    if not raw:
+        return float(RECONNECT_S)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise StorageError(f"${ENV_RECONNECT}={raw!r} must be a number of seconds >= 0")
+    return value
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it wraps) is a lost or refused database connection.
+
+    Optuna wraps driver errors in ``StorageInternalError``; SQLAlchemy reports a dropped or
+    refused connection as ``OperationalError`` / ``InterfaceError`` or marks the error
+    ``connection_invalidated``. Integrity and programming errors are not connection errors.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def retry_on_disconnect(operation: Callable[[], _T], *, what: str) -> _T:
+    """Run ``operation``; while the database is unreachable, retry it with exponential back-off.
+
+    Back-off starts at 0.5 s and doubles up to 10 s; after :func:`reconnect_budget_s` seconds
+    the last error is raised. Other errors are raised at once. Nested calls retry only at the
+    outermost level.
+
+    Args:
+        operation: A storage operation that is safe to repeat.
+        what: Its name, for the warning logged at each retry.
+
+    Returns:
+        What ``operation`` returns.
+    """
+    if getattr(_retrying, "active", False):
+        return operation()
+    _retrying.active = True
+    try:
+        started = time.monotonic()
+        delay = _RECONNECT_FIRST_DELAY_S
+        while True:
+            try:
+                return operation()
+            except Exception as exc:
+                waited = time.monotonic() - started
+                if not is_connection_error(exc) or waited + delay > reconnect_budget_s():
+                    raise
+                logger.warning(
+                    "database unreachable during %s (%.0f s so far); retrying in %.1f s",
+                    what,
+                    waited,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(2 * delay, _RECONNECT_MAX_DELAY_S)
+    finally:
+        _retrying.active = False
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """An :class:`optuna.storages.RDBStorage` whose operations survive a database restart.
+
+    Every operation is retried by :func:`retry_on_disconnect` while the server is unreachable;
+    with ``pool_pre_ping`` the next attempt after the restart opens a fresh connection. The
+    heartbeat thread's ``record_heartbeat`` is retried the same way instead of ending the
+    thread on the first error.
+    """
+
+
+_RETRIED_METHODS = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "_create_new_trial",
+    "set_trial_param",
+    "_set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "_get_trials",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+
+
+def _with_reconnect(name: str) -> Callable[..., Any]:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    def retried(self: ReconnectingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return retry_on_disconnect(lambda: method(self, *args, **kwargs), what=name)
+
+    retried.__name__ = name
+    retried.__doc__ = method.__doc__
+    return retried
+
+
+for _method_name in _RETRIED_METHODS:
+    setattr(ReconnectingRDBStorage, _method_name, _with_reconnect(_method_name))
+
+
 def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
     """Open (and on first use create the tables of) the study database at ``url``.
 
     PostgreSQL connections are checked before use (``pool_pre_ping``), the pool is bounded
     (2 + 2 overflow: a worker needs one connection for its loop and one for its heartbeat) and
-    connecting gives up after ``CONNECT_TIMEOUT_S``. SQLite waits up to
+    connecting gives up after ``CONNECT_TIMEOUT_S``; once open, operations retry a lost
+    server for :func:`reconnect_budget_s` (:class:`ReconnectingRDBStorage`). SQLite waits up to
     ``SQLITE_BUSY_TIMEOUT_S`` for a lock. A schema-creation race between processes opening a
     fresh database at the same time is retried.
 
@@ -150,8 +294,12 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
 def _open_with_retries(kwargs: dict[str, Any], url: str, masked: str) -> optuna.storages.RDBStorage:
     for attempt in range(1, _SCHEMA_RACE_ATTEMPTS + 1):
         try:
-            storage = optuna.storages.RDBStorage(**kwargs)
-        except sqlalchemy.exc.SQLAlchemyError as exc:
+            storage = ReconnectingRDBStorage(**kwargs)
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            if isinstance(exc, optuna.exceptions.StorageInternalError) and isinstance(
+                exc.__cause__, sqlalchemy.exc.SQLAlchemyError
+            ):
+                exc = exc.__cause__
             if attempt < _SCHEMA_RACE_ATTEMPTS and _is_schema_race(exc):
                 logger.debug("schema race on %s (attempt %d); retrying", masked, attempt)
                 time.sleep(0.2 * attempt)
@@ -242,15 +390,21 @@ def _scrub(text: str, url: str) -> str:
 __all__ = [
     "DEFAULT_STORAGE_URL",
     "ENV_HEARTBEAT",
+    "ENV_RECONNECT",
     "ENV_STORAGE",
     "GRACE_FACTOR",
     "HEARTBEAT_INTERVAL",
     "MAX_RETRY",
+    "RECONNECT_S",
+    "ReconnectingRDBStorage",
     "close_storage",
     "heartbeat_interval",
+    "is_connection_error",
     "is_postgres",
     "mask_url",
     "normalise_url",
     "open_storage",
+    "reconnect_budget_s",
     "resolve_storage_url",
+    "retry_on_disconnect",
 ]

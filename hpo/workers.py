@@ -49,6 +49,7 @@ from hpo.storage import close_storage
 from hpo.storage import heartbeat_interval
 from hpo.storage import normalise_url
 from hpo.storage import open_storage
+from hpo.storage import retry_on_disconnect
 from hpo.studies import load_study
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,10 @@ def run_worker(
         WorkerError: Trials keep failing quickly (flapping guard).
     """
     url = normalise_url(storage_url)
-    storage = open_storage(url, heartbeat=True)
+    # A worker (re)started while the database restarts waits for it instead of dying.
+    storage = retry_on_disconnect(
+        lambda: open_storage(url, heartbeat=True), what="opening the storage"
+    )
     lock = open_study_lock(url, study_name)
     try:
         study, spec = load_study(study_name, storage)

@@ -12,6 +12,7 @@ from reid_core.engine._callbacks import FitResult
 from reid_core.engine._callbacks import StopTraining
 from reid_core.engine._checkpoint import CheckpointManager
 from reid_core.engine._checkpoint import code_version
+from reid_core.engine._checkpoint import find_resumable_checkpoint
 from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._checkpoint import resolve_checkpoint
 from reid_core.engine._checkpoint import save_checkpoint
@@ -58,6 +59,7 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_features",
     "extract_features",
+    "find_resumable_checkpoint",
     "load_checkpoint",
     "load_model",
     "resolve_checkpoint",

@@ -121,6 +121,42 @@ def verify_checkpoint(path: Path) -> Path:
     return real
 
 
+def find_resumable_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint of a run directory that passes its checksum, for resuming.
+
+    Tries ``last.pt``, then every ``epoch_XXXX.pt`` from the newest epoch down; a file that
+    is truncated, corrupt or without its sidecar is skipped with a warning. A run whose
+    checkpoints are all unusable restarts from scratch (``None``) instead of failing.
+
+    Args:
+        directory: The run directory (``output_dir`` of a training run).
+
+    Returns:
+        The verified checkpoint file, or ``None`` when there is none.
+
+    Example:
+        >>> find_resumable_checkpoint(Path("runs/study/trial_3"))  # doctest: +SKIP
+        PosixPath('runs/study/trial_3/epoch_0009.pt')
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    epochs = sorted(
+        (int(m.group(1)), p) for p in directory.iterdir() if (m := _EPOCH_RE.match(p.name))
+    )
+    candidates = [directory / LAST_NAME] + [path for _, path in reversed(epochs)]
+    seen: set[Path] = set()
+    for candidate in candidates:
+        if not candidate.exists() or candidate.resolve() in seen:
+            continue
+        seen.add(candidate.resolve())
+        try:
+            return verify_checkpoint(candidate)
+        except CheckpointError as exc:
+            logger.warning("not resuming from %s: %s", candidate.name, exc)
+    return None
+
+
 def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Verify and load a checkpoint written by :func:`save_checkpoint`.
 

@@ -18,6 +18,10 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     Args:
         path: Destination file; its directory is created if needed.
         write: Called with a binary file object open on a temporary file in the same directory.
+
+    Raises:
+        OSError: The file cannot be written (disk full, file too large, read-only location),
+            also when ``write`` reported it as another exception; the temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,10 +33,24 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        cause = _os_error_behind(exc)
+        if cause is not None and cause is not exc:
+            # e.g. torch.save reports a full disk as a RuntimeError raised over the OSError
+            raise OSError(cause.errno, cause.strerror, str(path)) from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _os_error_behind(exc: BaseException) -> OSError | None:
+    """The OSError (disk full, file too large, read-only) that ``exc`` is or was raised over."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

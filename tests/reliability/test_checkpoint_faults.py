@@ -1,0 +1,142 @@
+"""Truncated or corrupt checkpoints: detected by checksum, the previous one (or a fresh start)
+is used, and neither the trial nor the worker crashes on it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.objective import make_objective
+from hpo.spec import StudySpec
+from hpo.studies import create_study
+from reid_core.engine import Callback
+from reid_core.engine import CheckpointManager
+from reid_core.engine import EpochReport
+from reid_core.engine import Trainer
+from reid_core.engine import find_resumable_checkpoint
+from reid_core.engine import load_checkpoint
+from reid_core.errors import CheckpointError
+from tests.hpo._worker_support import spec_dict
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    manager = CheckpointManager(tmp_path / "run", keep=3)
+    for epoch in range(3):
+        manager.save({"epoch": epoch, "weights": [float(epoch)]}, epoch=epoch)
+    return manager.directory
+
+
+def test_an_intact_run_resumes_from_its_newest_checkpoint(run_dir: Path) -> None:
+    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0002.pt").resolve()
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_byte], ids=["truncated", "bit_flip"])
+def test_a_damaged_newest_checkpoint_is_refused_by_its_checksum(
+    damage: object, run_dir: Path
+) -> None:
+    damage(run_dir / "epoch_0002.pt")  # type: ignore[operator]
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(run_dir)
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(
+    run_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _truncate(run_dir / "epoch_0002.pt")
+    with caplog.at_level(logging.WARNING):
+        found = find_resumable_checkpoint(run_dir)
+    assert found == (run_dir / "epoch_0001.pt").resolve()
+    assert load_checkpoint(found)["epoch"] == 1
+    assert "epoch_0002.pt" in caplog.text
+
+
+def test_a_missing_checksum_file_counts_as_damaged(run_dir: Path) -> None:
+    (run_dir / "epoch_0002.pt.sha256").unlink()
+    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0001.pt").resolve()
+
+
+def test_no_usable_checkpoint_means_a_fresh_start(run_dir: Path, tmp_path: Path) -> None:
+    for path in run_dir.glob("epoch_*.pt"):
+        _flip_a_byte(path)
+    assert find_resumable_checkpoint(run_dir) is None
+    assert find_resumable_checkpoint(tmp_path / "never_written") is None
+
+
+class _CrashAfterEpoch(Callback):
+    """A worker dying right after the checkpoint of ``epoch`` was written."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        if report.epoch == self.epoch:
+            raise RuntimeError("worker died")
+
+
+def _crashed_trial_with_a_retry(tmp_path: Path, mars_root: Path) -> tuple[optuna.Study, StudySpec]:
+    """Trial 0 trains epochs 0 and 1 (checkpointed), dies; a WAITING retry is queued."""
+    raw = spec_dict(name="ckpt", data_root=mars_root, artifacts=tmp_path / "runs", epochs=3)
+    spec = StudySpec.model_validate(raw)
+    study = create_study(spec, f"sqlite:///{tmp_path / 'study.db'}")
+
+    class CrashingTrainer(Trainer):
+        def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
+            return super().fit(callbacks=[*callbacks, _CrashAfterEpoch(1)], resume_from=None)
+
+    crashing = make_objective(
+        spec, study_name="ckpt", trainer_factory=lambda c, rerank: CrashingTrainer(c)
+    )
+    study.optimize(crashing, n_trials=1, catch=(RuntimeError,))
+    optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(
+        study, study.trials[0]
+    )
+    return study, spec
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_retry_with_a_truncated_last_checkpoint_resumes_from_the_previous_one(
+    tmp_path: Path, mars_root: Path
+) -> None:
+    study, spec = _crashed_trial_with_a_retry(tmp_path, mars_root)
+    trial_dir = Path(study.trials[0].user_attrs["checkpoint_dir"])
+    _truncate(trial_dir / "epoch_0001.pt")
+
+    study.optimize(make_objective(spec, study_name="ckpt"), n_trials=1)
+
+    retry = study.trials[1]
+    assert retry.state is TrialState.COMPLETE
+    assert retry.user_attrs["resumed_from_epoch"] == 1  # epoch 0's checkpoint, not epoch 1's
+    assert load_checkpoint(trial_dir)["epoch"] == 2  # the damaged file was replaced
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_retry_with_only_corrupt_checkpoints_restarts_from_epoch_0(
+    tmp_path: Path, mars_root: Path
+) -> None:
+    study, spec = _crashed_trial_with_a_retry(tmp_path, mars_root)
+    trial_dir = Path(study.trials[0].user_attrs["checkpoint_dir"])
+    for path in trial_dir.glob("epoch_*.pt"):
+        _flip_a_byte(path)
+
+    study.optimize(make_objective(spec, study_name="ckpt"), n_trials=1)
+
+    retry = study.trials[1]
+    assert retry.state is TrialState.COMPLETE
+    assert "resumed_from_epoch" not in retry.user_attrs
+    assert load_checkpoint(trial_dir)["epoch"] == 2

@@ -1,0 +1,72 @@
+"""PostgreSQL restarted in the middle of a study: workers ride it out and nothing is lost.
+
+The server is a private PostgreSQL 15 instance (the machine's shared server serves other
+tests). It is stopped (``pg_ctl stop -m fast``: every connection is cut) while two workers
+are training, kept down for a few seconds and started again. Workers retry storage
+operations with back-off; at the end the study holds exactly its budget of finished trials,
+none RUNNING or WAITING, none finished twice, and every worker exited 0.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from hpo.spec import StudySpec
+from hpo.studies import create_study
+from tests.hpo._worker_support import spec_dict
+from tests.reliability._private_pg import PrivatePostgres
+from tests.reliability._procs import assert_study_consistent
+from tests.reliability._procs import start_worker
+from tests.reliability._procs import trials
+from tests.reliability._procs import wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("down_s", [2.0, 8.0], ids=["shorter_than_grace", "longer_than_grace"])
+def test_workers_survive_a_database_restart_mid_study(
+    down_s: float,
+    tmp_path: Path,
+    mars_root: Path,
+    private_pg: PrivatePostgres,
+    record_property: pytest.RecordProperty,
+) -> None:
+    url = private_pg.database()
+    raw = spec_dict(
+        name="pg", data_root=mars_root, artifacts=tmp_path / "runs", n_trials=3, epochs=6
+    )
+    create_study(StudySpec.model_validate(raw), url)
+    log = tmp_path / "workers.log"
+    workers = [start_worker("pg", url, log) for _ in range(2)]
+    try:
+
+        def training() -> bool:
+            return any(
+                t.user_attrs.get("last_checkpoint_epoch", -1) >= 0 for t in trials("pg", url)
+            )
+
+        wait_until(training, 120, "a first checkpoint")
+        outage = private_pg.restart(down_s)
+        began = time.monotonic()
+        codes = [w.wait(timeout=240) for w in workers]
+        seconds_to_finish = time.monotonic() - began
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        if not _running(private_pg):
+            private_pg.start()
+    assert codes == [0, 0], log.read_text()[-4000:]
+    found = assert_study_consistent("pg", url, n_trials=3)
+    record_property("outage_s", round(outage, 1))
+    record_property("trials", len(found))
+    record_property("failed_then_retried", sum(t.state.name == "FAIL" for t in found))
+    record_property("seconds_to_finish_after_restart", round(seconds_to_finish, 1))
+
+
+def _running(server: PrivatePostgres) -> bool:
+    return (server.data / "postmaster.pid").exists()

@@ -1,0 +1,160 @@
+"""Dead and stopped workers on the real PostgreSQL server: SIGKILL, SIGTERM, SIGINT, and
+several workers starting one new study at once.
+
+Workers are real ``reid-hpo worker`` processes training the real model on a synthetic MARS
+(resnet10, 32x16, ~0.5 s per epoch) with 1 s heartbeats (grace period 3 s).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from hpo.spec import StudySpec
+from hpo.storage import GRACE_FACTOR
+from hpo.studies import create_study
+from hpo.studies import list_studies
+from tests.hpo._worker_support import REPO_ROOT
+from tests.hpo._worker_support import child_env
+from tests.hpo._worker_support import spec_dict
+from tests.hpo._worker_support import write_spec
+from tests.reliability._procs import assert_study_consistent
+from tests.reliability._procs import start_worker
+from tests.reliability._procs import trials
+from tests.reliability._procs import wait_until
+from tests.reliability._procs import worker_pid
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+HEARTBEAT_S = 1
+
+
+def _create(name: str, url: str, tmp_path: Path, data_root: Path, **kwargs: object) -> None:
+    raw = spec_dict(name=name, data_root=data_root, artifacts=tmp_path / "runs", **kwargs)
+    create_study(StudySpec.model_validate(raw), url)
+
+
+def _checkpointed(name: str, url: str, number: int, epoch: int = 0) -> bool:
+    found = [t for t in trials(name, url) if t.number == number]
+    return bool(found) and found[0].user_attrs.get("last_checkpoint_epoch", -1) >= epoch
+
+
+def test_sigkilled_worker_trial_is_failed_by_heartbeat_retried_and_resumed(
+    tmp_path: Path, mars_root: Path, postgres_url: str, record_property: pytest.RecordProperty
+) -> None:
+    _create("kill", postgres_url, tmp_path, mars_root, n_trials=2, epochs=8)
+    log = tmp_path / "workers.log"
+    workers = [start_worker("kill", postgres_url, log) for _ in range(2)]
+    try:
+        wait_until(lambda: _checkpointed("kill", postgres_url, 0, epoch=1), 120, "trial 0 epoch 1")
+        victim = worker_pid(trials("kill", postgres_url)[0])
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def failed() -> bool:
+            return trials("kill", postgres_url)[0].state is TrialState.FAIL
+
+        def retried() -> bool:
+            return any(
+                t.system_attrs.get("failed_trial") == 0 and t.state is not TrialState.WAITING
+                for t in trials("kill", postgres_url)
+            )
+
+        wait_until(failed, 60, "the heartbeat to fail trial 0")
+        seconds_to_fail = time.monotonic() - killed_at
+        wait_until(retried, 120, "another worker to take the retry of trial 0")
+        seconds_to_retry = time.monotonic() - killed_at
+        survivors = [w for w in workers if w.pid != victim]
+        for worker in survivors:
+            assert worker.wait(timeout=180) == 0, log.read_text()
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+    found = assert_study_consistent("kill", postgres_url, n_trials=2)
+    first = found[0]
+    (retry,) = [t for t in found if t.system_attrs.get("failed_trial") == 0]
+    assert first.state is TrialState.FAIL and "fail_reason" not in first.user_attrs
+    assert retry.state is TrialState.COMPLETE
+    assert retry.params == first.params
+    assert retry.user_attrs["resumed_from_epoch"] >= 2  # it did not start at epoch 0
+    assert seconds_to_fail <= GRACE_FACTOR * HEARTBEAT_S + 2 * HEARTBEAT_S + 10
+    record_property("seconds_to_fail", round(seconds_to_fail, 1))
+    record_property("seconds_to_retry", round(seconds_to_retry, 1))
+    record_property("resumed_from_epoch", retry.user_attrs["resumed_from_epoch"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopped_worker_hands_its_trial_back_exits_0_and_a_new_worker_resumes_it(
+    signum: int,
+    tmp_path: Path,
+    mars_root: Path,
+    postgres_url: str,
+    record_property: pytest.RecordProperty,
+) -> None:
+    _create("stop", postgres_url, tmp_path, mars_root, n_trials=1, epochs=6)
+    log = tmp_path / "workers.log"
+    worker = start_worker("stop", postgres_url, log)
+    try:
+        wait_until(
+            lambda: _checkpointed("stop", postgres_url, 0), 120, "trial 0's first checkpoint"
+        )
+        worker.send_signal(signum)
+        sent = time.monotonic()
+        assert worker.wait(timeout=60) == 0, log.read_text()
+        seconds_to_exit = time.monotonic() - sent
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    first, retry = trials("stop", postgres_url)
+    assert first.state is TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted"
+    assert retry.state is TrialState.WAITING and retry.params == first.params
+    stopped_epoch = first.user_attrs["last_checkpoint_epoch"]
+
+    second = start_worker("stop", postgres_url, log)
+    assert second.wait(timeout=180) == 0, log.read_text()
+    found = assert_study_consistent("stop", postgres_url, n_trials=1)
+    resumed = found[1]
+    assert resumed.state is TrialState.COMPLETE
+    assert resumed.user_attrs["resumed_from_epoch"] == stopped_epoch + 1
+    assert min(resumed.intermediate_values) == 0  # epochs before the stop were inherited
+    record_property("seconds_to_exit", round(seconds_to_exit, 1))
+    record_property("resumed_from_epoch", resumed.user_attrs["resumed_from_epoch"])
+
+
+def test_three_workers_starting_one_new_study_create_it_once(
+    tmp_path: Path, mars_root: Path, postgres_url: str
+) -> None:
+    spec = spec_dict(name="race", data_root=mars_root, artifacts=tmp_path / "runs", n_trials=3)
+    spec_file = write_spec(tmp_path / "race.yaml", spec)
+    command = [sys.executable, "-m", "hpo.cli", "study", "run", str(spec_file), "--gpus", "none"]
+    processes = [
+        subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=child_env(postgres_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], "\n".join(outputs)
+    assert sum("created study 'race'" in out for out in outputs) == 1
+    assert sum("resuming study 'race'" in out for out in outputs) == 2
+    assert all("Traceback" not in out for out in outputs)
+    assert [info.name for info in list_studies(postgres_url)] == ["race"]
+    found = assert_study_consistent("race", postgres_url, n_trials=3)
+    assert len(found) == 3
