@@ -1,12 +1,14 @@
-"""CMC / mAP / mINP from a query x gallery distance matrix, vectorised in torch.
+"""CMC / mAP / mINP from a query x gallery distance matrix, vectorised.
 
 The loop formulation (:func:`reid_core.metrics.reference.evaluate_ranking_loop`) argsorts every
 row and walks the queries. Here the few same-identity gallery entries of each query (positives
 and same-camera junk) are handled as a ragged list, and the rank of each positive is the number
-of gallery entries before it, found with ``searchsorted`` in sorted values (chunk by chunk, on
-the input's device): only the entries not farther than the query's last positive when they are
-few, whole rows otherwise. Distance ties are broken by gallery index, exactly as a stable
-argsort would.
+of gallery entries before it; nothing argsorts whole rows. Float32 matrices on the CPU take the
+numpy path of :mod:`reid_core.metrics._ranking_cpu` (one pass over the matrix in L2-sized row
+chunks); other dtypes and devices (CUDA) take the torch path below, which finds the counts with
+``searchsorted`` in sorted values (chunk by chunk, on the input's device): only the entries not
+farther than the query's last positive when they are few, whole rows otherwise. Distance ties
+are broken by gallery index, exactly as a stable argsort would.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from reid_core.errors import EvaluationError
+from reid_core.metrics import _ranking_cpu
 from reid_core.metrics._inputs import as_float
 from reid_core.metrics._inputs import as_labels
 from reid_core.metrics._inputs import as_tensor
@@ -30,7 +33,7 @@ logger = logging.getLogger(__name__)
 _SORT_CHUNK_ELEMENTS = 1 << 24
 # Below this fraction of entries that can precede a positive, only those are sorted.
 _COMPACT_FRACTION = 0.25
-# Use numpy kernels for the sort / mask passes on CPU tensors (tests switch this off).
+# Use the numpy path / numpy kernels for CPU tensors (tests switch this off to cover torch's).
 _NUMPY_ON_CPU = True
 # Tied (positive, row) pairs compared against their whole row at once.
 _TIE_CHUNK_ELEMENTS = 1 << 24
@@ -146,34 +149,15 @@ def evaluate_ranking_full(
             f"cannot evaluate {num_query} queries against {num_gallery} gallery entries"
         )
 
-    # Same-identity gallery entries of every query, as a flat list of (query, gallery) pairs.
-    g_order = torch.argsort(g_pid, stable=True)
-    g_pid_sorted = g_pid[g_order]
-    first = torch.searchsorted(g_pid_sorted, q_pid, side="left")
-    counts = torch.searchsorted(g_pid_sorted, q_pid, side="right") - first
-    qidx = torch.repeat_interleave(torch.arange(num_query, device=device), counts)
-    seg_start = torch.cumsum(counts, 0) - counts
-    within = torch.arange(qidx.numel(), device=device) - seg_start[qidx]
-    gidx = g_order[first[qidx] + within]
-    value = dist[qidx, gidx]
-    is_junk = g_cam[gidx] == q_cam[qidx]
-
-    # Order the pairs by (query, distance, gallery index): gidx ascends within each query.
-    order = torch.argsort(value, stable=True)
-    order = order[torch.argsort(qidx[order], stable=True)]
-    qidx, gidx, value, is_junk = qidx[order], gidx[order], value[order], is_junk[order]
-    is_pos = ~is_junk
-    pos_before = _exclusive_segment_cumsum(is_pos, seg_start, qidx)
-    junk_before = _exclusive_segment_cumsum(is_junk, seg_start, qidx)
-
-    num_pos = torch.zeros(num_query, dtype=torch.long, device=device)
-    num_pos.index_add_(0, qidx, is_pos.long())
-    p_q, p_k = qidx[is_pos], pos_before[is_pos]
-    p_g, p_value, p_junk_before = gidx[is_pos], value[is_pos], junk_before[is_pos]
-
-    # 1-based rank of each positive among the valid entries of its query's ranking.
-    before = _entries_before(dist, p_q, p_k, p_g, p_value, num_pos)
-    rank = (before - p_junk_before + 1).double()
+    if _use_numpy(dist) and dist.dtype == torch.float32:
+        ranks = _ranking_cpu.positive_ranks(
+            np.ascontiguousarray(dist.numpy()),
+            *(labels.numpy() for labels in (q_pid, g_pid, q_cam, g_cam)),
+        )
+        p_q, p_k, rank, num_pos = (torch.from_numpy(array) for array in ranks)
+    else:
+        p_q, p_k, rank, num_pos = _positive_ranks(dist, q_pid, g_pid, q_cam, g_cam)
+    rank = rank.double()
 
     valid = num_pos > 0
     num_valid = int(valid.sum())
@@ -202,6 +186,48 @@ def evaluate_ranking_full(
         num_valid_queries=num_valid,
         ap=ap.cpu().numpy(),
     )
+
+
+def _positive_ranks(
+    dist: torch.Tensor,
+    q_pid: torch.Tensor,
+    g_pid: torch.Tensor,
+    q_cam: torch.Tensor,
+    g_cam: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Torch path: ``(p_q, p_k, rank, num_pos)`` as in :func:`_ranking_cpu.positive_ranks`."""
+    num_query = dist.shape[0]
+    device = dist.device
+    # Same-identity gallery entries of every query, as a flat list of (query, gallery) pairs.
+    g_order = torch.argsort(g_pid, stable=True)
+    g_pid_sorted = g_pid[g_order]
+    first = torch.searchsorted(g_pid_sorted, q_pid, side="left")
+    counts = torch.searchsorted(g_pid_sorted, q_pid, side="right") - first
+    qidx = torch.repeat_interleave(torch.arange(num_query, device=device), counts)
+    seg_start = torch.cumsum(counts, 0) - counts
+    within = torch.arange(qidx.numel(), device=device) - seg_start[qidx]
+    gidx = g_order[first[qidx] + within]
+    value = dist[qidx, gidx]
+    is_junk = g_cam[gidx] == q_cam[qidx]
+
+    # Order the pairs by (query, distance, gallery index): gidx ascends within each query.
+    order = torch.argsort(value, stable=True)
+    order = order[torch.argsort(qidx[order], stable=True)]
+    qidx, gidx, value, is_junk = qidx[order], gidx[order], value[order], is_junk[order]
+    is_pos = ~is_junk
+    pos_before = _exclusive_segment_cumsum(is_pos, seg_start, qidx)
+    junk_before = _exclusive_segment_cumsum(is_junk, seg_start, qidx)
+
+    num_pos = torch.zeros(num_query, dtype=torch.long, device=device)
+    num_pos.index_add_(0, qidx, is_pos.long())
+    p_q, p_k = qidx[is_pos], pos_before[is_pos]
+    p_g, p_value, p_junk_before = gidx[is_pos], value[is_pos], junk_before[is_pos]
+
+    # 1-based rank of each positive among the valid entries of its query's ranking.
+    before = _entries_before(dist, p_q, p_k, p_g, p_value, num_pos)
+    rank = before - p_junk_before + 1
+
+    return p_q, p_k, rank, num_pos
 
 
 def _exclusive_segment_cumsum(

@@ -9,6 +9,7 @@ import torch
 from reid_core.errors import EvaluationError
 from reid_core.metrics import RankingResult
 from reid_core.metrics import _ranking
+from reid_core.metrics import _ranking_cpu
 from reid_core.metrics import evaluate_ranking
 from reid_core.metrics import evaluate_ranking_full
 from reid_core.metrics.reference import evaluate_ranking_loop
@@ -46,7 +47,9 @@ def kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture(params=["compact", "sorted"])
 def strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Force sorting only the entries before the last positive, or whole rows."""
-    monkeypatch.setattr(_ranking, "_COMPACT_FRACTION", 1.0 if request.param == "compact" else 0.0)
+    fraction = 1.0 if request.param == "compact" else 0.0
+    monkeypatch.setattr(_ranking, "_COMPACT_FRACTION", fraction)
+    monkeypatch.setattr(_ranking_cpu, "COMPACT_FRACTION", fraction)
 
 
 @pytest.mark.usefixtures("kernels", "strategy")
@@ -147,3 +150,31 @@ def test_mismatched_label_length_raises() -> None:
 def test_max_rank_below_one_raises() -> None:
     with pytest.raises(EvaluationError, match="max_rank"):
         evaluate_ranking(*_case(10), max_rank=0)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_cpu_path_mixing_selected_and_sorted_chunks_matches_the_loop(
+    ties: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two-row chunks: with this fraction, 3 of the 15 chunks select their entries before the
+    # second-to-last positive and the other 12 sort their rows.
+    monkeypatch.setattr(_ranking_cpu, "_CHUNK_ELEMENTS", 300)
+    monkeypatch.setattr(_ranking_cpu, "COMPACT_FRACTION", 0.5)
+    case = _case(11, num_query=30, num_gallery=150, ties=ties)
+    _assert_same(evaluate_ranking_full(*case), evaluate_ranking_loop(*case))
+
+
+def test_tie_with_the_last_positive_is_broken_by_gallery_index() -> None:
+    # The last true match (index 3) ties with a non-match before it (index 1) and one after it.
+    dist = np.array([[0.1, 0.5, 0.2, 0.5, 0.5]], dtype=np.float32)
+    labels = ([1], [1, 2, 1, 1, 3], [0], [1, 1, 1, 1, 1])
+    _assert_same(evaluate_ranking_full(dist, *labels), evaluate_ranking_loop(dist, *labels))
+    assert evaluate_ranking_full(dist, *labels).mINP == pytest.approx(3 / 4)
+
+
+def test_nan_in_a_row_without_a_valid_match_raises() -> None:
+    dist, q_pids, g_pids, q_cams, g_cams = _case(12)
+    q_pids[0] = 99  # no match anywhere: its row is never ranked
+    dist[0, 7] = np.nan
+    with pytest.raises(EvaluationError, match="NaN"):
+        evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams)
