@@ -13,6 +13,9 @@ and its module imported below so that registration happens when the package is i
 from __future__ import annotations
 
 from hpo.bench import _metrics  # noqa: F401  (registers ranking, rerank, scaling)
+from hpo.bench import _pipeline  # noqa: F401  (registers pipeline)
+from hpo.bench import _search  # noqa: F401  (registers search)
+from hpo.bench import _storage  # noqa: F401  (registers storage)
 from hpo.bench._registry import BENCHMARKS
 from hpo.bench._registry import Benchmark
 from hpo.bench._registry import BenchOptions
