@@ -4,10 +4,11 @@ Baseline, the reference's approach: every frame of every clip is opened with PIL
 transformed on its own as a PIL image (resize, flip, pad + crop), turned into a float tensor,
 normalised, and the frames are stacked, in the training process (``num_workers=0``).
 
-Ours: :func:`reid_core.data.build_train_loader`: frames decoded to ``uint8`` arrays (optionally
-kept in the per-worker decoded-frame cache, ``DataConfig.cache_frames``), one torchvision v2
-transform on the stacked ``uint8`` clip (one resize / flip / crop for all its frames, float
-only after the geometry), ``DataLoader`` worker processes, pinned memory when CUDA exists.
+Ours: :func:`reid_core.data.build_train_loader`: in the ``DataLoader`` workers, JPEG frames
+decoded by torchvision's decoder and resized to 224 x 112 on ``uint8`` (optionally kept
+resized in the per-worker frame cache, ``DataConfig.cache_frames``), flip / pad / crop of the
+whole clip as ``uint8`` tensor slicing, ``uint8`` batches sent to the main process, which
+converts, normalises and applies random erasing once per batch.
 
 Both read the same clips (same P x K batches, same frame windows) of a synthetic MARS dataset
 written by :func:`reid_core.data.write_synthetic` at the real frame size 256 x 128 and resized
@@ -72,14 +73,16 @@ def _config(*, batch_size: int, num_workers: int, cache: bool) -> DataConfig:
     )
 
 
-def write_dataset(root: Path, *, ids: int, frames: int, seed: int) -> Path:
+def write_dataset(
+    root: Path, *, ids: int, frames: int, seed: int, cameras: int = 4, tracklets: int = 4
+) -> Path:
     """The synthetic MARS dataset the benchmark reads (256 x 128 JPEG frames)."""
     return write_synthetic(
         root,
         "mars",
         ids=ids,
-        cameras=4,
-        tracklets=4,
+        cameras=cameras,
+        tracklets=tracklets,
         frames=frames,
         seed=seed,
         height=FRAME_SIZE[0],
@@ -193,10 +196,23 @@ def child_equality(root: str, tracklets: int) -> dict[str, Any]:
 @BENCHMARKS.register("pipeline")
 def bench_pipeline(options: BenchOptions) -> BenchResult:
     """Training clip loader frames/s: ours vs the naive per-frame PIL loader (CPU)."""
-    ids, frames, batches, batch_size = (16, 12, 3, 16) if options.quick else (64, 24, 20, 32)
+    # Full run: 160 training ids, so an epoch really holds ``batches`` = 20 P x K batches (8 ids
+    # each) and worker start-up / refill at each epoch start weighs as little as in training.
+    ids, cams, tracklets, frames, batches, batch_size = (
+        (16, 4, 4, 12, 3, 16) if options.quick else (320, 2, 2, 12, 20, 32)
+    )
     workers = min(2, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="reid-hpo-pipeline-") as tmp:
-        root = str(write_dataset(Path(tmp) / "mars", ids=ids, frames=frames, seed=options.seed))
+        root = str(
+            write_dataset(
+                Path(tmp) / "mars",
+                ids=ids,
+                frames=frames,
+                seed=options.seed,
+                cameras=cams,
+                tracklets=tracklets,
+            )
+        )
         common = {"root": root, "batch_size": batch_size, "batches": batches, "seed": options.seed}
         naive = run_child("hpo.bench._pipeline:child_naive", common, options.threads)
         runs = {
@@ -263,7 +279,13 @@ def bench_pipeline(options: BenchOptions) -> BenchResult:
         summary={"speedup_no_cache": cold, "speedup_warm_cache": warm},
         details={
             **environment(options),
-            "dataset": {"ids": ids, "max_frames": frames, "frame_size": FRAME_SIZE},
+            "dataset": {
+                "ids": ids,
+                "cameras": cams,
+                "tracklets_per_id": tracklets,
+                "max_frames": frames,
+                "frame_size": FRAME_SIZE,
+            },
             "batches": batches,
             "batch_size": batch_size,
             "workers": workers,

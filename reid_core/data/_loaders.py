@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset
 from torch.utils.data import Sampler
 
 from reid_core.data._frames import FrameCache
-from reid_core.data._frames import load_frame
+from reid_core.data._frames import decode_resized
 from reid_core.data._samplers import RandomIdentitySampler
 from reid_core.data._samplers import sample_test_clips
 from reid_core.data._samplers import sample_train_clip
+from reid_core.data._transforms import ClipAugment
 from reid_core.data._transforms import build_test_transform
-from reid_core.data._transforms import build_train_transform
+from reid_core.data._transforms import normalize_clips
 from reid_core.data.records import Tracklet
 from reid_core.errors import DatasetFormatError
 
@@ -30,10 +32,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Per-worker budget of the decoded-frame cache (``DataConfig.cache_frames``).
+#: Per-worker budget of the resized-frame cache (``DataConfig.cache_frames``).
 CACHE_BYTES = 512 * 2**20
 
-TrainItem = tuple[torch.Tensor, int, int]
+TrainItem = tuple[Any, int, int]
 
 
 class TrackletDataset(Dataset[TrainItem]):
@@ -45,16 +47,20 @@ class TrackletDataset(Dataset[TrainItem]):
     it. Test mode: the key is an index and the item holds every clip of the tracklet
     (:func:`sample_test_clips`), shape ``[N_clips, T, 3, H, W]``.
 
-    Items are ``(clips, pid, camid)``.
+    Items are ``(transform(clip), pid, camid)``. Every frame is decoded and resized to ``size``
+    (antialiased bilinear on ``uint8``) before the transform sees the clip, so a transform that
+    starts with ``v2.Resize(size)`` gets it as a no-op.
 
     Args:
         records: the tracklets.
         seq_len: frames per clip (T).
-        transform: maps a ``uint8`` clip ``[T, 3, H, W]`` to a float tensor of the same layout.
+        transform: maps a ``uint8`` clip ``[T, 3, H, W]`` to the item's clips (a float tensor
+            of the same layout, or ``(uint8 clip, erase box)`` from :class:`ClipAugment`).
         train: training or test mode.
-        size: (height, width) frames are resized to when a tracklet mixes frame sizes.
+        size: (height, width) every frame is resized to.
         max_clips: test mode cap on clips per tracklet (None: no cap).
-        cache_frames: keep decoded frames in a bounded per-process cache.
+        cache_frames: keep resized frames in a bounded per-process cache (a hit skips decoding
+            and resizing).
     """
 
     def __init__(
@@ -74,7 +80,8 @@ class TrackletDataset(Dataset[TrainItem]):
         self.train = train
         self.size = size
         self.max_clips = max_clips
-        self._cache = FrameCache(CACHE_BYTES) if cache_frames else None
+        self._read = partial(decode_resized, size=tuple(size))
+        self._cache = FrameCache(CACHE_BYTES, load=self._read) if cache_frames else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,6 +96,9 @@ class TrackletDataset(Dataset[TrainItem]):
             frames = self._load(
                 [record.frames[i] for i in sample_train_clip(len(record.frames), self.seq_len, rng)]
             )
+            if isinstance(self.transform, ClipAugment):
+                generator = torch.Generator().manual_seed(seed)
+                return self.transform(frames, generator), record.pid, record.camid
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 return self.transform(frames), record.pid, record.camid
@@ -100,12 +110,8 @@ class TrackletDataset(Dataset[TrainItem]):
         return stack[order], record.pid, record.camid
 
     def _load(self, paths: Sequence[Any]) -> torch.Tensor:
-        arrays = [self._cache.load(p) if self._cache is not None else load_frame(p) for p in paths]
-        if len({a.shape for a in arrays}) > 1:
-            h, w = self.size
-            bilinear = Image.Resampling.BILINEAR
-            arrays = [np.asarray(Image.fromarray(a).resize((w, h), bilinear)) for a in arrays]
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        read = self._cache.load if self._cache is not None else self._read
+        return torch.stack([read(p) for p in paths])
 
 
 class _SeededIndices(Sampler[tuple[int, int]]):
@@ -128,13 +134,30 @@ class _SeededIndices(Sampler[tuple[int, int]]):
 
 
 class _ReidDataLoader(DataLoader):
-    """A DataLoader whose worker-side ``DatasetFormatError`` keeps its one-line message."""
+    """A DataLoader whose worker-side ``DatasetFormatError`` keeps its one-line message.
+
+    ``finish`` (optional) maps each collated batch in the main process, e.g. the once-per-batch
+    ``uint8`` -> normalised ``float32`` step of the training loader.
+    """
+
+    def __init__(
+        self, *args: Any, finish: Callable[[Any], Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.finish = finish
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         try:
-            yield from super().__iter__()
+            for batch in super().__iter__():
+                yield batch if self.finish is None else self.finish(batch)
         except DatasetFormatError as exc:
             raise DatasetFormatError(_worker_message(str(exc))) from None
+
+
+def _finish_train_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``((uint8 clips, erase boxes), pids, camids)`` -> ``(float clips, pids, camids)``."""
+    (clips, boxes), pids, camids = batch
+    return normalize_clips(clips, boxes), pids, camids
 
 
 def _worker_message(text: str) -> str:
@@ -161,7 +184,10 @@ def build_train_loader(
 
     Yields ``(clips[B, T, 3, H, W] float32, pids[B] int64, camids[B] int64)`` with
     ``B = cfg.batch_size``. The batches and every clip's frames and augmentation depend only on
-    ``(seed, epoch)``, not on ``cfg.num_workers``. Call ``loader.sampler.set_epoch(e)`` before
+    ``(seed, epoch)``, not on ``cfg.num_workers``. Workers decode, resize (or hit the resized-frame
+    cache), flip, pad and crop on ``uint8`` (:class:`ClipAugment`) and send ``uint8`` batches;
+    conversion, normalisation and random erasing run once per batch in the iterating process
+    (:func:`normalize_clips`). Call ``loader.sampler.set_epoch(e)`` before
     each epoch (or build the loader with ``epoch=e``).
 
     Args:
@@ -182,7 +208,7 @@ def build_train_loader(
     dataset = TrackletDataset(
         records,
         seq_len=cfg.seq_len,
-        transform=build_train_transform(
+        transform=ClipAugment(
             cfg.height, cfg.width, random_erasing=cfg.random_erasing, pad=cfg.pad
         ),
         train=True,
@@ -199,6 +225,7 @@ def build_train_loader(
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=cfg.num_workers > 0,
         pin_memory=torch.cuda.is_available(),
+        finish=_finish_train_batch,
     )
 
 

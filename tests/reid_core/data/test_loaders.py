@@ -9,6 +9,8 @@ import torch
 from reid_core.data import build_dataset
 from reid_core.data import build_test_loader
 from reid_core.data import build_train_loader
+from reid_core.data._frames import decode_frame
+from reid_core.data._frames import load_frame
 from reid_core.engine.config import DataConfig
 from reid_core.errors import DatasetFormatError
 
@@ -77,3 +79,24 @@ def test_frame_cache_gives_the_same_clips(mars_root: Path) -> None:
     b = next(iter(loader))[0]
     assert torch.equal(a, b)
     assert len(loader.dataset._cache) > 0
+
+
+def test_decode_frame_matches_pil_decoding(mars_root: Path) -> None:
+    path = build_dataset("mars", mars_root).query[0].frames[0]
+    frame = decode_frame(path)
+    assert frame.dtype == torch.uint8
+    assert torch.equal(frame, torch.from_numpy(load_frame(path).copy()).permute(2, 0, 1))
+
+
+def test_decode_frame_of_a_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFormatError, match="missing frame"):
+        decode_frame(tmp_path / "0001.jpg")
+
+
+def test_frame_cache_holds_frames_already_resized(mars_root: Path) -> None:
+    query = build_dataset("mars", mars_root).query
+    cfg = DataConfig(**{**CFG.__dict__, "height": 24, "width": 12, "cache_frames": True})
+    loader = build_test_loader(query, cfg)
+    next(iter(loader))
+    cached = next(iter(loader.dataset._cache._items.values()))
+    assert cached.shape == (3, 24, 12) and cached.dtype == torch.uint8

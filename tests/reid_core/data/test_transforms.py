@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import torch
+from torchvision.transforms import v2
 
+from reid_core.data import IMAGENET_MEAN
+from reid_core.data import IMAGENET_STD
 from reid_core.data import build_test_transform
 from reid_core.data import build_train_transform
+from reid_core.data._transforms import ClipAugment
+from reid_core.data._transforms import normalize_clips
 
 
 def _clip() -> torch.Tensor:
@@ -31,3 +36,56 @@ def test_test_transform_is_deterministic_and_normalised() -> None:
     assert out.shape == (2, 3, 32, 16)
     assert torch.equal(out, build_test_transform(32, 16)(clip))
     assert out[:, 0].abs().max() < 0.02  # 124/255 is about the ImageNet red mean
+
+
+def test_clip_augment_keeps_uint8_and_resizes_to_the_target_size() -> None:
+    clip, box = ClipAugment(32, 16)(_clip(), torch.Generator().manual_seed(0))
+    assert clip.shape == (4, 3, 32, 16) and clip.dtype == torch.uint8
+    assert box.shape == (4,) and box.dtype == torch.int64
+
+
+def test_clip_augment_gives_every_frame_of_a_clip_the_same_geometry() -> None:
+    augment = ClipAugment(32, 16, random_erasing=1.0)
+    for seed in range(5):
+        clip, _ = augment(_clip(), torch.Generator().manual_seed(seed))
+        assert torch.equal(clip[0], clip[3])
+
+
+def test_clip_augment_is_deterministic_per_generator_seed() -> None:
+    augment = ClipAugment(32, 16)
+    a = augment(_clip(), torch.Generator().manual_seed(7))
+    b = augment(_clip(), torch.Generator().manual_seed(7))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_clip_augment_without_padding_only_flips() -> None:
+    clip = torch.randint(0, 256, (2, 3, 32, 16), dtype=torch.uint8)
+    augment = ClipAugment(32, 16, pad=0, random_erasing=0.0)
+    for seed in range(6):
+        out, box = augment(clip, torch.Generator().manual_seed(seed))
+        assert torch.equal(out, clip) or torch.equal(out, clip.flip(-1))
+        assert box.tolist() == [0, 0, 0, 0]
+
+
+def test_clip_augment_crop_is_a_zero_padded_shift_of_the_clip() -> None:
+    clip = torch.full((1, 3, 32, 16), 200, dtype=torch.uint8)
+    out, _ = ClipAugment(32, 16, pad=10, random_erasing=0.0)(clip)
+    padded = v2.functional.pad(clip, [10])
+    windows = [padded[..., i : i + 32, j : j + 16] for i in range(21) for j in range(21)]
+    assert any(torch.equal(out, w) for w in windows)
+
+
+def test_normalize_clips_matches_to_dtype_and_normalize() -> None:
+    clips = torch.randint(0, 256, (2, 4, 3, 8, 4), dtype=torch.uint8)
+    reference = v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+    expected = torch.stack([reference(c) for c in clips])
+    assert torch.allclose(normalize_clips(clips), expected, atol=1e-5)
+
+
+def test_normalize_clips_erases_each_clips_box_in_every_frame() -> None:
+    clips = torch.full((2, 4, 3, 8, 4), 255, dtype=torch.uint8)
+    out = normalize_clips(clips, torch.tensor([[1, 1, 2, 2], [0, 0, 0, 0]]))
+    assert (out[0, :, :, 1:3, 1:3] == 0).all()
+    assert (out[0, :, :, 0] != 0).all() and (out[1] != 0).all()
