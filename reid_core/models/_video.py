@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import NamedTuple
@@ -149,11 +150,11 @@ def _build_tp(
 def _build_attention_model(
     *,
     num_classes: int,
-    backbone: str,
-    last_stride: int,
-    attention: AttentionMode,
-    pretrained: bool,
-    input_size: tuple[int, int],
+    backbone: str = "resnet50",
+    last_stride: int = 1,
+    attention: AttentionMode = "full_map",
+    pretrained: bool = True,
+    input_size: tuple[int, int] = (224, 112),
     bnneck: bool,
 ) -> VideoReidModel:
     net = build_backbone(backbone, last_stride=last_stride, pretrained=pretrained)
@@ -161,46 +162,9 @@ def _build_attention_model(
     return VideoReidModel(net, head, num_classes=num_classes, bnneck=bnneck, input_size=tied_size)
 
 
-@MODELS.register("ta")
-def _build_ta(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    last_stride: int = 1,
-    attention: AttentionMode = "full_map",
-    pretrained: bool = True,
-    input_size: tuple[int, int] = (224, 112),
-) -> VideoReidModel:
-    return _build_attention_model(
-        num_classes=num_classes,
-        backbone=backbone,
-        last_stride=last_stride,
-        attention=attention,
-        pretrained=pretrained,
-        input_size=input_size,
-        bnneck=False,
-    )
-
-
-@MODELS.register("ta_bt")
-def _build_ta_bt(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    last_stride: int = 1,
-    attention: AttentionMode = "full_map",
-    pretrained: bool = True,
-    input_size: tuple[int, int] = (224, 112),
-) -> VideoReidModel:
-    return _build_attention_model(
-        num_classes=num_classes,
-        backbone=backbone,
-        last_stride=last_stride,
-        attention=attention,
-        pretrained=pretrained,
-        input_size=input_size,
-        bnneck=True,
-    )
+# TA: temporal attention, plain classifier; TA_BT: the same with the bag-of-tricks BNNeck.
+MODELS.register("ta")(functools.partial(_build_attention_model, bnneck=False))
+MODELS.register("ta_bt")(functools.partial(_build_attention_model, bnneck=True))
 
 
 def build_model(
