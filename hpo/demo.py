@@ -11,7 +11,6 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 
@@ -20,6 +19,7 @@ from hpo.report import build_report
 from hpo.spec import StudySpec
 from hpo.spec import load_spec
 from hpo.studies import create_study
+from hpo.studies import state_counts
 from hpo.workers import WorkerResult
 from hpo.workers import run_worker
 from reid_core.data import write_synthetic
@@ -117,13 +117,6 @@ def run_demo(
         best_trial=best.number,
         best_value=float(best.value),
         test_metrics={k: float(v) for k, v in test["metrics"].items()},
-        states=_state_counts(study),
+        states=state_counts(study.get_trials(deepcopy=False)),
         wall_s=time.monotonic() - started,
     )
-
-
-def _state_counts(study: optuna.Study) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    return counts

@@ -307,7 +307,8 @@ def _direction_name(directions: list[optuna.study.StudyDirection]) -> str:
     return directions[0].name.lower() if len(directions) == 1 else "multi-objective"
 
 
-def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Number of trials in each Optuna state (every state listed, zeros included)."""
     counts = Counter(t.state.name for t in trials)
     return {state.name: counts.get(state.name, 0) for state in TrialState}
 
@@ -328,7 +329,7 @@ def list_studies(storage_url: StorageLike) -> list[StudyInfo]:
                     direction=direction,
                     metric=spec.objective.metric if spec else None,
                     n_trials=len(trials),
-                    states=_state_counts(trials),
+                    states=state_counts(trials),
                     best_value=best.value if best else None,
                     best_trial=best.number if best else None,
                 )
@@ -447,7 +448,7 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         storage=where,
         direction=direction,
         metric=spec.objective.metric if spec else None,
-        states=_state_counts(trials),
+        states=state_counts(trials),
         n_finished=n_finished,
         n_trials_budget=budget.n_trials if budget else None,
         timeout_hours=budget.timeout_hours if budget else None,

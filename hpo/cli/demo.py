@@ -40,7 +40,9 @@ def demo(
     table = Table(title=f"reid-hpo demo: study {result.study_name}")
     table.add_column("what")
     table.add_column("value")
-    table.add_row("trials", ", ".join(f"{k.lower()} {v}" for k, v in sorted(result.states.items())))
+    table.add_row(
+        "trials", ", ".join(f"{k.lower()} {v}" for k, v in sorted(result.states.items()) if v)
+    )
     table.add_row("best trial (validation mAP)", f"#{result.best_trial}: {result.best_value:.4f}")
     for key in ("mAP", "rank1", "rerank_mAP", "rerank_rank1"):
         if key in result.test_metrics:
