@@ -10,8 +10,9 @@ torch's on CPU):
   entries not farther than each query's second-to-last positive are selected (a few percent of
   the matrix with a reasonable model) and the entries before each query's last positive are only
   counted, so the selection does not grow with the last positive's rank;
-- the selected entries are sorted once, as ``(row, value)`` integer keys, and every other
-  positive's rank is a ``searchsorted`` in them;
+- the selected entries are sorted once, as ``(row, value)`` integer keys (torch's stable sort,
+  ~2.5x faster than ``np.sort`` on int64 here), and every other positive's rank is a
+  ``searchsorted`` in them;
 - chunks where too many entries would be selected (a poor model) sort their rows instead.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import torch
 
 from reid_core.errors import EvaluationError
 
@@ -177,7 +179,7 @@ def _counts_in_selection(
     """
     if np.isnan(values).any():
         raise EvaluationError("distmat contains NaN")
-    keys = np.sort((rows << 32) | ordered_bits(values))
+    keys = torch.sort(torch.from_numpy((rows << 32) | ordered_bits(values)), stable=True)[0].numpy()
     probe = (p_q << 32) | ordered_bits(p_value)
     row_start = np.searchsorted(keys, p_q << 32)
     inside = np.searchsorted(keys, probe, side="right") - row_start
