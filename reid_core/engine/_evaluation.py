@@ -60,6 +60,10 @@ def extract_features(
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """One feature per tracklet: the mean of its clips' BN-neck features.
 
+    Clips of consecutive tracklets share a forward pass (up to ``chunk`` clips), so short
+    tracklets do not each pay for a small batch; in eval mode every clip's feature is
+    independent of the others in its batch.
+
     Args:
         model: A video model whose forward returns an output with ``bn_features``.
         loader: Yields one tracklet per item: ``(clips[N, T, 3, H, W], pid, camid)``; a
@@ -76,28 +80,62 @@ def extract_features(
     """
     was_training = model.training
     model.eval()
-    device = torch.device(device)
-    features: list[torch.Tensor] = []
+    batcher = _ClipBatcher(model, torch.device(device), chunk, amp)
     pids: list[int] = []
     camids: list[int] = []
     try:
         for clips, pid, camid in loader:
             if clips.dim() == 6:
                 clips = clips.squeeze(0)
-            parts = []
-            for start in range(0, clips.shape[0], chunk):
-                batch = clips[start : start + chunk].to(device, non_blocking=True)
-                with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-                    output = model(batch)
-                parts.append(output.bn_features.float())
-            features.append(torch.cat(parts).mean(dim=0).cpu())
+            batcher.add(clips, owner=len(pids))
             pids.append(int(pid))
             camids.append(int(camid))
+        batcher.flush()
     finally:
         model.train(was_training)
-    if not features:
+    if not pids:
         raise EvaluationError("no tracklets to extract features from (empty loader)")
-    return torch.stack(features), np.asarray(pids, dtype=np.int64), np.asarray(camids, np.int64)
+    return batcher.means(len(pids)), np.asarray(pids, np.int64), np.asarray(camids, np.int64)
+
+
+class _ClipBatcher:
+    """Packs clips of consecutive tracklets into forward passes of at most ``chunk`` clips."""
+
+    def __init__(self, model: nn.Module, device: torch.device, chunk: int, amp: bool) -> None:
+        self.model, self.device, self.chunk = model, device, max(1, chunk)
+        self.amp = amp and device.type == "cuda"
+        self.pending: list[torch.Tensor] = []
+        self.pending_owners: list[int] = []
+        self.outputs: list[torch.Tensor] = []
+        self.owners: list[int] = []
+
+    def add(self, clips: torch.Tensor, owner: int) -> None:
+        """Queue the clips of tracklet ``owner``; run the model whenever a batch is full."""
+        for start in range(0, clips.shape[0], self.chunk):
+            piece = clips[start : start + self.chunk]
+            if len(self.pending_owners) + piece.shape[0] > self.chunk:
+                self.flush()
+            self.pending.append(piece)
+            self.pending_owners.extend([owner] * piece.shape[0])
+
+    def flush(self) -> None:
+        """Run the model on the queued clips."""
+        if not self.pending:
+            return
+        batch = torch.cat(self.pending).to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            output = self.model(batch)
+        self.outputs.append(output.bn_features.float().cpu())
+        self.owners.extend(self.pending_owners)
+        self.pending, self.pending_owners = [], []
+
+    def means(self, num_tracklets: int) -> torch.Tensor:
+        """``[num_tracklets, D]``: the mean feature of each tracklet's clips."""
+        feats = torch.cat(self.outputs)
+        owners = torch.as_tensor(self.owners, dtype=torch.long)
+        sums = feats.new_zeros(num_tracklets, feats.shape[1]).index_add_(0, owners, feats)
+        counts = torch.bincount(owners, minlength=num_tracklets).clamp_min_(1)
+        return sums / counts[:, None].to(sums.dtype)
 
 
 def squared_euclidean(q_feats: torch.Tensor, g_feats: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from torch import nn
 from reid_core.engine import extract_features
 from reid_core.engine import squared_euclidean
 from reid_core.errors import EvaluationError
+from reid_core.models import build_model
 
 
 class _Out(NamedTuple):
@@ -44,8 +45,34 @@ def test_tracklet_feature_is_the_mean_of_its_clip_features() -> None:
     assert torch.allclose(feats, torch.tensor([[3.0] * 3, [4.0] * 3]))
     assert pids.tolist() == [7, 8]
     assert camids.tolist() == [0, 1]
-    assert model.batch_sizes == [2, 1, 1]  # 3 clips in chunks of 2, then 1 clip
+    # 3 clips in chunks of 2: [1, 2], then the third clip shares a batch with the next tracklet.
+    assert model.batch_sizes == [2, 2]
     assert model.training  # the train/eval mode is restored
+
+
+def test_clips_of_short_tracklets_share_forward_passes() -> None:
+    loader = [_tracklet([float(i)], i, 0) for i in range(10)]
+    model = _MeanPixel()
+    feats, pids, _ = extract_features(model, loader, device="cpu", chunk=4)
+    assert model.batch_sizes == [4, 4, 2]
+    assert torch.equal(feats[:, 0], torch.arange(10, dtype=torch.float32))
+    assert pids.tolist() == list(range(10))
+
+
+def test_batched_features_of_a_real_model_equal_one_tracklet_at_a_time() -> None:
+    model = build_model(
+        "ta_bt", num_classes=5, backbone="resnet10", pretrained=False, input_size=(32, 16)
+    )
+    generator = torch.Generator().manual_seed(0)
+    loader = [
+        (torch.randn(n, 4, 3, 32, 16, generator=generator), pid, pid % 2)
+        for pid, n in enumerate([1, 3, 2, 5, 1, 1, 4])
+    ]
+    batched, _, _ = extract_features(model, loader, device="cpu", chunk=6)
+    one_by_one = torch.cat(
+        [extract_features(model, [item], device="cpu", chunk=6)[0] for item in loader]
+    )
+    assert torch.allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)
 
 
 def test_leading_batch_dimension_of_one_is_accepted() -> None:
