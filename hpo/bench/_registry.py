@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,11 +86,35 @@ def environment(options: BenchOptions) -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
         "threads": options.threads,
         "quick": options.quick,
         "seed": options.seed,
     }
+
+
+_NOTABLE_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+
+
+def cpu_model() -> str:
+    """The CPU's model name with its SIMD / matrix extensions of note (figures depend on both).
+
+    Read from ``/proc/cpuinfo`` on Linux; elsewhere the platform's processor string.
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    notable = [f for f in _NOTABLE_FLAGS if f in flags]
+    return f"{name} ({', '.join(notable)})" if notable else name
 
 
 def run_child(target: str, kwargs: dict[str, Any], threads: int) -> dict[str, Any]:

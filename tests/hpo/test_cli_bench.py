@@ -13,6 +13,7 @@ from hpo.bench import BENCHMARKS
 from hpo.bench import BenchOptions
 from hpo.bench import BenchResult
 from hpo.bench import Target
+from hpo.bench import _registry
 from hpo.cli import app
 
 
@@ -73,3 +74,20 @@ def test_quick_ranking_benchmark_matches_the_loop(tmp_path: Path) -> None:
         assert row["max_cmc_diff"] <= 1e-6
         assert row["ours_s"] > 0
     assert data["details"]["quick"] is True
+    assert data["details"]["cpu_model"]  # figures depend on the CPU: it is recorded
+    assert data["details"]["load_average_1min"] >= 0
+
+
+def test_cpu_model_names_the_cpu_and_its_matrix_extensions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n"
+        "flags\t\t: fpu avx2 avx512f amx_bf16\n\nprocessor\t: 1\nmodel name\t: other\n"
+    )
+    real_path = _registry.Path
+    monkeypatch.setattr(
+        _registry, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p)
+    )
+    assert _registry.cpu_model() == "Intel(R) Xeon(R) Platinum 8481C (avx2, avx512f, amx_bf16)"
