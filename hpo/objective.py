@@ -32,6 +32,7 @@ import optuna
 import torch
 
 import hpo
+from hpo._trial_cache import OwnedTrialStorage
 from hpo.errors import SpecError
 from hpo.pruning import OptunaPruningCallback
 from hpo.search_space import suggest
@@ -61,6 +62,7 @@ __all__ = [
     "TrialObjective",
     "fail_reason",
     "make_objective",
+    "suggest_batched",
 ]
 
 OBJECTIVE_METRICS: dict[str, str] = {"map": "mAP", "rerank_map": "rerank_mAP", "rank1": "rank1"}
@@ -202,7 +204,7 @@ class TrialObjective:
             _release_memory()
 
     def _run(self, trial: optuna.Trial) -> float:
-        params = suggest(trial, self.spec)
+        params = suggest_batched(trial, self.spec)
         inherited = trial.user_attrs
         seed = int(inherited.get("seed", self.spec.seed + trial.number))
         default_dir = self.artifacts_root / self.study_name / f"trial_{trial.number}"
@@ -298,6 +300,24 @@ def make_objective(
         deadline=deadline,
         trainer_factory=trainer_factory or _build_trainer,
     )
+
+
+def suggest_batched(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+    """:func:`hpo.search_space.suggest`, with the parameters written in one transaction when
+    the study's storage is an :class:`~hpo._trial_cache.OwnedTrialStorage` (the workers').
+
+    Args:
+        trial: The live trial.
+        spec: The study spec.
+
+    Returns:
+        Parameter values by search-space name. If drawing one fails, none is stored.
+    """
+    storage = trial.study._storage
+    if not isinstance(storage, OwnedTrialStorage):
+        return suggest(trial, spec)
+    with storage.batched_params():
+        return suggest(trial, spec)
 
 
 def hand_back(trial: optuna.Trial) -> None:

@@ -8,7 +8,10 @@ released as soon as that trial is RUNNING in the storage. So N workers finish ex
 "pending" (other workers' RUNNING trials) a worker waits and keeps failing stale trials (a
 watchdog), so a dead worker's trial is retried even when no new trial starts.
 
-Trials run inside ``study.optimize(n_trials=1)`` so that Optuna records heartbeats.
+Trials run inside ``study.optimize(n_trials=1)`` so that Optuna records heartbeats. The
+storage is :class:`hpo._trial_cache.OwnedTrialStorage` around :func:`hpo.storage.open_storage`
+(heartbeats, stale-trial retries and reconnects as there): it keeps this worker's running trial
+in memory and writes a trial's parameters in one transaction (BENCHMARKS.md, storage scale).
 SIGTERM/SIGINT stop a worker after the current epoch: the trial is checkpointed and handed back
 (FAIL with ``fail_reason="interrupted"`` + a WAITING copy another worker resumes) and the worker
 returns normally. A second signal forces the exit.
@@ -40,6 +43,7 @@ from hpo._budget import open_study_lock
 from hpo._budget import study_started_at
 from hpo._supervisor import parse_gpus
 from hpo._supervisor import run_supervisor
+from hpo._trial_cache import OwnedTrialStorage
 from hpo.errors import ReidHpoError
 from hpo.objective import FATAL_ERRORS
 from hpo.objective import TrialInterrupted
@@ -156,9 +160,10 @@ def run_worker(
     """
     url = normalise_url(storage_url)
     # A worker (re)started while the database restarts waits for it instead of dying.
-    storage = retry_on_disconnect(
+    backend = retry_on_disconnect(
         lambda: open_storage(url, heartbeat=True), what="opening the storage"
     )
+    storage = OwnedTrialStorage(backend)
     lock = open_study_lock(url, study_name)
     try:
         study, spec = load_study(study_name, storage)
@@ -188,7 +193,7 @@ def run_worker(
             result = loop.run(stop, max_trials)
     finally:
         lock.close()
-        close_storage(storage)
+        close_storage(backend)
     logger.info("worker done (%s): %s", result.stop_reason, result)
     return result
 

@@ -11,12 +11,18 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from sqlalchemy import event
 
+from hpo._trial_cache import OwnedTrialStorage
 from hpo.errors import SpecError
 from hpo.objective import fail_reason
 from hpo.objective import make_objective
+from hpo.objective import suggest_batched
 from hpo.spec import StudySpec
+from hpo.storage import close_storage
+from hpo.storage import open_storage
 from hpo.studies import create_study
+from hpo.studies import load_study
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
 from reid_core.engine import Trainer
@@ -63,6 +69,35 @@ def test_real_training_records_value_and_every_user_attr(
     assert attrs["device"] == "cpu"
     assert attrs["worker"] == f"{socket.gethostname()}:{os.getpid()}"
     assert "fail_reason" not in attrs and "resumed_from_epoch" not in attrs
+
+
+def test_suggest_batched_writes_the_params_in_one_commit_on_the_owned_storage(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    spec = _spec(tmp_path, data_root)
+    _study(spec, sqlite_url)
+    storage = OwnedTrialStorage(open_storage(sqlite_url, heartbeat=False))
+    try:
+        study, _ = load_study("obj", storage)
+        trial = study.ask()
+        commits: list[object] = []
+        event.listen(storage.backend.engine, "commit", commits.append)
+        params = suggest_batched(trial, spec)
+        assert len(params) == len(spec.search_space) > 1
+        assert len(commits) == 1
+        assert storage.backend.get_trial(trial._trial_id).params == params == trial.params
+    finally:
+        close_storage(storage.backend)
+
+
+def test_suggest_batched_on_a_plain_storage_is_suggest(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    spec = _spec(tmp_path, data_root)
+    _study(spec, sqlite_url)
+    study, _ = load_study("obj", sqlite_url, heartbeat=False)
+    params = suggest_batched(study.ask(), spec)
+    assert study.trials[0].params == params and len(params) == len(spec.search_space)
 
 
 class _CrashAfterEpoch(Callback):

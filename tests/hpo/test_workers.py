@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -15,6 +16,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 import hpo.cli.worker as worker_cli
+from hpo._trial_cache import OwnedTrialStorage
 from hpo.cli import app
 from hpo.errors import ReidHpoError
 from hpo.spec import StudySpec
@@ -173,6 +175,25 @@ def test_waiting_retry_is_run_before_any_new_trial(
     assert trial.params == {"sigma": 0.5, "margin": 0.1}
     assert trial.user_attrs["seed"] == 41
     assert trial.state is TrialState.COMPLETE
+
+
+def test_worker_trials_run_on_the_owned_trial_storage_with_params_in_one_write(
+    tmp_path: Path, data_root: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=2)
+    flushed: list[list[str]] = []
+    flush = OwnedTrialStorage._flush
+
+    def spy(self: OwnedTrialStorage, pending: list[Any]) -> None:
+        flushed.append(sorted(name for _, name, *_ in pending))
+        flush(self, pending)
+
+    monkeypatch.setattr(OwnedTrialStorage, "_flush", spy)
+    result = run_worker("w", sqlite_url, trainer_factory=fake_trainer_factory())
+    trials = trials_of("w", sqlite_url)
+    assert [sorted(t.params) for t in trials] == flushed == [["margin", "sigma"]] * 2
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert result.complete == 2
 
 
 def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
