@@ -5,18 +5,40 @@ evaluated epoch (with ``eval_every: 10`` and 121 epochs: steps 9, 19, ..., 119, 
 step-valued option (``n_warmup_steps``, ``interval_steps``, ``min_resource``,
 ``max_resource``) counts epochs.
 
-- ``median``: ``MedianPruner(n_startup_trials, n_warmup_steps, interval_steps, n_min_trials)``;
-  compares with COMPLETE trials at the same step.
+**Defaults come from the training schedule, not from Optuna.** A pruner compares trials at the
+same step, which is only meaningful once the learning-rate schedule can no longer reorder the
+curves. During the linear warm-up every trial runs at a small, rising rate, and each LR
+milestone multiplies the rate by ``gamma``: a trial that looks poor at a high rate can overtake
+the others once the rate drops (measured on our trainer with the demo schedule, BENCHMARKS.md
+"Search efficiency": the rank correlation of epoch-k validation mAP with the final one is
+0.07-0.69 before the step at epoch 4, 0.79 at it). The only phase in which the rate no longer
+changes is the last one, so the **first comparable step** is the first epoch trained at the
+schedule's final rate:
+``max(warmup_epochs, last milestone < epochs)`` (:func:`first_comparable_step`; the largest
+``warmup_epochs`` the search can draw when it is searched). Options a spec leaves out default to:
+
+- ``median``: ``MedianPruner(n_startup_trials=5, n_warmup_steps=<first comparable step>,
+  interval_steps=1, n_min_trials=1)``: a trial is first compared after one epoch at the final
+  rate, and only once 5 trials have completed (a median of fewer is noise). ``patience: p``
+  (default 0: off) wraps it in ``PatientPruner(..., patience=p)``: the median rule then
+  applies only to a trial whose last ``p`` + 1 evaluations are all below its best earlier one.
 - ``hyperband``: ``HyperbandPruner(min_resource, max_resource, reduction_factor,
-  bootstrap_count)``; ``min_resource`` defaults to ``training.eval_every`` and
-  ``max_resource`` to ``training.epochs``.
+  bootstrap_count)``; ``max_resource`` defaults to ``training.epochs`` and ``min_resource`` to
+  ``max(eval_every, first comparable step)``, capped at ``max_resource``.
 - ``sha``: ``SuccessiveHalvingPruner(min_resource, reduction_factor, min_early_stopping_rate,
-  bootstrap_count)``; ``min_resource`` defaults to ``training.eval_every``.
+  bootstrap_count)``; ``min_resource`` as for ``hyperband``, capped at ``training.epochs``.
 - ``none``: ``NopPruner()``: every trial runs all its epochs.
+
+Examples: the demo schedule (6 epochs, warm-up 1, milestone 4) gives first comparable step 4, so
+a pruned trial stops after 5 of its 6 epochs at best; the MARS recipe (121 epochs, warm-up 10,
+milestones 40 and 70, evaluated every 10) gives 70, so the first comparison is at the evaluation
+of epoch index 79 and a pruned trial saves at most 41 of its 121 epochs. Explicit options always
+win (the shipped MARS studies set ``n_warmup_steps: 29``).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -24,6 +46,9 @@ import optuna
 
 from hpo.errors import SpecError
 from hpo.samplers import check_options
+from hpo.spec import TRAINING_PATHS
+from hpo.spec import IntParam
+from hpo.spec import resolve_param_path
 
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
@@ -38,6 +63,7 @@ PRUNER_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
         "n_warmup_steps": _INT_GE0,
         "interval_steps": _INT_GE1,
         "n_min_trials": _INT_GE1,
+        "patience": _INT_GE0,
     },
     "hyperband": {
         "min_resource": _INT_GE1,
@@ -60,8 +86,35 @@ def check_pruner_options(name: str, options: dict[str, Any]) -> None:
     check_options("pruner", name, options, PRUNER_OPTIONS[name])
 
 
+def first_comparable_step(spec: StudySpec) -> int:
+    """The first epoch trained at the schedule's final learning rate (see the module docstring).
+
+    Args:
+        spec: The study spec; its ``training`` section, and the largest ``warmup_epochs`` the
+            search space can draw if it searches it.
+
+    Returns:
+        ``max(warmup_epochs, last milestone < epochs)``, a 0-based epoch index.
+
+    Example:
+        >>> from hpo.spec import TrainingSpec
+        >>> from types import SimpleNamespace
+        >>> recipe = TrainingSpec(epochs=121, warmup_epochs=10, milestones=[40, 70])
+        >>> first_comparable_step(SimpleNamespace(training=recipe, search_space={}))
+        70
+    """
+    training = spec.training
+    warmup = training.warmup_epochs
+    path = TRAINING_PATHS["warmup_epochs"]
+    for name, param in spec.search_space.items():
+        if resolve_param_path(name) == path:
+            warmup = param.high if isinstance(param, IntParam) else max(map(int, param.choices))
+    decays = [m for m in training.milestones if m < training.epochs]
+    return max([warmup, *decays])
+
+
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The pruner described by ``spec.pruner`` (steps are 0-based epoch indices).
+    """The pruner described by ``spec.pruner``, with schedule-derived defaults (steps are epochs).
 
     Args:
         spec: The study spec.
@@ -79,14 +132,25 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     except ValueError as exc:
         raise SpecError("pruner.options", str(exc)) from None
     pruners = optuna.pruners
-    if cfg.name == "median":
-        return pruners.MedianPruner(**options)
     if cfg.name == "none":
         return pruners.NopPruner()
-    options.setdefault("min_resource", spec.training.eval_every)
+    comparable = first_comparable_step(spec)
+    if cfg.name == "median":
+        patience = options.pop("patience", 0)
+        options.setdefault("n_startup_trials", 5)
+        options.setdefault("n_warmup_steps", comparable)
+        median = pruners.MedianPruner(**options)
+        if not patience:
+            return median
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return pruners.PatientPruner(median, patience=patience)
+    epochs = spec.training.epochs
+    max_resource = options.get("max_resource", epochs) if cfg.name == "hyperband" else epochs
+    options.setdefault("min_resource", min(max(spec.training.eval_every, comparable), max_resource))
     if cfg.name == "sha":
         return pruners.SuccessiveHalvingPruner(**options)
-    options.setdefault("max_resource", spec.training.epochs)
+    options.setdefault("max_resource", epochs)
     if options["min_resource"] > options["max_resource"]:
         raise SpecError(
             "pruner.options",
@@ -96,4 +160,4 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     return pruners.HyperbandPruner(**options)
 
 
-__all__ = ["PRUNER_OPTIONS", "build_pruner", "check_pruner_options"]
+__all__ = ["PRUNER_OPTIONS", "build_pruner", "check_pruner_options", "first_comparable_step"]

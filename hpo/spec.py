@@ -356,7 +356,11 @@ class SamplerSpec(_Spec):
 
 
 class PrunerSpec(_Spec):
-    """``median`` | ``hyperband`` | ``sha`` | ``none`` and its options (steps are epochs)."""
+    """``median`` | ``hyperband`` | ``sha`` | ``none`` and its options (steps are epochs).
+
+    Options left out are not written here: :func:`hpo.pruners.build_pruner` derives them from
+    the training schedule (no comparison before the first epoch at the final learning rate).
+    """
 
     name: Literal["median", "hyperband", "sha", "none"] = "median"
     options: dict[str, Any] = Field(default_factory=dict)

@@ -1,8 +1,8 @@
 """``search``: search efficiency of sampler x pruner on a tabular surrogate of real training runs.
 
-Issue 5, target 4: our default sampler + pruner (TPE + median, as ``hpo.samplers`` /
-``hpo.pruners`` build them with no options) should reach the best validation mAP of an unpruned
-60-trial random search with at most a third of the random search's training epochs.
+Issue 5, target 4: our default sampler + pruner (what a spec that names neither, or names them
+with no options, builds: :data:`DEFAULT_STRATEGY`) should reach the best validation mAP of an
+unpruned 60-trial random search with at most a third of the random search's training epochs.
 
 The surrogate problem (see BENCHMARKS.md, "Search efficiency"):
 
@@ -14,9 +14,11 @@ The surrogate problem (see BENCHMARKS.md, "Search efficiency"):
    ``reid_core`` trainer -> :class:`hpo.pruning.OptunaPruningCallback`) on a synthetic
    MARS-layout dataset (:func:`reid_core.data.write_synthetic`), evaluated after every epoch;
    its validation-mAP curve is cached on disk (JSON lines, keyed by the parameters).
-2. **Studies replay the curves.** Each sampler x pruner x seed is a real Optuna study
-   (:func:`hpo.samplers.build_sampler`, :func:`hpo.pruners.build_pruner`,
-   :func:`hpo.search_space.suggest` on the continuous demo ranges). Its objective maps the
+2. **Studies replay the curves.** Each strategy x seed is a real Optuna study made by the
+   product's :func:`hpo.studies.create_study` from a spec (in-memory storage; so sampler and
+   pruner come from :func:`hpo.samplers.build_sampler` / :func:`hpo.pruners.build_pruner` with
+   the spec defaults), sampling with :func:`hpo.search_space.suggest` on the continuous demo
+   ranges. Its objective maps the
    sampled values to the nearest level of each parameter and replays that configuration's
    cached curve epoch by epoch through the real pruning adapter (``trial.report`` +
    ``trial.should_prune``). Epochs spent = epochs replayed before the trial completed or was
@@ -27,6 +29,9 @@ The surrogate problem (see BENCHMARKS.md, "Search efficiency"):
    its best completed value is the target and its epochs (60 x epochs) the budget. Every
    strategy runs with the same seed until it has spent that budget; we record the epochs it
    needed to complete a trial at least as good as the target.
+4. **Select, then confirm.** The pre-registered :data:`CANDIDATES` are ranked on the selection
+   seeds (:func:`select_candidate`); the selected one counts only if it also meets the target on
+   the held-out seeds (``SurrogateSetup.heldout_seeds``), which are reported separately.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -58,13 +64,14 @@ from hpo.bench._registry import BenchResult
 from hpo.bench._registry import Target
 from hpo.bench._registry import environment
 from hpo.objective import make_objective
-from hpo.pruners import build_pruner
 from hpo.pruning import OptunaPruningCallback
-from hpo.samplers import build_sampler
 from hpo.search_space import suggest
 from hpo.spec import FloatParam
+from hpo.spec import PrunerSpec
+from hpo.spec import SamplerSpec
 from hpo.spec import StudySpec
 from hpo.spec import parse_spec
+from hpo.studies import create_study
 from reid_core.data import write_synthetic
 from reid_core.engine import EpochReport
 from reid_core.errors import ConfigError
@@ -73,9 +80,40 @@ logger = logging.getLogger(__name__)
 
 SAMPLERS: tuple[str, ...] = ("tpe", "random", "gp", "cmaes")
 PRUNERS: tuple[str, ...] = ("median", "hyperband", "sha", "none")
-DEFAULT_STRATEGY = ("tpe", "median")
-BASELINE_STRATEGY = ("random", "none")
 TARGET_RATIO = 1 / 3
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A sampler and a pruner with explicit pruner options (none: the spec defaults).
+
+    Attributes:
+        sampler: Sampler name (``sampler.name`` of the spec).
+        pruner: Pruner name (``pruner.name``).
+        pruner_options: ``pruner.options`` as sorted ``(key, value)`` pairs.
+    """
+
+    sampler: str
+    pruner: str
+    pruner_options: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``sampler/pruner``, plus ``+key=value`` for each explicit pruner option."""
+        extra = "".join(f"+{key}={value}" for key, value in self.pruner_options)
+        return f"{self.sampler}/{self.pruner}{extra}"
+
+
+#: What a spec builds when it names no sampler and no pruner: the product default.
+DEFAULT_STRATEGY = Strategy(SamplerSpec().name, PrunerSpec().name)
+BASELINE_STRATEGY = Strategy("random", "none")
+#: The candidates for the default, pre-registered in BENCHMARKS.md before they were run.
+CANDIDATES: tuple[Strategy, ...] = (
+    Strategy("tpe", "median", (("patience", 0),)),
+    Strategy("tpe", "median", (("patience", 1),)),
+    Strategy("gp", "median", (("patience", 0),)),
+    Strategy("gp", "median", (("patience", 1),)),
+)
 #: The ratio recorded for a seed whose strategy never reached the target within the budget
 #: (a study stops at the baseline's epochs, so the true ratio is only known to be > 1).
 NOT_REACHED = 2.0
@@ -95,10 +133,12 @@ class SurrogateSetup:
         search_space: The searched parameters (spec ``search_space``; floats only).
         levels: Number of levels of each parameter in the curve grid.
         baseline_trials: Trials of the unpruned random-search baseline.
-        seeds: Seeds; each seed runs every strategy once.
+        seeds: Selection seeds; each seed runs every strategy once.
         max_trials: Cap on the trials of one strategy (pruned trials are cheap).
-        samplers: Samplers compared.
+        samplers: Samplers compared (each with every pruner, no options).
         pruners: Pruners compared.
+        heldout_seeds: Seeds that only confirm the candidate selected on ``seeds``.
+        candidates: The pre-registered candidates for the default.
     """
 
     data: dict[str, int]
@@ -110,11 +150,24 @@ class SurrogateSetup:
     max_trials: int
     samplers: tuple[str, ...] = SAMPLERS
     pruners: tuple[str, ...] = PRUNERS
+    heldout_seeds: tuple[int, ...] = ()
+    candidates: tuple[Strategy, ...] = ()
 
     @property
     def epochs(self) -> int:
         """Epochs of one full (unpruned) trial."""
         return int(self.training["epochs"])
+
+    @property
+    def seed_sets(self) -> dict[str, tuple[int, ...]]:
+        """``{"selection": seeds, "held-out": heldout_seeds}`` (non-empty sets only)."""
+        sets = {"selection": self.seeds, "held-out": self.heldout_seeds}
+        return {name: seeds for name, seeds in sets.items() if seeds}
+
+    def strategies(self) -> list[Strategy]:
+        """Every sampler x pruner with no options, then the candidates not already listed."""
+        grid = [Strategy(s, p) for s in self.samplers for p in self.pruners]
+        return grid + [c for c in self.candidates if c not in grid]
 
 
 _DEMO_SPACE: dict[str, dict[str, Any]] = {
@@ -155,20 +208,26 @@ FULL = SurrogateSetup(
     baseline_trials=60,
     seeds=(0, 1, 2, 3, 4),
     max_trials=150,
+    heldout_seeds=tuple(range(5, 15)),
+    candidates=CANDIDATES,
 )
-"""The recorded run: 192 configurations x 6 epochs, 60-trial baseline, 5 seeds."""
+"""The recorded run: 192 configurations x 6 epochs, 60-trial baseline, seeds 0-4 to select and
+5-14 to confirm."""
 
 QUICK = SurrogateSetup(
     data={"ids": 24, "cameras": 3, "tracklets": 3, "frames": 6, "height": 32, "width": 16},
-    training={**_TRAINING, "epochs": 3, "milestones": [2], "test_max_clips": 2},
+    training={**_TRAINING, "epochs": 4, "milestones": [2], "test_max_clips": 2},
     search_space={"weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0, "log": True}},
     levels={"weight_decay": 3},
     baseline_trials=8,
     seeds=(0,),
     max_trials=24,
     samplers=("tpe", "random"),
+    heldout_seeds=(1,),
+    candidates=(Strategy("tpe", "median", (("patience", 1),)),),
 )
-"""Seconds-sized run for tests: one parameter on 3 levels (one of them too strong to learn)."""
+"""Seconds-sized run for tests: one parameter on 3 levels (one of them too strong to learn);
+the LR drops after epoch 0, so the default pruners may compare from epoch index 1."""
 
 
 # --------------------------------------------------------------------------- spec and grid
@@ -178,18 +237,18 @@ def bench_spec(
     setup: SurrogateSetup,
     *,
     data_root: str | Path = "unused",
-    sampler: str = "random",
-    pruner: str = "none",
+    strategy: Strategy = BASELINE_STRATEGY,
     seed: int = 0,
 ) -> StudySpec:
     """The study spec of the surrogate: demo-like model and recipe, the setup's search space.
 
-    Sampler and pruner take no options: they are exactly what ``hpo.samplers`` and
-    ``hpo.pruners`` build by default.
+    The sampler takes no options and the pruner only the strategy's explicit ones, so the rest
+    is what a real study with this spec builds.
     """
+    sampler, pruner = strategy.sampler, strategy.pruner
     return parse_spec(
         {
-            "name": f"bench-search-{sampler}-{pruner}-{seed}",
+            "name": re.sub(r"[^A-Za-z0-9._-]", "-", f"bench-search-{strategy.label}-{seed}"),
             "dataset": {"name": "mars", "root": str(data_root)},
             "validation": {"sampling": "random", "fraction": 0.25, "distractor_fraction": 0.25},
             "model": {
@@ -203,7 +262,7 @@ def bench_spec(
             "objective": {"metric": "map", "direction": "maximize"},
             "search_space": setup.search_space,
             "sampler": {"name": sampler, "seed": seed},
-            "pruner": {"name": pruner},
+            "pruner": {"name": pruner, "options": dict(strategy.pruner_options)},
             "budget": {"n_trials": setup.baseline_trials},
             "artifacts": {"root": "unused"},
             "seed": 0,
@@ -455,8 +514,7 @@ class StudyTrace:
     """What one replayed study did, trial by trial.
 
     Attributes:
-        sampler: Sampler name.
-        pruner: Pruner name.
+        strategy: Sampler, pruner and explicit pruner options.
         seed: Sampler seed.
         epochs: Epochs each trial spent, in trial order.
         values: Each trial's value (None unless it completed).
@@ -465,8 +523,7 @@ class StudyTrace:
             cached one.
     """
 
-    sampler: str
-    pruner: str
+    strategy: Strategy
     seed: int
     epochs: list[int] = field(default_factory=list)
     values: list[float | None] = field(default_factory=list)
@@ -537,28 +594,24 @@ def run_study(
     setup: SurrogateSetup,
     lookup: Callable[[dict[str, float]], tuple[Curve, bool]],
     *,
-    sampler: str,
-    pruner: str,
+    strategy: Strategy,
     seed: int,
     epoch_budget: int | None = None,
     n_trials: int | None = None,
 ) -> StudyTrace:
-    """Run one in-memory Optuna study of ``sampler`` x ``pruner`` on the replayed curves.
+    """Run one in-memory study of ``strategy`` on the replayed curves.
 
-    It stops after ``n_trials`` trials, or once it has spent ``epoch_budget`` epochs, or at
+    The study is made by :func:`hpo.studies.create_study` from :func:`bench_spec`, so its
+    sampler and pruner are exactly what a real study with that spec gets. It stops after
+    ``n_trials`` trials, or once it has spent ``epoch_budget`` epochs, or at
     ``setup.max_trials``.
     """
-    spec = bench_spec(setup, sampler=sampler, pruner=pruner, seed=seed)
+    spec = bench_spec(setup, strategy=strategy, seed=seed)
     levels = grid_levels(spec, setup.levels)
-    trace = StudyTrace(sampler=sampler, pruner=pruner, seed=seed)
+    trace = StudyTrace(strategy=strategy, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(
-            study_name=spec.name,
-            direction="maximize",
-            sampler=build_sampler(spec),
-            pruner=build_pruner(spec),
-        )
+        study = create_study(spec, optuna.storages.InMemoryStorage())
         objective = _ReplayObjective(spec, levels, lookup, trace)
         limit = min(n_trials or setup.max_trials, setup.max_trials)
         while len(trace.epochs) < limit:
@@ -592,40 +645,50 @@ def _median(values: Iterable[float]) -> float:
     return float(statistics.median(values))
 
 
+def _ratio_cell(ratios: list[float]) -> float | str:
+    median = _median(ratios)
+    return median if median < NOT_REACHED else "not reached"
+
+
 def summarise(
     setup: SurrogateSetup, traces: list[StudyTrace]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One row per strategy (medians over seeds) and the per-seed measurements.
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, dict[str, list[float]]]]:
+    """One row per strategy, the per-seed measurements, and every ratio by strategy and set.
 
     For each seed the target is the best value of the baseline (random, no pruning,
-    ``setup.baseline_trials`` trials) and the budget its total epochs.
+    ``setup.baseline_trials`` trials) and the budget its total epochs; a strategy's ratio is
+    the epochs it needed to complete a trial at least that good over the budget
+    (:data:`NOT_REACHED` when it never did). Rows give medians per seed set.
     """
-    by_key = {(t.sampler, t.pruner, t.seed): t for t in traces}
+    by_key = {(t.strategy, t.seed): t for t in traces}
     per_seed: dict[str, dict[str, Any]] = {}
-    for seed in setup.seeds:
-        base = by_key[(*BASELINE_STRATEGY, seed)]
-        completed = [v for v in base.values if v is not None]
-        per_seed[str(seed)] = {
-            "target": max(completed) if completed else 0.0,
-            "budget_epochs": base.total_epochs,
-        }
+    ratios: dict[str, dict[str, list[float]]] = {}
     rows: list[dict[str, Any]] = []
-    for sampler in setup.samplers:
-        for pruner in setup.pruners:
-            ratios, reached, spent, trials, pruned = [], 0, [], [], []
-            for seed in setup.seeds:
-                trace = by_key[(sampler, pruner, seed)]
-                info = per_seed[str(seed)]
+    for set_name, seeds in setup.seed_sets.items():
+        for seed in seeds:
+            base = by_key[(BASELINE_STRATEGY, seed)]
+            completed = [v for v in base.values if v is not None]
+            per_seed[str(seed)] = {
+                "set": set_name,
+                "target": max(completed) if completed else 0.0,
+                "budget_epochs": base.total_epochs,
+                "strategies": {},
+            }
+    for strategy in setup.strategies():
+        row: dict[str, Any] = {"strategy": strategy.label}
+        trials, pruned, reached = [], [], 0
+        for set_name, seeds in setup.seed_sets.items():
+            set_ratios = ratios.setdefault(strategy.label, {}).setdefault(set_name, [])
+            for seed in seeds:
+                trace, info = by_key[(strategy, seed)], per_seed[str(seed)]
                 epochs = trace.epochs_to_reach(info["target"])
                 reached += epochs is not None
-                ratio = NOT_REACHED if epochs is None else epochs / info["budget_epochs"]
-                ratios.append(ratio)
-                spent.append(trace.total_epochs)
+                set_ratios.append(NOT_REACHED if epochs is None else epochs / info["budget_epochs"])
                 trials.append(len(trace.epochs))
                 pruned.append(trace.states.count("PRUNED") / max(1, len(trace.states)))
-                info.setdefault("strategies", {})[f"{sampler}/{pruner}"] = {
+                info["strategies"][strategy.label] = {
                     "epochs_to_reach": epochs,
-                    "ratio": None if epochs is None else round(ratio, 4),
+                    "ratio": None if epochs is None else round(set_ratios[-1], 4),
                     "best": max((v for v in trace.values if v is not None), default=None),
                     "trials": len(trace.epochs),
                     "epochs_spent": trace.total_epochs,
@@ -633,32 +696,46 @@ def summarise(
                     "failed": trace.states.count("FAIL"),
                     "fallbacks": trace.fallbacks,
                 }
-            median_ratio = _median(ratios)
-            reached_median = median_ratio < NOT_REACHED
-            rows.append(
-                {
-                    "sampler": sampler,
-                    "pruner": pruner,
-                    "median ratio": median_ratio if reached_median else "not reached",
-                    "reached": f"{reached}/{len(setup.seeds)}",
-                    "seeds <= 1/3": sum(r <= TARGET_RATIO for r in ratios),
-                    "median trials": _median(trials),
-                    "median pruned share": round(_median(pruned), 3),
-                }
-            )
-    return rows, per_seed
+            row[f"median ratio ({set_name})"] = _ratio_cell(set_ratios)
+            row[f"seeds <= 1/3 ({set_name})"] = sum(r <= TARGET_RATIO for r in set_ratios)
+        row["reached"] = f"{reached}/{len(trials)}"
+        row["median trials"] = _median(trials)
+        row["median pruned share"] = round(_median(pruned), 3)
+        rows.append(row)
+    return rows, per_seed, ratios
+
+
+def select_candidate(candidates: Iterable[Strategy], ratios: dict[str, list[float]]) -> Strategy:
+    """The pre-registered selection rule: the smallest median ratio; ties go to more seeds with
+    ratio <= 1/3, then to the earlier candidate.
+
+    Args:
+        candidates: The candidates, in their registered order.
+        ratios: Each candidate's per-seed ratios on the selection seeds, by label.
+
+    Returns:
+        The selected candidate.
+    """
+
+    def rank(item: tuple[int, Strategy]) -> tuple[float, int, int]:
+        index, candidate = item
+        values = ratios[candidate.label]
+        return _median(values), -sum(r <= TARGET_RATIO for r in values), index
+
+    return min(enumerate(candidates), key=rank)[1]
 
 
 def best_so_far_series(
     setup: SurrogateSetup, traces: list[StudyTrace], budget: int
-) -> dict[str, list[float]]:
-    """Median over seeds of the best-so-far value at every epoch count 0..``budget``."""
-    series: dict[str, list[float]] = {}
-    for sampler in setup.samplers:
-        for pruner in setup.pruners:
+) -> dict[str, dict[str, list[float]]]:
+    """Per seed set and strategy: the median over its seeds of the best-so-far value at every
+    epoch count 0..``budget``."""
+    series: dict[str, dict[str, list[float]]] = {}
+    for set_name, seeds in setup.seed_sets.items():
+        for strategy in setup.strategies():
             per_seed = []
             for trace in traces:
-                if (trace.sampler, trace.pruner) != (sampler, pruner):
+                if trace.strategy != strategy or trace.seed not in seeds:
                     continue
                 steps = trace.best_so_far()
                 row, best, i = [], 0.0, 0
@@ -668,7 +745,7 @@ def best_so_far_series(
                         i += 1
                     row.append(best)
                 per_seed.append(row)
-            series[f"{sampler}/{pruner}"] = [
+            series.setdefault(set_name, {})[strategy.label] = [
                 round(_median(column), 5) for column in zip(*per_seed, strict=True)
             ]
     return series
@@ -677,15 +754,40 @@ def best_so_far_series(
 # ---------------------------------------------------------------------------------- figures
 
 
+def _panels(setup: SurrogateSetup) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``(title, [(line name, strategy label), ...])`` of each figure column."""
+    panels = [
+        (f"pruner: {pruner}", [(s, Strategy(s, pruner).label) for s in setup.samplers])
+        for pruner in setup.pruners
+    ]
+    if setup.candidates:
+        panels.append(("pre-registered candidates", [(c.label, c.label) for c in setup.candidates]))
+    return panels
+
+
+_COLOURS = ("#1f77b4", "#7f7f7f", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e")
+_SAMPLER_COLOURS = {
+    "tpe": _COLOURS[0],
+    "random": _COLOURS[1],
+    "gp": _COLOURS[2],
+    "cmaes": _COLOURS[3],
+}
+
+
+def _colour(name: str, index: int) -> str:
+    return _SAMPLER_COLOURS.get(name, _COLOURS[index % len(_COLOURS)])
+
+
 def write_figures(
-    series: dict[str, list[float]],
+    series: dict[str, dict[str, list[float]]],
     *,
     setup: SurrogateSetup,
-    target: float,
+    targets: dict[str, float],
     budget: int,
     out_dir: Path,
 ) -> dict[str, str]:
-    """Best-so-far validation mAP vs epochs spent, one panel per pruner: HTML and PNG.
+    """Best-so-far validation mAP vs epochs spent: one row of panels per seed set, one panel
+    per pruner (a line per sampler) plus one for the candidates; HTML and PNG.
 
     Returns:
         ``{"html": path, "png": path}`` (PNG only when matplotlib is installed: the ``bench``
@@ -694,38 +796,44 @@ def write_figures(
     from plotly.subplots import make_subplots
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    colours = {"tpe": "#1f77b4", "random": "#7f7f7f", "gp": "#2ca02c", "cmaes": "#d62728"}
     epochs = list(range(budget + 1))
+    panels = _panels(setup)
+    sets = list(series)
     fig = make_subplots(
-        rows=1,
-        cols=len(setup.pruners),
+        rows=len(sets),
+        cols=len(panels),
         shared_yaxes=True,
-        subplot_titles=[f"pruner: {p}" for p in setup.pruners],
+        subplot_titles=[f"{title} (seeds: {name})" for name in sets for title, _ in panels],
     )
-    for col, pruner in enumerate(setup.pruners, start=1):
-        for sampler in setup.samplers:
-            fig.add_scatter(
-                x=epochs,
-                y=series[f"{sampler}/{pruner}"],
-                mode="lines",
-                line={"color": colours.get(sampler), "shape": "hv"},
-                name=sampler,
-                legendgroup=sampler,
-                showlegend=col == 1,
-                row=1,
-                col=col,
+    shown: set[str] = set()
+    for row, set_name in enumerate(sets, start=1):
+        for col, (_, lines) in enumerate(panels, start=1):
+            for index, (name, label) in enumerate(lines):
+                fig.add_scatter(
+                    x=epochs,
+                    y=series[set_name][label],
+                    mode="lines",
+                    line={"color": _colour(name, index), "shape": "hv"},
+                    name=name,
+                    legendgroup=name,
+                    showlegend=name not in shown,
+                    row=row,
+                    col=col,
+                )
+                shown.add(name)
+            fig.add_hline(
+                y=targets[set_name], line={"dash": "dot", "color": "black"}, row=row, col=col
             )
-        fig.add_hline(y=target, line={"dash": "dot", "color": "black"}, row=1, col=col)
-        fig.add_vline(
-            x=budget * TARGET_RATIO, line={"dash": "dash", "color": "black"}, row=1, col=col
-        )
-        fig.update_xaxes(title_text="epochs spent", row=1, col=col)
-    fig.update_yaxes(title_text="best validation mAP so far (median over seeds)", row=1, col=1)
+            fig.add_vline(
+                x=budget * TARGET_RATIO, line={"dash": "dash", "color": "black"}, row=row, col=col
+            )
+            fig.update_xaxes(title_text="epochs spent", row=row, col=col)
+        fig.update_yaxes(title_text=f"best val mAP so far ({set_name})", row=row, col=1)
     fig.update_layout(
-        title="Search efficiency on the tabular surrogate (dotted: random-60 best; "
-        "dashed: 1/3 of its epochs)",
-        width=1400,
-        height=450,
+        title="Search efficiency on the tabular surrogate, median over seeds (dotted: random-60 "
+        "best; dashed: 1/3 of its epochs)",
+        width=300 * len(panels) + 200,
+        height=380 * len(sets) + 80,
     )
     paths = {"html": str(out_dir / "search_efficiency.html")}
     fig.write_html(paths["html"], include_plotlyjs=True, full_html=True)
@@ -737,30 +845,39 @@ def write_figures(
     except ImportError:
         logger.warning("matplotlib is not installed (pip install 'reid-hpo[bench]'): no PNG")
         return paths
-    figure, axes = plt.subplots(1, len(setup.pruners), figsize=(16, 4.2), sharey=True)
-    for ax, pruner in zip(list(getattr(axes, "flat", [axes])), setup.pruners, strict=True):
-        for sampler in setup.samplers:
-            ax.step(
-                epochs,
-                series[f"{sampler}/{pruner}"],
-                where="post",
-                label=sampler,
-                color=colours.get(sampler),
-            )
-        ax.axhline(target, linestyle=":", color="black", linewidth=1)
-        ax.axvline(budget * TARGET_RATIO, linestyle="--", color="black", linewidth=1)
-        ax.set_title(f"pruner: {pruner}")
-        ax.set_xlabel("epochs spent")
-        ax.grid(alpha=0.3)
-    first = next(iter(getattr(axes, "flat", [axes])))
-    first.set_ylabel("best val mAP so far (median over seeds)")
-    first.legend(loc="lower right")
-    lows = [min(v for v in values if v > 0) for values in series.values() if any(values)]
-    if lows:
-        first.set_ylim(bottom=max(0.0, min(lows) - 0.02))
+    figure, axes = plt.subplots(
+        len(sets),
+        len(panels),
+        figsize=(3.6 * len(panels), 3.6 * len(sets)),
+        sharey=True,
+        squeeze=False,
+    )
+    values = [v for by_label in series.values() for row in by_label.values() for v in row if v > 0]
+    for row, set_name in enumerate(sets):
+        for col, (title, lines) in enumerate(panels):
+            ax = axes[row][col]
+            for index, (name, label) in enumerate(lines):
+                ax.step(
+                    epochs,
+                    series[set_name][label],
+                    where="post",
+                    label=name,
+                    color=_colour(name, index),
+                )
+            ax.axhline(targets[set_name], linestyle=":", color="black", linewidth=1)
+            ax.axvline(budget * TARGET_RATIO, linestyle="--", color="black", linewidth=1)
+            ax.set_title(f"{title}\nseeds: {set_name}", fontsize=9)
+            ax.set_xlabel("epochs spent")
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("best val mAP so far (median)")
+            if row == 0 and col in (0, len(panels) - 1):
+                ax.legend(loc="lower right", fontsize=7)
+    if values:
+        axes[0][0].set_ylim(bottom=max(0.0, min(values) - 0.02))
     figure.tight_layout()
     paths["png"] = str(out_dir / "search_efficiency.png")
-    figure.savefig(paths["png"], dpi=110)
+    figure.savefig(paths["png"], dpi=100)
     plt.close(figure)
     return paths
 
@@ -792,39 +909,29 @@ def _run(setup: SurrogateSetup, options: BenchOptions, *, out_dir: Path, work: P
     lookup = make_lookup(setup, cache)
     started = time.monotonic()
     traces: list[StudyTrace] = []
-    for seed in setup.seeds:
+    for seed in (*setup.seeds, *setup.heldout_seeds):
         base = run_study(
-            setup,
-            lookup,
-            sampler="random",
-            pruner="none",
-            seed=seed,
-            n_trials=setup.baseline_trials,
+            setup, lookup, strategy=BASELINE_STRATEGY, seed=seed, n_trials=setup.baseline_trials
         )
         traces.append(base)
-        for sampler in setup.samplers:
-            for pruner in setup.pruners:
-                if (sampler, pruner) == BASELINE_STRATEGY:
-                    continue
-                traces.append(
-                    run_study(
-                        setup,
-                        lookup,
-                        sampler=sampler,
-                        pruner=pruner,
-                        seed=seed,
-                        epoch_budget=base.total_epochs,
-                    )
+        for strategy in setup.strategies():
+            if strategy == BASELINE_STRATEGY:
+                continue
+            traces.append(
+                run_study(
+                    setup, lookup, strategy=strategy, seed=seed, epoch_budget=base.total_epochs
                 )
-                logger.info("search %s/%s seed %d done", sampler, pruner, seed)
-    rows, per_seed = summarise(setup, traces)
+            )
+            logger.info("search %s seed %d done", strategy.label, seed)
+    rows, per_seed, ratios = summarise(setup, traces)
     budget = max(info["budget_epochs"] for info in per_seed.values())
-    target = _median(info["target"] for info in per_seed.values())
+    targets = {
+        name: _median(per_seed[str(seed)]["target"] for seed in seeds)
+        for name, seeds in setup.seed_sets.items()
+    }
     series = best_so_far_series(setup, traces, budget)
-    default_row = next(r for r in rows if (r["sampler"], r["pruner"]) == DEFAULT_STRATEGY)
-    default_ratio = default_row["median ratio"]
-    default_value = default_ratio if isinstance(default_ratio, float) else NOT_REACHED
-    figures = write_figures(series, setup=setup, target=target, budget=budget, out_dir=out_dir)
+    verdict = _verdict(setup, traces, ratios)
+    figures = write_figures(series, setup=setup, targets=targets, budget=budget, out_dir=out_dir)
     cached = sum(cache.get(p) is not None for p in grid)
     finite = [c.values[-1] for c in cache.curves.values() if c.values]
     details = {
@@ -835,7 +942,7 @@ def _run(setup: SurrogateSetup, options: BenchOptions, *, out_dir: Path, work: P
             "search_space": setup.search_space,
             "levels": grid_levels(spec, setup.levels),
             "baseline_trials": setup.baseline_trials,
-            "seeds": list(setup.seeds),
+            "seeds": {name: list(seeds) for name, seeds in setup.seed_sets.items()},
             "max_trials": setup.max_trials,
         },
         "grid_size": len(grid),
@@ -846,6 +953,9 @@ def _run(setup: SurrogateSetup, options: BenchOptions, *, out_dir: Path, work: P
             "median": _median(finite) if finite else None,
             "max": max(finite, default=None),
         },
+        "default": verdict["default"],
+        "candidates": verdict,
+        "ratios": ratios,
         "per_seed": per_seed,
         "best_so_far": series,
         "figures": figures,
@@ -854,40 +964,65 @@ def _run(setup: SurrogateSetup, options: BenchOptions, *, out_dir: Path, work: P
     result = BenchResult(
         name="search",
         title=f"Search efficiency: epochs to reach the best of random-{setup.baseline_trials} "
-        "(unpruned) / its epochs",
-        columns=[
-            "sampler",
-            "pruner",
-            "median ratio",
-            "reached",
-            "seeds <= 1/3",
-            "median trials",
-            "median pruned share",
-        ],
+        f"(unpruned) / its epochs; default: {DEFAULT_STRATEGY.label} with the spec defaults",
+        columns=list(rows[0]),
         rows=rows,
         targets=[
             Target(
-                f"tpe+median epochs to reach the random-{setup.baseline_trials} best / its epochs "
-                f"(median over seeds; never reached counts as {NOT_REACHED})",
-                default_value,
+                f"default {DEFAULT_STRATEGY.label}: epochs to reach the random-"
+                f"{setup.baseline_trials} best / its epochs, median over the {name} seeds "
+                f"{list(setup.seed_sets[name])} (never reached counts as {NOT_REACHED})",
+                _median(ratios[DEFAULT_STRATEGY.label][name]),
                 TARGET_RATIO,
                 higher_is_better=False,
             )
+            for name in sorted(setup.seed_sets, key=lambda n: n != "held-out")
         ],
         summary={
             "grid configurations cached": float(cached),
-            "median baseline best val mAP": target,
+            **{f"median baseline best val mAP ({n})": t for n, t in targets.items()},
             "baseline epochs": float(budget),
         },
         details=details,
     )
     figure_data = {
         "x": "cumulative training epochs spent",
-        "y": "best completed validation mAP so far, median over seeds",
-        "target": target,
+        "y": "best completed validation mAP so far, median over the seeds of each set",
+        "targets": targets,
         "budget_epochs": budget,
+        "candidates": verdict,
         "best_so_far": series,
         "per_seed": per_seed,
     }
     (out_dir / "figure_data.json").write_text(json.dumps(figure_data, indent=1) + "\n")
     return result
+
+
+def _verdict(
+    setup: SurrogateSetup, traces: list[StudyTrace], ratios: dict[str, dict[str, list[float]]]
+) -> dict[str, Any]:
+    """The candidate selected on the selection seeds, whether the held-out seeds confirm it,
+    and whether the default strategy ran exactly the same trials as it."""
+    out: dict[str, Any] = {"default": DEFAULT_STRATEGY.label}
+    if not setup.candidates:
+        return out
+    chosen = select_candidate(setup.candidates, {k: v["selection"] for k, v in ratios.items()})
+    out.update(
+        {
+            "candidates": [c.label for c in setup.candidates],
+            "rule": "smallest median ratio on the selection seeds; ties: more seeds <= 1/3, then "
+            "the earlier candidate; confirmed if its held-out median ratio <= 1/3",
+            "selected": chosen.label,
+            "selected_median_ratio": {
+                name: _median(values) for name, values in ratios[chosen.label].items()
+            },
+        }
+    )
+    if "held-out" in setup.seed_sets:
+        out["confirmed"] = out["selected_median_ratio"]["held-out"] <= TARGET_RATIO
+
+    def runs(strategy: Strategy) -> list[tuple[int, list[int], list[float | None]]]:
+        return [(t.seed, t.epochs, t.values) for t in traces if t.strategy == strategy]
+
+    out["default_ran_the_same_trials_as_selected"] = runs(DEFAULT_STRATEGY) == runs(chosen)
+    return out

@@ -1,6 +1,6 @@
 """``reid-hpo bench search --quick``: real training curves replayed by sampler x pruner studies.
 
-The quick run trains its 3 configurations for real (tiny synthetic MARS, 3 epochs) once for the
+The quick run trains its 3 configurations for real (tiny synthetic MARS, 4 epochs) once for the
 module; the assertions are on the JSON structure and on epochs spent, never on timings.
 """
 
@@ -15,17 +15,26 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.bench import BENCHMARKS
+from hpo.bench._search import CANDIDATES
+from hpo.bench._search import DEFAULT_STRATEGY
+from hpo.bench._search import FULL
 from hpo.bench._search import QUICK
 from hpo.bench._search import Curve
 from hpo.bench._search import CurveCache
+from hpo.bench._search import Strategy
 from hpo.bench._search import StudyTrace
 from hpo.bench._search import bench_spec
 from hpo.bench._search import config_key
 from hpo.bench._search import make_lookup
 from hpo.bench._search import param_levels
+from hpo.bench._search import select_candidate
 from hpo.bench._search import snap
 from hpo.cli import app
+from hpo.pruners import build_pruner
+from hpo.samplers import build_sampler
 from hpo.spec import FloatParam
+from hpo.spec import PrunerSpec
+from hpo.spec import SamplerSpec
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +69,7 @@ def test_snap_picks_the_nearest_level_in_log_space() -> None:
 
 
 def test_epochs_to_reach_counts_pruned_epochs_and_only_completed_values() -> None:
-    trace = StudyTrace("tpe", "median", 0, epochs=[3, 1, 3], values=[0.5, None, 0.7])
+    trace = StudyTrace(Strategy("tpe", "median"), 0, epochs=[3, 1, 3], values=[0.5, None, 0.7])
     assert trace.epochs_to_reach(0.6) == 7
     assert trace.epochs_to_reach(0.8) is None
     assert trace.best_so_far() == [(3, 0.5), (4, 0.5), (7, 0.7)]
@@ -68,9 +77,32 @@ def test_epochs_to_reach_counts_pruned_epochs_and_only_completed_values() -> Non
 
 def test_quick_run_has_rows_for_every_strategy(quick_run: tuple[dict, Path]) -> None:
     data, _ = quick_run
-    strategies = {(r["sampler"], r["pruner"]) for r in data["rows"]}
-    assert strategies == {(s, p) for s in QUICK.samplers for p in QUICK.pruners}
+    labels = [r["strategy"] for r in data["rows"]]
+    grid = [f"{s}/{p}" for s in QUICK.samplers for p in QUICK.pruners]
+    assert labels == [*grid, "tpe/median+patience=1"]
     assert data["targets"][0]["threshold"] == pytest.approx(1 / 3)
+
+
+def test_quick_run_reports_selection_and_heldout_seeds_apart(quick_run: tuple[dict, Path]) -> None:
+    data, _ = quick_run
+    assert {seed: info["set"] for seed, info in data["details"]["per_seed"].items()} == {
+        "0": "selection",
+        "1": "held-out",
+    }
+    row = data["rows"][0]
+    assert {"median ratio (selection)", "median ratio (held-out)"} <= set(row)
+    # The first target is the default's on the held-out seeds, the second on the selection ones.
+    ratios = data["details"]["ratios"][DEFAULT_STRATEGY.label]
+    assert [t["value"] for t in data["targets"]] == [ratios["held-out"][0], ratios["selection"][0]]
+
+
+def test_quick_run_selects_on_the_selection_seeds_only(quick_run: tuple[dict, Path]) -> None:
+    data, _ = quick_run
+    verdict = data["details"]["candidates"]
+    ratios = data["details"]["ratios"]
+    chosen = select_candidate(QUICK.candidates, {k: v["selection"] for k, v in ratios.items()})
+    assert verdict["selected"] == chosen.label
+    assert verdict["confirmed"] == (ratios[chosen.label]["held-out"][0] <= 1 / 3)
 
 
 def test_quick_run_trained_every_grid_configuration(quick_run: tuple[dict, Path]) -> None:
@@ -87,16 +119,18 @@ def test_quick_run_trained_every_grid_configuration(quick_run: tuple[dict, Path]
 
 def test_pruned_strategies_spend_fewer_epochs_than_unpruned(quick_run: tuple[dict, Path]) -> None:
     data, _ = quick_run
-    for seed, info in data["details"]["per_seed"].items():
-        runs = info["strategies"]
-        for sampler in QUICK.samplers:
-            unpruned = runs[f"{sampler}/none"]
-            assert unpruned["pruned"] == 0
-            per_trial_unpruned = unpruned["epochs_spent"] / unpruned["trials"]
-            for pruner in ("median", "hyperband", "sha"):
-                run = runs[f"{sampler}/{pruner}"]
-                assert run["pruned"] > 0, (seed, sampler, pruner)
-                assert run["epochs_spent"] / run["trials"] < per_trial_unpruned
+    per_seed = data["details"]["per_seed"].values()
+    for sampler in QUICK.samplers:
+        for pruner in ("median", "hyperband", "sha"):
+            runs = [(info["strategies"][f"{sampler}/{pruner}"], info) for info in per_seed]
+            # Every default pruner prunes some trial (the weak configuration) on some seed.
+            assert any(run["pruned"] for run, _ in runs), (sampler, pruner)
+            for run, info in runs:
+                unpruned = info["strategies"][f"{sampler}/none"]
+                assert unpruned["pruned"] == 0
+                if run["pruned"]:
+                    per_trial = run["epochs_spent"] / run["trials"]
+                    assert per_trial < unpruned["epochs_spent"] / unpruned["trials"]
 
 
 def test_baseline_budget_is_trials_times_epochs(quick_run: tuple[dict, Path]) -> None:
@@ -113,7 +147,8 @@ def test_best_so_far_series_and_figures(quick_run: tuple[dict, Path]) -> None:
     data, figures = quick_run
     series = data["details"]["best_so_far"]
     budget = data["summary"]["baseline epochs"]
-    for values in series.values():
+    assert set(series) == {"selection", "held-out"}
+    for values in (v for by_label in series.values() for v in by_label.values()):
         assert len(values) == budget + 1
         assert all(b >= a for a, b in itertools.pairwise(values))
         assert all(math.isfinite(v) for v in values)
@@ -137,3 +172,34 @@ def test_cache_round_trips_and_falls_back_to_the_nearest_curve(tmp_path: Path) -
     # 3e-2 is not cached; in log space it is nearest to 1e-1.
     assert lookup({"weight_decay": 3e-2}) == (high, True)
     assert reread.nearest({"weight_decay": 1e-4}, spec) == low
+
+
+def test_selection_rule_median_then_seeds_within_a_third_then_order() -> None:
+    a, b, c = (Strategy("tpe", "median", (("patience", i),)) for i in range(3))
+    # b has the smallest median.
+    assert select_candidate([a, b, c], {a.label: [0.5], b.label: [0.4], c.label: [0.6]}) == b
+    # Equal medians (0.3): c has more seeds <= 1/3.
+    ratios = {a.label: [0.1, 0.3, 2.0], b.label: [0.3, 0.3, 2.0], c.label: [0.2, 0.3, 0.3]}
+    assert select_candidate([a, b, c], ratios) == c
+    # Full tie: the earlier candidate.
+    assert select_candidate([b, a], {a.label: [0.2], b.label: [0.2]}) == b
+
+
+def test_default_row_is_what_a_spec_without_options_builds() -> None:
+    spec = bench_spec(FULL, strategy=DEFAULT_STRATEGY, seed=3)
+    assert spec.pruner == PrunerSpec()
+    assert spec.sampler == SamplerSpec(seed=3)
+    plain = spec.model_copy(update={"pruner": PrunerSpec(), "sampler": SamplerSpec(seed=3)})
+    built, product = build_pruner(spec), build_pruner(plain)
+    assert type(built) is type(product)
+    assert vars(built) == vars(product)
+    assert type(build_sampler(spec)) is type(build_sampler(plain))
+    # On the surrogate's schedule (warm-up 1, milestone 4 of 6 epochs) no trial is compared
+    # before epoch index 4.
+    assert built._n_warmup_steps == 4
+
+
+def test_candidates_carry_explicit_options_and_full_setup_confirms_on_new_seeds() -> None:
+    assert all(c.pruner_options for c in CANDIDATES)
+    assert set(FULL.seeds).isdisjoint(FULL.heldout_seeds)
+    assert FULL.candidates == CANDIDATES

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from hpo.errors import ReidHpoError
 from hpo.errors import SpecError
+from hpo.pruners import build_pruner
 from hpo.spec import PARAM_ALIASES
 from hpo.spec import TRAINING_PATHS
 from hpo.spec import StudySpec
@@ -350,6 +351,31 @@ def test_json_round_trip_and_bad_json() -> None:
     assert spec_from_json(spec.model_dump_json()) == spec
     with pytest.raises(SpecError, match="invalid JSON"):
         spec_from_json("{", source="study 'x'")
+
+
+@pytest.mark.parametrize("options", [{}, {"patience": 1}, {"n_warmup_steps": 29}])
+def test_pruner_options_round_trip_and_rebuild_the_same_pruner(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    # The stored spec (JSON user attr) and the YAML file rebuild the same schedule-derived
+    # pruner in every worker; defaults are not written into the spec.
+    spec = tiny_spec(pruner={"name": "median", "options": options})
+    assert spec.pruner.options == options
+    restored = spec_from_json(spec.model_dump_json())
+    from_yaml = load_spec(
+        write_spec(tmp_path / "s.yaml", pruner={"name": "median", "options": options})
+    )
+    assert restored == from_yaml == spec
+    built = [build_pruner(s) for s in (spec, restored, from_yaml)]
+    assert len({type(b) for b in built}) == 1
+    described = [{k: v for k, v in vars(b).items() if k != "_wrapped_pruner"} for b in built]
+    assert described[0] == described[1] == described[2]
+
+
+def test_patience_option_is_checked_when_the_spec_is_loaded() -> None:
+    error = _error(tiny_spec_dict(pruner={"name": "median", "options": {"patience": -1}}))
+    assert error.field == "pruner.options"
+    assert "patience=-1 must be >= 0" in error.reason
 
 
 # ----------------------------------------------------------------------------- properties
