@@ -130,11 +130,18 @@ class _ClipBatcher:
         self.pending, self.pending_owners = [], []
 
     def means(self, num_tracklets: int) -> torch.Tensor:
-        """``[num_tracklets, D]``: the mean feature of each tracklet's clips."""
-        feats = torch.cat(self.outputs)
+        """``[num_tracklets, D]``: the mean feature of each tracklet's clips.
+
+        Raises:
+            EvaluationError: A tracklet had no clips (it would have no feature).
+        """
         owners = torch.as_tensor(self.owners, dtype=torch.long)
+        counts = torch.bincount(owners, minlength=num_tracklets)
+        empty = torch.nonzero(counts == 0).flatten()
+        if empty.numel():
+            raise EvaluationError(f"tracklet {int(empty[0])} of the loader has no clips")
+        feats = torch.cat(self.outputs)
         sums = feats.new_zeros(num_tracklets, feats.shape[1]).index_add_(0, owners, feats)
-        counts = torch.bincount(owners, minlength=num_tracklets).clamp_min_(1)
         return sums / counts[:, None].to(sums.dtype)
 
 

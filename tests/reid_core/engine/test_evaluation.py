@@ -83,6 +83,12 @@ def test_leading_batch_dimension_of_one_is_accepted() -> None:
     assert pids.tolist() == [5]
 
 
+def test_tracklet_without_clips_is_an_evaluation_error() -> None:
+    loader = [_tracklet([1.0], 7, 0), (torch.empty(0, 2, 3, 4, 2), 8, 1)]
+    with pytest.raises(EvaluationError, match="tracklet 1 of the loader has no clips"):
+        extract_features(_MeanPixel(), loader, device="cpu")
+
+
 def test_empty_loader_is_an_evaluation_error() -> None:
     with pytest.raises(EvaluationError, match="empty"):
         extract_features(_MeanPixel(), [], device="cpu")
