@@ -17,12 +17,6 @@ from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import WSGIServer
 from wsgiref.simple_server import make_server
 
-import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore
-
-from hpo.storage import mask_url
-from hpo.storage import open_storage
-
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -68,6 +62,11 @@ def build_app(storage_url: str, *, artifact_dir: Path | None = None) -> Any:
     Raises:
         StorageError: The storage cannot be opened (the message shows the masked URL).
     """
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from hpo.storage import open_storage
+
     storage = open_storage(storage_url, heartbeat=False)
     store = FileSystemArtifactStore(str(artifact_dir)) if artifact_dir is not None else None
     if artifact_dir is not None:
@@ -103,6 +102,8 @@ def serve(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
 
 def startup_lines(storage_url: str, host: str, port: int) -> list[str]:
     """What the CLI prints on start: the masked storage, the URL, and the warning if exposed."""
+    from hpo.storage import mask_url
+
     lines = [
         f"optuna-dashboard on {mask_url(storage_url)}",
         f"Open {dashboard_url(host, port)}  (Ctrl-C to stop)",

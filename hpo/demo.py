@@ -14,14 +14,14 @@ from pathlib import Path
 
 import optuna
 
-from hpo.final_eval import evaluate_best_on_test
 from hpo.report import build_report
 from hpo.spec import StudySpec
 from hpo.spec import load_spec
-from hpo.studies import create_study
-from hpo.studies import state_counts
-from hpo.workers import WorkerResult
-from hpo.workers import run_worker
+from hpo.study import create_study
+from hpo.study import evaluate_best_on_test
+from hpo.study import state_counts
+from hpo.worker import WorkerResult
+from hpo.worker import run_worker
 from reid_core.data import write_synthetic
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,11 @@ from __future__ import annotations
 from reid_core.errors import ReidError
 
 
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines included) folded to one space."""
+    return " ".join(str(text).split())
+
+
 class ReidHpoError(ReidError):
     """Base class of the user-caused errors of the ``hpo`` package."""
 
@@ -60,4 +65,5 @@ __all__ = [
     "StorageError",
     "StudyExistsError",
     "StudyNotFoundError",
+    "one_line",
 ]

@@ -7,15 +7,14 @@ A benchmark is a function ``(BenchOptions) -> BenchResult`` registered under a n
     @BENCHMARKS.register("storage")
     def bench_storage(options: BenchOptions) -> BenchResult: ...
 
-and its module imported below so that registration happens when the package is imported.
+The benchmark modules import torch and the whole product, so nothing imports them until
+:func:`load_benchmarks` is called (``reid-hpo bench`` does, other commands never).
 """
 
 from __future__ import annotations
 
-from hpo.bench import _metrics  # noqa: F401  (registers ranking, rerank, scaling)
-from hpo.bench import _pipeline  # noqa: F401  (registers pipeline)
-from hpo.bench import _search  # noqa: F401  (registers search)
-from hpo.bench import _storage  # noqa: F401  (registers storage)
+import importlib
+
 from hpo.bench._registry import BENCHMARKS
 from hpo.bench._registry import Benchmark
 from hpo.bench._registry import BenchOptions
@@ -23,6 +22,17 @@ from hpo.bench._registry import BenchResult
 from hpo.bench._registry import Target
 from hpo.bench._registry import environment
 from hpo.bench._registry import run_child
+from reid_core.registry import Registry
+
+_BENCHMARK_MODULES = ("_cli", "_metrics", "_pipeline", "_search", "_storage")
+
+
+def load_benchmarks() -> Registry[Benchmark]:
+    """Import every benchmark module (registering its benchmarks) and return the registry."""
+    for module in _BENCHMARK_MODULES:
+        importlib.import_module(f"hpo.bench.{module}")
+    return BENCHMARKS
+
 
 __all__ = [
     "BENCHMARKS",
@@ -31,5 +41,6 @@ __all__ = [
     "Benchmark",
     "Target",
     "environment",
+    "load_benchmarks",
     "run_child",
 ]

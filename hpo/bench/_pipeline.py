@@ -37,6 +37,7 @@ from hpo.bench._registry import BenchResult
 from hpo.bench._registry import Target
 from hpo.bench._registry import environment
 from hpo.bench._registry import run_child
+from reid_core.config import DataConfig
 from reid_core.data import IMAGENET_MEAN
 from reid_core.data import IMAGENET_STD
 from reid_core.data import RandomIdentitySampler
@@ -47,7 +48,6 @@ from reid_core.data import build_train_loader
 from reid_core.data import sample_test_clips
 from reid_core.data import sample_train_clip
 from reid_core.data import write_synthetic
-from reid_core.engine.config import DataConfig
 
 PIPELINE_TARGET = 3.0
 FRAME_SIZE = (256, 128)  # MARS frames (height, width)

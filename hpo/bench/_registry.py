@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from reid_core.registry import Registry
 
@@ -80,6 +79,8 @@ BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
 def environment(options: BenchOptions) -> dict[str, Any]:
     """Machine and library versions recorded with every result."""
+    import torch
+
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,

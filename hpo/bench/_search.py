@@ -10,14 +10,14 @@ The surrogate problem (see BENCHMARKS.md, "Search efficiency"):
    (``sigma``, ``alpha``, ``l``, ``margin``, ``beta``, ``gamma``, ``weight_decay``, demo
    ranges). Each parameter is discretised into a few levels, the centres of equal-width bins of
    its range (in log space for log ranges). Every configuration of that grid is trained ONCE by
-   the real objective (:func:`hpo.objective.make_objective`: spec -> TrainConfig -> the
-   ``reid_core`` trainer -> :class:`hpo.pruning.OptunaPruningCallback`) on a synthetic
+   the real objective (:func:`hpo.worker.make_objective`: spec -> TrainConfig -> the
+   ``reid_core`` trainer -> :class:`hpo.worker.OptunaPruningCallback`) on a synthetic
    MARS-layout dataset (:func:`reid_core.data.write_synthetic`), evaluated after every epoch;
    its validation-mAP curve is cached on disk (JSON lines, keyed by the parameters).
 2. **Studies replay the curves.** Each strategy x seed is a real Optuna study made by the
-   product's :func:`hpo.studies.create_study` from a spec (in-memory storage; so sampler and
-   pruner come from :func:`hpo.samplers.build_sampler` / :func:`hpo.pruners.build_pruner` with
-   the spec defaults), sampling with :func:`hpo.search_space.suggest` on the continuous demo
+   product's :func:`hpo.study.create_study` from a spec (in-memory storage; so sampler and
+   pruner come from :func:`hpo.search.build_sampler` / :func:`hpo.search.build_pruner` with
+   the spec defaults), sampling with :func:`hpo.search.suggest` on the continuous demo
    ranges. Its objective maps the
    sampled values to the nearest level of each parameter and replays that configuration's
    cached curve epoch by epoch through the real pruning adapter (``trial.report`` +
@@ -63,15 +63,17 @@ from hpo.bench._registry import BenchOptions
 from hpo.bench._registry import BenchResult
 from hpo.bench._registry import Target
 from hpo.bench._registry import environment
-from hpo.objective import make_objective
-from hpo.pruning import OptunaPruningCallback
-from hpo.search_space import suggest
+from hpo.demo import default_spec_path
+from hpo.search import suggest
 from hpo.spec import FloatParam
 from hpo.spec import PrunerSpec
 from hpo.spec import SamplerSpec
 from hpo.spec import StudySpec
+from hpo.spec import load_spec
 from hpo.spec import parse_spec
-from hpo.studies import create_study
+from hpo.study import create_study
+from hpo.worker import OptunaPruningCallback
+from hpo.worker import make_objective
 from reid_core.data import write_synthetic
 from reid_core.engine import EpochReport
 from reid_core.errors import ConfigError
@@ -170,15 +172,15 @@ class SurrogateSetup:
         return grid + [c for c in self.candidates if c not in grid]
 
 
-_DEMO_SPACE: dict[str, dict[str, Any]] = {
-    "sigma": {"type": "float", "low": 0.1, "high": 1.0},
-    "alpha": {"type": "float", "low": 0.5, "high": 3.0},
-    "l": {"type": "float", "low": 0.1, "high": 1.0},
-    "margin": {"type": "float", "low": 1.0e-6, "high": 1.0, "log": True},
-    "beta": {"type": "float", "low": 1.0e-6, "high": 1.0},
-    "gamma": {"type": "float", "low": 1.0e-6, "high": 1.0},
-    "weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0e-2, "log": True},
-}
+def _demo_search_space() -> dict[str, dict[str, Any]]:
+    """The search space of ``studies/demo.yaml``: the one definition the demo and this bench
+    share (the recorded curves are keyed by configuration, so a changed space trains the
+    configurations it lacks instead of replaying stale ones)."""
+    spec = load_spec(default_spec_path())
+    return {name: param.model_dump() for name, param in spec.search_space.items()}
+
+
+_DEMO_SPACE = _demo_search_space()
 
 _TRAINING: dict[str, Any] = {
     "epochs": 6,
@@ -601,7 +603,7 @@ def run_study(
 ) -> StudyTrace:
     """Run one in-memory study of ``strategy`` on the replayed curves.
 
-    The study is made by :func:`hpo.studies.create_study` from :func:`bench_spec`, so its
+    The study is made by :func:`hpo.study.create_study` from :func:`bench_spec`, so its
     sampler and pruner are exactly what a real study with that spec gets. It stops after
     ``n_trials`` trials, or once it has spent ``epoch_budget`` epochs, or at
     ``setup.max_trials``.

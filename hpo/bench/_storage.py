@@ -36,14 +36,14 @@ import numpy as np
 import optuna
 from sqlalchemy.engine import make_url
 
-from hpo._bench_worker import STUDY_NAME
-from hpo._bench_worker import quadratic
-from hpo._bench_worker import search_space
 from hpo.bench._registry import BENCHMARKS
 from hpo.bench._registry import BenchOptions
 from hpo.bench._registry import BenchResult
 from hpo.bench._registry import Target
 from hpo.bench._registry import environment
+from hpo.bench._storage_worker import STUDY_NAME
+from hpo.bench._storage_worker import quadratic
+from hpo.bench._storage_worker import search_space
 from hpo.errors import StorageError
 from hpo.storage import close_storage
 from hpo.storage import mask_url
@@ -57,7 +57,7 @@ ENV_PG_ADMIN_URL = "REID_HPO_BENCH_PG_URL"
 P95_ASK_TARGET_MS = 100.0
 BACKENDS = ("postgresql", "sqlite")
 SAMPLERS = ("random", "tpe")
-STORAGES = ("optuna", "cached")
+STORAGES = ("optuna",)
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ class StorageBenchConfig:
         params: Float parameters of the quadratic objective.
         backends: Any of ``postgresql`` and ``sqlite``.
         samplers: Any of ``random`` and ``tpe``.
-        storages: How workers wrap the RDB storage: ``optuna`` (what ``optuna.load_study``
-            does, the baseline) and ``cached`` (:class:`hpo._trial_cache.OwnedTrialStorage`).
+        storages: How workers open the storage: ``optuna`` (Optuna's own ``RDBStorage``
+            through :func:`hpo.storage.open_storage`, as reid-hpo workers do).
         pg_admin_url: A PostgreSQL URL whose user may create and drop databases.
     """
 
@@ -242,7 +242,7 @@ def _database(backend: str, pg_admin_url: str, scenario_dir: Path) -> Iterator[s
         conn.close()
 
 
-_WORKER_BOOTSTRAP = "from hpo._bench_worker import worker_main; worker_main()"
+_WORKER_BOOTSTRAP = "from hpo.bench._storage_worker import worker_main; worker_main()"
 
 
 def _run_scenario(
@@ -503,7 +503,7 @@ def bench_storage(options: BenchOptions) -> BenchResult:
         key = f"{s['backend']}/{s['sampler']}/{s['storage']}"
         summary[f"{key} trials/s"] = s["trials_per_s"]
         summary[f"{key} ask p95 ms (worst band)"] = s["worst_band_ask_p95_ms"]
-        if s["backend"] == "postgresql" and s["sampler"] == "random" and s["storage"] == "cached":
+        if s["backend"] == "postgresql" and s["sampler"] == "random" and s["storage"] == "optuna":
             targets.append(
                 Target(
                     f"PostgreSQL ask p95, worst band, {s['workers']} workers ({key})",
@@ -511,13 +511,6 @@ def bench_storage(options: BenchOptions) -> BenchResult:
                     P95_ASK_TARGET_MS,
                     False,
                 )
-            )
-    by_key = {(s["backend"], s["sampler"], s["storage"]): s for s in result["scenarios"]}
-    for (backend, sampler, storage), s in by_key.items():
-        base = by_key.get((backend, sampler, "optuna"))
-        if storage == "cached" and base is not None and s["trials_per_s"] and base["trials_per_s"]:
-            summary[f"{backend}/{sampler} cached vs optuna trials/s"] = round(
-                s["trials_per_s"] / base["trials_per_s"], 2
             )
     return BenchResult(
         name="storage",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hpo.bench import BENCHMARKS
-from hpo.bench import BenchOptions
-from hpo.bench import BenchResult
 from hpo.cli._app import app
+
+if TYPE_CHECKING:
+    from hpo.bench import BenchResult
 
 _EPILOG = """\
 Examples:
@@ -40,14 +41,18 @@ def bench(
     list_only: bool = typer.Option(False, "--list", help="List the benchmarks and exit."),
 ) -> None:
     """Run the performance benchmarks (BENCHMARKS.md): a table per benchmark, plus JSON."""
+    from hpo.bench import BenchOptions
+    from hpo.bench import load_benchmarks
+
     console = Console()
+    benchmarks = load_benchmarks()
     if list_only:
-        for bench_name in BENCHMARKS.names():
-            doc = (BENCHMARKS.get(bench_name).__doc__ or "").strip().splitlines()
+        for bench_name in benchmarks.names():
+            doc = (benchmarks.get(bench_name).__doc__ or "").strip().splitlines()
             console.print(f"{bench_name}\t{doc[0] if doc else ''}", highlight=False)
         return
-    names = [name] if name else BENCHMARKS.names()
-    runners = {bench_name: BENCHMARKS.get(bench_name) for bench_name in names}
+    names = [name] if name else benchmarks.names()
+    runners = {bench_name: benchmarks.get(bench_name) for bench_name in names}
     options = BenchOptions(quick=quick, threads=threads, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     for bench_name, runner in runners.items():

@@ -8,7 +8,6 @@ import typer
 
 from hpo import dashboard
 from hpo.cli._app import app
-from hpo.storage import resolve_storage_url
 
 
 @app.command("dashboard")
@@ -31,6 +30,8 @@ def dashboard_command(
     ),
 ) -> None:
     """Serve optuna-dashboard on the study storage until Ctrl-C."""
+    from hpo.storage import resolve_storage_url
+
     url = resolve_storage_url(storage)
     wsgi_app = dashboard.build_app(url, artifact_dir=artifact_dir)
     for line in dashboard.startup_lines(url, host, port):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,9 +12,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from hpo.cli._app import app
-from reid_core.data import DatasetSummary
-from reid_core.data import check_dataset
-from reid_core.data import write_synthetic
+
+if TYPE_CHECKING:
+    from reid_core.data import DatasetSummary
 
 
 class DatasetName(enum.StrEnum):
@@ -67,6 +68,8 @@ def synth(
     width: int = typer.Option(32, "--width", help="Frame width in pixels."),
 ) -> None:
     """Write a small synthetic dataset, with learnable identities, in a public layout."""
+    from reid_core.data import write_synthetic
+
     root = write_synthetic(
         out,
         layout.value,  # type: ignore[arg-type]
@@ -91,6 +94,8 @@ def check(
     ),
 ) -> None:
     """Parse a dataset, open every frame, and print its counts (exit 2 on the first problem)."""
+    from reid_core.data import check_dataset
+
     with Progress(transient=True, console=Console(stderr=True)) as progress:
         task = progress.add_task("verifying frames", total=None)
         summary = check_dataset(

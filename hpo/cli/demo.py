@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.cli._app import app
-from hpo.storage import mask_url
 
 _console = Console()
 
@@ -34,6 +33,7 @@ def demo(
         reid-hpo demo --storage postgresql://postgres@127.0.0.1/reid_hpo --trials 4
     """
     from hpo.demo import run_demo
+    from hpo.storage import mask_url
 
     result = run_demo(out, storage_url=storage, spec_path=spec, n_trials=trials, device=device)
     masked = mask_url(result.storage_url)

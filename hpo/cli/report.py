@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Annotated
 
-import optuna
 import typer
 
 from hpo.cli.study import NameArgument
 from hpo.cli.study import StorageOption
 from hpo.cli.study import study_app
-from hpo.errors import StudyNotFoundError
-from hpo.final_eval import evaluate_best_on_test
-from hpo.report import build_report
-from hpo.storage import close_storage
-from hpo.storage import mask_url
-from hpo.storage import open_storage
-from hpo.storage import resolve_storage_url
-from hpo.studies import load_study
+
+if TYPE_CHECKING:
+    import optuna
 
 logger = logging.getLogger(__name__)
 
 
 def _load_any_study(name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:
     """Any Optuna study of that name (a reid-hpo spec is not required for a report)."""
+    import optuna
+
+    from hpo.errors import StudyNotFoundError
+    from hpo.storage import mask_url
+
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -51,6 +51,11 @@ def report_cmd(
 
     Example: reid-hpo study report mars-map-random --out report.html
     """
+    from hpo.report import build_report
+    from hpo.storage import close_storage
+    from hpo.storage import open_storage
+    from hpo.storage import resolve_storage_url
+
     url = resolve_storage_url(storage)
     opened = open_storage(url, heartbeat=False)
     try:
@@ -81,6 +86,12 @@ def test_cmd(
 
     Example: reid-hpo study test mars-map-random --device cuda
     """
+    from hpo.storage import close_storage
+    from hpo.storage import open_storage
+    from hpo.storage import resolve_storage_url
+    from hpo.study import evaluate_best_on_test
+    from hpo.study import load_study
+
     opened = open_storage(resolve_storage_url(storage), heartbeat=False)
     try:
         study, spec = load_study(name, opened)

@@ -1,5 +1,8 @@
 """``reid-hpo study ...``: create, list, inspect, export and delete studies.
 
+The product modules (storage, spec, study) are imported inside each command, so that
+``reid-hpo --help`` answers without loading Optuna or SQLAlchemy.
+
 Other modules add commands to :data:`study_app` (``study run`` in ``hpo.cli.worker``,
 ``study report`` in ``hpo.cli.report``) with ``@study_app.command("run")``.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Annotated
 from typing import Any
 
@@ -18,19 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.cli._app import app
-from hpo.spec import load_spec
-from hpo.storage import close_storage
-from hpo.storage import mask_url
-from hpo.storage import open_storage
-from hpo.storage import resolve_storage_url
-from hpo.studies import BestTrial
-from hpo.studies import StudyStatus
-from hpo.studies import best_trial
-from hpo.studies import create_study
-from hpo.studies import delete_study
-from hpo.studies import export_trials
-from hpo.studies import list_studies
-from hpo.studies import study_status
+
+if TYPE_CHECKING:
+    from hpo.study import BestTrial
+    from hpo.study import StudyStatus
 
 study_app = typer.Typer(
     name="study",
@@ -101,6 +96,13 @@ def create_cmd(
     Example: reid-hpo study create studies/mars_map_random.yaml --storage
     postgresql://user:pw@dbhost/reid_hpo
     """
+    from hpo.spec import load_spec
+    from hpo.storage import close_storage
+    from hpo.storage import mask_url
+    from hpo.storage import open_storage
+    from hpo.storage import resolve_storage_url
+    from hpo.study import create_study
+
     spec = load_spec(spec_file)
     opened = open_storage(resolve_storage_url(storage))
     try:
@@ -120,6 +122,10 @@ def list_cmd(storage: StorageOption = None) -> None:
 
     Example: reid-hpo study list --storage sqlite:///reid_hpo.db
     """
+    from hpo.storage import mask_url
+    from hpo.storage import resolve_storage_url
+    from hpo.study import list_studies
+
     url = resolve_storage_url(storage)
     infos = list_studies(url)
     console = _console()
@@ -194,6 +200,9 @@ def status_cmd(
 
     Example: reid-hpo study status mars-map-random
     """
+    from hpo.storage import resolve_storage_url
+    from hpo.study import study_status
+
     status = study_status(name, resolve_storage_url(storage))
     if output is OutputFormat.json:
         typer.echo(json.dumps(status.to_dict(), indent=2, default=str))
@@ -237,7 +246,10 @@ def best_cmd(
 
     Example: reid-hpo study best mars-map-random --format json
     """
-    best = best_trial(name, resolve_storage_url(storage))
+    from hpo.storage import resolve_storage_url
+    from hpo.study import best_trial_of
+
+    best = best_trial_of(name, resolve_storage_url(storage))
     if output is OutputFormat.json:
         typer.echo(json.dumps(best.to_dict(), indent=2, default=str))
     else:
@@ -257,6 +269,9 @@ def export_cmd(
 
     Example: reid-hpo study export mars-map-random --format csv --out trials.csv
     """
+    from hpo.storage import resolve_storage_url
+    from hpo.study import export_trials
+
     text = export_trials(name, resolve_storage_url(storage), fmt.value, out)
     if out is None:
         typer.echo(text, nl=False)
@@ -274,6 +289,10 @@ def delete_cmd(
 
     Example: reid-hpo study delete old-study --yes
     """
+    from hpo.storage import mask_url
+    from hpo.storage import resolve_storage_url
+    from hpo.study import delete_study
+
     url = resolve_storage_url(storage)
     if not yes:
         typer.confirm(f"Delete study {name!r} and all its trials from {mask_url(url)}?", abort=True)

@@ -1,4 +1,7 @@
-"""``reid-hpo train`` and ``reid-hpo evaluate``: one training run, one test evaluation."""
+"""``reid-hpo train`` and ``reid-hpo evaluate``: one training run, one test evaluation.
+
+The trainer (torch) is imported inside the commands, not at CLI start.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.cli._app import app
-from reid_core.engine import TrainConfig
-from reid_core.engine import Trainer
-from reid_core.engine import evaluate_checkpoint
-from reid_core.engine import resolve_checkpoint
-from reid_core.engine import write_json_atomic
+from reid_core.config import TrainConfig
 from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
 
@@ -176,6 +175,9 @@ def train_command(
         },
         validation=not no_validation,
     )
+    from reid_core.engine import Trainer
+    from reid_core.engine import resolve_checkpoint
+
     resume_from = None
     if resume:
         resume_from = resolve_checkpoint(Path(cfg.output_dir))
@@ -197,6 +199,10 @@ def evaluate_command(
     num_workers: int | None = typer.Option(None, "--num-workers", min=0),
 ) -> None:
     """Evaluate a checkpoint once on the TEST split; writes <checkpoint>.test.json beside it."""
+    from reid_core.engine import evaluate_checkpoint
+    from reid_core.engine import resolve_checkpoint
+    from reid_core.engine import write_json_atomic
+
     path = resolve_checkpoint(checkpoint)
     result, info = evaluate_checkpoint(
         path, root=root, rerank=rerank, device=device, num_workers=num_workers

@@ -1,27 +1,17 @@
-"""``reid-hpo worker NAME`` and ``reid-hpo study run SPEC|NAME``: run trials of a study."""
+"""``reid-hpo worker NAME`` and ``reid-hpo study run SPEC|NAME``: run trials of a study.
+
+The worker code (torch, the trainer) is imported inside the commands, not at CLI start.
+"""
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import typer
 
 from hpo.cli._app import app
 from hpo.cli.study import study_app
-from hpo.errors import ReidHpoError
-from hpo.spec import StudySpec
-from hpo.spec import load_spec
-from hpo.storage import close_storage
-from hpo.storage import open_storage
-from hpo.storage import resolve_storage_url
-from hpo.studies import create_study
-from hpo.studies import load_study
-from hpo.workers import parse_gpus
-from hpo.workers import run_supervisor
-from hpo.workers import run_worker
-from reid_core.data import build_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +36,12 @@ def worker(
 
     Example: reid-hpo worker mars-map-random --gpus 0,1 --storage postgresql://u:pw@db/hpo
     """
+    from hpo.storage import resolve_storage_url
+    from hpo.study import check_study_can_run
+    from hpo.worker import parse_gpus
+    from hpo.worker import run_supervisor
+    from hpo.worker import run_worker
+
     url = resolve_storage_url(storage)
     if child:
         result = run_worker(name, url, device=device, max_trials=max_trials)
@@ -55,7 +51,7 @@ def worker(
         )
         return
     parse_gpus(gpus)  # a malformed --gpus is reported before the storage is touched
-    _check_study(name, url)
+    check_study_can_run(name, url)
     raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials))
 
 
@@ -71,51 +67,21 @@ def run(
 
     Example: reid-hpo study run studies/demo.yaml --gpus none
     """
+    from hpo.spec import load_spec
+    from hpo.storage import resolve_storage_url
+    from hpo.study import check_spec_can_run
+    from hpo.study import check_study_can_run
+    from hpo.study import create_study
+    from hpo.worker import run_supervisor
+
     url = resolve_storage_url(storage)
     path = Path(target)
     if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
         spec = load_spec(path)
-        _check_dataset(spec)
-        _check_artifacts(spec)
+        check_spec_can_run(spec)
         create_study(spec, url, resume=True)
         name = spec.name
     else:
         name = target
-        _check_study(name, url)
+        check_study_can_run(name, url)
     raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials))
-
-
-def _check_dataset(spec: StudySpec) -> None:
-    """Refuse to start when this machine cannot read the study's dataset (one-line error)."""
-    dataset = build_dataset(
-        spec.dataset.name,
-        spec.dataset.root,
-        split_id=spec.dataset.split_id,
-        mars_gallery=spec.dataset.mars_gallery,
-    )
-    _ = dataset.split  # parses the layout: a missing root or file raises DatasetNotFoundError
-
-
-def _check_study(name: str, url: str) -> None:
-    """Fail in this process (one line, exit 2) before any worker process is spawned when the
-    storage, the study or its dataset is unusable."""
-    storage = open_storage(url, heartbeat=False)
-    try:
-        _, spec = load_study(name, storage)
-    finally:
-        close_storage(storage)
-    _check_dataset(spec)
-    _check_artifacts(spec)
-
-
-def _check_artifacts(spec: StudySpec) -> None:
-    """Refuse to start when the checkpoint location cannot be written (one-line error)."""
-    root = Path(spec.artifacts.root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
-            pass
-    except OSError as exc:
-        raise ReidHpoError(
-            f"artifacts.root {root} is not a writable directory: {exc.strerror or exc}"
-        ) from None

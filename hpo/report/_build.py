@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import logging
 import os
 import uuid
@@ -20,6 +19,10 @@ from optuna.trial import TrialState
 from hpo.report import _figures
 from hpo.report._figures import Section
 from hpo.storage import mask_url
+from hpo.study.records import TrialAttr
+from hpo.study.records import best_of_study
+from hpo.study.records import read_spec_or_none
+from hpo.study.records import stored_test_result
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +61,8 @@ def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = No
     out = Path(out)
     trials = study.get_trials(deepcopy=False)
     metric = objective_name(study)
-    best = best_trial(study)
-    test_result = _test_result(study)
+    best = best_of_study(study)
+    test_result = stored_test_result(study.user_attrs)
     sections = [
         _figures.optimisation_history(study, trials, metric),
         _figures.learning_curves(trials, metric),
@@ -77,44 +80,13 @@ def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = No
 
 def objective_name(study: optuna.Study) -> str:
     """Objective name: the spec's ``objective.metric``, Optuna's metric name, or a default."""
-    spec = stored_spec(study)
-    objective = spec.get("objective") if spec else None
-    if isinstance(objective, dict) and objective.get("metric"):
-        return str(objective["metric"])
+    spec = read_spec_or_none(study.user_attrs, study.study_name)
+    if spec is not None:
+        return spec.objective.metric
     names = study.metric_names
     if names and names[0]:
         return str(names[0])
     return "objective value"
-
-
-def stored_spec(study: optuna.Study) -> dict[str, Any] | None:
-    """The study spec stored in the study user attr ``"spec"`` (JSON text or dict), if any."""
-    raw = study.user_attrs.get("spec")
-    if isinstance(raw, dict):
-        return raw
-    if isinstance(raw, str):
-        try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError:
-            logger.warning("study %r: user attr 'spec' is not valid JSON", study.study_name)
-            return None
-        return parsed if isinstance(parsed, dict) else None
-    return None
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial of a single-objective study, or ``None`` when there is none."""
-    if len(study.directions) != 1:
-        return None
-    try:
-        return study.best_trial
-    except ValueError:  # no complete trial yet
-        return None
-
-
-def _test_result(study: optuna.Study) -> dict[str, Any] | None:
-    value = study.user_attrs.get("test_result")
-    return value if isinstance(value, dict) else None
 
 
 def _e(value: object) -> str:
@@ -160,7 +132,7 @@ def _summary_html(
             f"{_e(metric)} = {_e(_fmt(best.value))}</h3>"
         )
         parts.append(_kv_table(dict(best.params)) if best.params else "<p>No parameters.</p>")
-        val_metrics = best.user_attrs.get("val_metrics")
+        val_metrics = best.user_attrs.get(TrialAttr.VAL_METRICS)
         if isinstance(val_metrics, dict) and val_metrics:
             parts.append("<h4>Validation metrics</h4>" + _kv_table(val_metrics))
     parts.append("<h3>Test result (best trial, evaluated once; never used for selection)</h3>")
@@ -193,7 +165,7 @@ def _trials_table(trials: list[FrozenTrial]) -> str:
             f"<tr><td>{t.number}</td><td class='state-{t.state.name}'>{t.state.name}</td>"
             f"<td>{_e(value)}</td><td>{last_step}</td><td>{_e(_figures.worker_of(t))}</td>"
             f"<td>{_e(started)}</td><td>{_e(duration)}</td><td>{_e(params)}</td>"
-            f"<td>{_e(t.user_attrs.get('fail_reason', ''))}</td></tr>"
+            f"<td>{_e(t.user_attrs.get(TrialAttr.FAIL_REASON, ''))}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 

@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from hpo.study.records import TrialAttr
+
 logger = logging.getLogger(__name__)
 
 # One colour per trial state, shared by every figure of the report.
@@ -146,7 +148,7 @@ def parameter_importances(
 
 def worker_of(trial: FrozenTrial) -> str:
     """The ``worker`` user attribute (``host:pid``) of a trial, or a placeholder."""
-    worker = trial.user_attrs.get("worker")
+    worker = trial.user_attrs.get(TrialAttr.WORKER)
     return str(worker) if worker else UNKNOWN_WORKER
 
 
@@ -194,8 +196,8 @@ def cmc_curve(best: FrozenTrial | None, test_result: dict | None) -> Section:
     """Validation CMC of the best trial (user attr ``cmc``), plus the test CMC when stored."""
     title = "Best trial CMC"
     fig = go.Figure()
-    if best is not None and _is_curve(best.user_attrs.get("cmc")):
-        cmc = [float(v) for v in best.user_attrs["cmc"]]
+    if best is not None and _is_curve(best.user_attrs.get(TrialAttr.CMC)):
+        cmc = [float(v) for v in best.user_attrs[TrialAttr.CMC]]
         fig.add_trace(
             go.Scatter(
                 x=list(range(1, len(cmc) + 1)),

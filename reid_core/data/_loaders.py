@@ -7,7 +7,6 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset
 from torch.utils.data import Sampler
 
+from reid_core.config import DataConfig
 from reid_core.data._frames import FrameCache
 from reid_core.data._frames import decode_resized
 from reid_core.data._samplers import RandomIdentitySampler
@@ -26,9 +26,6 @@ from reid_core.data._transforms import build_test_transform
 from reid_core.data._transforms import normalize_clips
 from reid_core.data.records import Tracklet
 from reid_core.errors import DatasetFormatError
-
-if TYPE_CHECKING:
-    from reid_core.engine.config import DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -7,19 +7,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from reid_core.config import ValidationConfig
 from reid_core.data.datasets._base import relabel
 from reid_core.data.records import ReidSplit
 from reid_core.data.records import Tracklet
 from reid_core.errors import ConfigError
 from reid_core.errors import DatasetFormatError
-
-if TYPE_CHECKING:
-    from reid_core.engine.config import ValidationConfig
 
 logger = logging.getLogger(__name__)
 

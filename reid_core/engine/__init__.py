@@ -1,15 +1,24 @@
 """Training engine: the trainer and its epoch callbacks, checkpoints, features and evaluation.
 
 ``Trainer(cfg).fit(callbacks=[...])`` trains one model; :class:`Callback` is the only hook the
-HPO layer needs. Checkpoints are atomic and checksummed and resume a run exactly.
+HPO layer needs, and the trainer installs its own :class:`MetricsLog` (``metrics.jsonl``).
+Checkpoints are atomic and checksummed and resume a run exactly.
 """
 
 from __future__ import annotations
 
+from reid_core.config import DataConfig
+from reid_core.config import LossConfig
+from reid_core.config import ModelConfig
+from reid_core.config import OptimConfig
+from reid_core.config import TrainConfig
+from reid_core.config import ValidationConfig
+from reid_core.config import resolve_device
 from reid_core.engine._callbacks import Callback
 from reid_core.engine._callbacks import EpochReport
 from reid_core.engine._callbacks import FitResult
 from reid_core.engine._callbacks import StopTraining
+from reid_core.engine._callbacks import TrainerView
 from reid_core.engine._checkpoint import CheckpointManager
 from reid_core.engine._checkpoint import code_version
 from reid_core.engine._checkpoint import find_resumable_checkpoint
@@ -26,17 +35,11 @@ from reid_core.engine._inference import LoadedModel
 from reid_core.engine._inference import evaluate_checkpoint
 from reid_core.engine._inference import load_model
 from reid_core.engine._io import write_json_atomic
+from reid_core.engine._metrics_log import MetricsLog
 from reid_core.engine._schedule import WarmupMultiStepLR
 from reid_core.engine._schedule import warmup_multistep_factor
 from reid_core.engine._seed import seed_everything
 from reid_core.engine._trainer import Trainer
-from reid_core.engine.config import DataConfig
-from reid_core.engine.config import LossConfig
-from reid_core.engine.config import ModelConfig
-from reid_core.engine.config import OptimConfig
-from reid_core.engine.config import TrainConfig
-from reid_core.engine.config import ValidationConfig
-from reid_core.engine.config import resolve_device
 
 __all__ = [
     "Callback",
@@ -47,11 +50,13 @@ __all__ = [
     "FitResult",
     "LoadedModel",
     "LossConfig",
+    "MetricsLog",
     "ModelConfig",
     "OptimConfig",
     "StopTraining",
     "TrainConfig",
     "Trainer",
+    "TrainerView",
     "ValidationConfig",
     "WarmupMultiStepLR",
     "code_version",

@@ -7,10 +7,14 @@ from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import Protocol
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from reid_core.config import TrainConfig
     from reid_core.engine._evaluation import EvaluationResult
-    from reid_core.engine._trainer import Trainer
 
 
 class StopTraining(Exception):
@@ -77,6 +81,19 @@ class FitResult:
         }
 
 
+class TrainerView(Protocol):
+    """What a callback may use of the trainer it is given (:class:`Trainer` has all of it)."""
+
+    cfg: TrainConfig
+    output_dir: Path
+    device: torch.device
+    model: nn.Module
+    num_classes: int
+
+    def evaluate(self, *, rerank: bool | None = None) -> EvaluationResult:
+        """Evaluate the current model on the validation split."""
+
+
 class Callback:
     """Base class of training callbacks; override the hooks you need.
 
@@ -85,7 +102,7 @@ class Callback:
     epoch's checkpoint has been written (how an HPO pruner stops a trial).
     """
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         """Called once before the first epoch (after a resume has been applied)."""
 
     def on_epoch_end(self, report: EpochReport) -> None:

@@ -13,12 +13,12 @@ from torch import nn
 
 from reid_core import data as reid_data
 from reid_core import models as reid_models
+from reid_core.config import TrainConfig
+from reid_core.config import resolve_device
 from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._checkpoint import verify_checkpoint
 from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
-from reid_core.engine.config import TrainConfig
-from reid_core.engine.config import resolve_device
 from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
 

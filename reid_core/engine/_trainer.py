@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterable
@@ -17,6 +16,9 @@ from torch import nn
 from reid_core import data as reid_data
 from reid_core import losses as reid_losses
 from reid_core import models as reid_models
+from reid_core.config import TrainConfig
+from reid_core.config import config_path
+from reid_core.config import resolve_device
 from reid_core.data.records import ReidSplit
 from reid_core.data.records import Tracklet
 from reid_core.engine._callbacks import Callback
@@ -28,16 +30,13 @@ from reid_core.engine._checkpoint import code_version
 from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
-from reid_core.engine._io import atomic_write_text
 from reid_core.engine._io import write_json_atomic
+from reid_core.engine._metrics_log import MetricsLog
 from reid_core.engine._progress import epoch_progress
 from reid_core.engine._schedule import WarmupMultiStepLR
 from reid_core.engine._seed import rng_state
 from reid_core.engine._seed import seed_everything
 from reid_core.engine._seed import set_rng_state
-from reid_core.engine.config import TrainConfig
-from reid_core.engine.config import config_path
-from reid_core.engine.config import resolve_device
 from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
 from reid_core.errors import NonFiniteLossError
@@ -45,7 +44,6 @@ from reid_core.errors import NonFiniteLossError
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
-METRICS_LOG_NAME = "metrics.jsonl"
 # Config entries that may change between a run and its resumption without changing the run.
 _RESUME_FREE_KEYS = frozenset({"epochs", "eval_every", "output_dir", "device"})
 
@@ -277,7 +275,8 @@ class Trainer:
         callback propagates, after the epoch's checkpoint has been written.
 
         Args:
-            callbacks: Hooks called in order.
+            callbacks: Hooks called in order, after the trainer's own :class:`MetricsLog`
+                (which writes ``metrics.jsonl``).
             resume_from: A checkpoint (or run directory) to continue from, exactly: weights,
                 optimisers, schedule, scaler, centers and RNG states are restored.
 
@@ -293,17 +292,17 @@ class Trainer:
             self._resume(Path(resume_from), state)
         config_file = config_path(self.output_dir)
         write_json_atomic(config_file, self.cfg.to_dict())
-        self._trim_metrics_log(state.next_epoch)
+        hooks = (MetricsLog(self.output_dir, start_epoch=state.next_epoch), *callbacks)
         failed = True
         try:
             try:
-                for callback in callbacks:
+                for callback in hooks:
                     callback.on_train_start(self)
             except StopTraining as exc:
                 logger.info("training stopped before it started: %s", exc)
                 state.stopped = True
             while state.next_epoch < self.cfg.epochs and not state.stopped:
-                self._run_epoch(state.next_epoch, state, callbacks)
+                self._run_epoch(state.next_epoch, state, hooks)
             failed = False
         finally:
             self._loader = None  # lets persistent loader workers exit
@@ -313,7 +312,7 @@ class Trainer:
                     self.output_dir / RESULTS_NAME,
                     {**result.to_dict(), "config": self.cfg.to_dict(), "code": code_version()},
                 )
-            for callback in callbacks:
+            for callback in hooks:
                 try:
                     callback.on_train_end(result)
                 except Exception:
@@ -348,7 +347,6 @@ class Trainer:
             epoch=epoch, losses=losses, lr=lr, metrics=metrics, checkpoint=checkpoint
         )
         state.history.append({"epoch": epoch, "losses": losses, "lr": lr, "metrics": metrics})
-        self._append_metrics_log(state.history[-1])
         pending: BaseException | None = None
         for callback in callbacks:
             try:
@@ -420,25 +418,6 @@ class Trainer:
         state.checkpoint = Path(path)
         logger.info("resumed from %s after epoch %d", path, state.next_epoch - 1)
 
-    # ----------------------------------------------------------------------- metrics log
-    def _append_metrics_log(self, entry: dict[str, Any]) -> None:
-        path = self.output_dir / METRICS_LOG_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, sort_keys=True) + "\n")
-
-    def _trim_metrics_log(self, next_epoch: int) -> None:
-        """Drop log lines of epochs that a resumed run is about to redo."""
-        path = self.output_dir / METRICS_LOG_NAME
-        if not path.exists():
-            return
-        kept = [
-            line
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if _log_epoch(line) is not None and _log_epoch(line) < next_epoch
-        ]
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-
 
 class _FitState:
     """Mutable bookkeeping of one ``fit`` call."""
@@ -496,16 +475,6 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         ):
             changed.append(f"{prefix}{key}")
     return changed
-
-
-def _log_epoch(line: str) -> int | None:
-    """Epoch of a metrics-log line; None for a blank or torn line (a crash mid-append)."""
-    try:
-        entry = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    epoch = entry.get("epoch") if isinstance(entry, dict) else None
-    return epoch if isinstance(epoch, int) else None
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:

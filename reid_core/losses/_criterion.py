@@ -9,14 +9,14 @@ import torch
 from torch import Tensor
 from torch import nn
 
+from reid_core.config import LossConfig
 from reid_core.errors import ConfigError
 from reid_core.losses._center import CenterLoss
 from reid_core.losses._cross_entropy import CrossEntropyLabelSmooth
 from reid_core.losses._osm_caa import OSMCAALoss
 from reid_core.losses._triplet import TripletLoss
 
-if TYPE_CHECKING:  # engine imports losses at run time; avoid the cycle
-    from reid_core.engine.config import LossConfig
+if TYPE_CHECKING:
     from reid_core.models import ReidOutput
 
 __all__ = ["LOSS_TERMS", "ReidCriterion", "rescale_center_grads"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from typing import NamedTuple
 
 from torch import Tensor
 from torch import nn
 
+from reid_core.config import ModelConfig
 from reid_core.errors import ConfigError
 from reid_core.models._backbones import ResNetBackbone
 from reid_core.models._backbones import build_backbone
@@ -19,9 +19,6 @@ from reid_core.models._heads import TemporalAttentionPool
 from reid_core.models._heads import TemporalAvgPool
 from reid_core.models._heads import init_classifier
 from reid_core.registry import Registry
-
-if TYPE_CHECKING:  # engine imports models at run time; avoid the cycle
-    from reid_core.engine.config import ModelConfig
 
 __all__ = ["MODELS", "ReidOutput", "VideoReidModel", "build_model", "build_model_from_config"]
 
@@ -220,7 +217,7 @@ def build_model(
 def build_model_from_config(
     cfg: ModelConfig, *, num_classes: int, input_size: tuple[int, int]
 ) -> VideoReidModel:
-    """Build the model a :class:`~reid_core.engine.config.ModelConfig` describes.
+    """Build the model a :class:`~reid_core.config.ModelConfig` describes.
 
     Args:
         cfg: Architecture, backbone, last stride, attention mode, pretrained flag.

@@ -12,13 +12,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-SPEC_JSON = json.dumps(
-    {
-        "name": "fake",
-        "objective": {"metric": "map", "direction": "maximize"},
-        "seed": 0,
-    }
-)
+from tests._helpers.specs import tiny_spec_dict
+
+SPEC_JSON = json.dumps(tiny_spec_dict(name="fake"))
 WORKERS = ("gpu-node-a:101", "gpu-node-b:202")
 
 
@@ -34,7 +30,8 @@ def make_study(
 ) -> optuna.Study:
     """A new maximising study holding the trials of :func:`add_fake_trials`.
 
-    Its ``spec`` user attr is a minimal JSON naming the ``map`` objective.
+    Its ``spec`` user attr is a small valid spec (as reid-hpo stores it) with the ``map``
+    objective.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")

@@ -30,8 +30,8 @@ from hpo.bench._search import param_levels
 from hpo.bench._search import select_candidate
 from hpo.bench._search import snap
 from hpo.cli import app
-from hpo.pruners import build_pruner
-from hpo.samplers import build_sampler
+from hpo.search import build_pruner
+from hpo.search import build_sampler
 from hpo.spec import FloatParam
 from hpo.spec import PrunerSpec
 from hpo.spec import SamplerSpec

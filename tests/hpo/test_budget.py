@@ -12,16 +12,16 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from optuna.trial import create_trial
 
-from hpo._budget import Decision
-from hpo._budget import FileStudyLock
-from hpo._budget import PostgresStudyLock
-from hpo._budget import StudyLock
-from hpo._budget import ThreadStudyLock
-from hpo._budget import TrialCounts
-from hpo._budget import decide
-from hpo._budget import lock_key
-from hpo._budget import open_study_lock
-from hpo._budget import study_started_at
+from hpo.storage import StudyLock
+from hpo.storage import lock_key
+from hpo.storage import open_study_lock
+from hpo.storage._locks import FileStudyLock
+from hpo.storage._locks import PostgresStudyLock
+from hpo.storage._locks import ThreadStudyLock
+from hpo.worker import Decision
+from hpo.worker import TrialCounts
+from hpo.worker import decide
+from hpo.worker import study_started_at
 
 
 def _decide(counts: TrialCounts, n_trials: int | None = 4) -> Decision:
@@ -117,12 +117,33 @@ def test_postgres_advisory_lock_excludes_a_second_holder(postgres_url: str) -> N
     )
 
 
+def _acquire_in_thread(lock: StudyLock) -> threading.Event:
+    """Start ``lock.acquire()`` in a thread; the event is set once it returns."""
+    acquired = threading.Event()
+
+    def acquire() -> None:
+        lock.acquire()
+        acquired.set()
+
+    threading.Thread(target=acquire, daemon=True).start()
+    return acquired
+
+
 def test_postgres_locks_of_different_studies_do_not_block(postgres_url: str) -> None:
-    first, second = PostgresStudyLock(postgres_url, "a"), PostgresStudyLock(postgres_url, "b")
+    first = PostgresStudyLock(postgres_url, "a")
+    other_study = PostgresStudyLock(postgres_url, "b")
+    same_study = PostgresStudyLock(postgres_url, "a")
     first.acquire()
-    second.acquire()  # returns at once: another study's key
-    first.close()
-    second.close()
+    try:
+        assert _acquire_in_thread(other_study).wait(10), "another study's lock was blocked"
+        same_acquired = _acquire_in_thread(same_study)
+        # The control: the same study's key does block while the first holder keeps it.
+        assert not same_acquired.wait(1.0)
+    finally:
+        first.close()
+    assert same_acquired.wait(10), "the same study's lock was not handed over on release"
+    other_study.close()
+    same_study.close()
 
 
 def test_lock_chosen_from_the_url(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from typer.testing import Result
 
 from hpo.cli import app
-from hpo.studies import list_studies
+from hpo.study import list_studies
 from tests._helpers.specs import write_spec
 
 SECRET = "hunter2-secret"

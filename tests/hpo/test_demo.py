@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.demo import free_study_name
-from hpo.studies import list_studies
+from hpo.study import list_studies
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""hpo.final_eval: the best validation trial is evaluated once on the test split."""
+"""hpo.study.evaluate_best_on_test: the best validation trial, once on the test split."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.errors import NoCompletedTrialError
-from hpo.final_eval import TEST_RESULT_ATTR
-from hpo.final_eval import evaluate_best_on_test
 from hpo.spec import StudySpec
 from hpo.spec import parse_spec
 from hpo.storage import open_storage
-from hpo.studies import create_study
-from hpo.studies import load_study
+from hpo.study import StudyAttr
+from hpo.study import create_study
+from hpo.study import evaluate_best_on_test
+from hpo.study import load_study
 from reid_core.data import write_synthetic
 from reid_core.engine import TrainConfig
 from reid_core.engine import Trainer
@@ -68,7 +68,7 @@ def test_evaluates_the_best_trials_checkpoint_and_stores_the_result(
             "rerank": True,
         }
     ]
-    stored = study.user_attrs[TEST_RESULT_ATTR]
+    stored = study.user_attrs[StudyAttr.TEST_RESULT]
     assert stored == result
     assert (stored["trial"], stored["metrics"], stored["cmc"]) == (
         2,
@@ -95,7 +95,7 @@ def test_force_evaluates_again(study: optuna.Study, spec: StudySpec) -> None:
 
 
 def test_a_result_for_a_former_best_trial_is_replaced(study: optuna.Study, spec: StudySpec) -> None:
-    study.set_user_attr(TEST_RESULT_ATTR, {"trial": 0, "metrics": {"mAP": 0.1}, "cmc": []})
+    study.set_user_attr(StudyAttr.TEST_RESULT, {"trial": 0, "metrics": {"mAP": 0.1}, "cmc": []})
     evaluator = FakeEvaluator()
     result = evaluate_best_on_test(study, spec, evaluator=evaluator)
     assert len(evaluator.calls) == 1
@@ -127,13 +127,13 @@ def test_a_checkpoint_missing_on_this_machine_is_named(
     (tmp_path / "runs" / "trial_2" / "last.pt").unlink()
     with pytest.raises(CheckpointError, match=r"trial_2/last\.pt does not exist"):
         evaluate_best_on_test(study, spec, evaluator=FakeEvaluator())
-    assert TEST_RESULT_ATTR not in study.user_attrs
+    assert StudyAttr.TEST_RESULT not in study.user_attrs
 
 
 def test_an_evaluation_without_metrics_stores_nothing(study: optuna.Study, spec: StudySpec) -> None:
     with pytest.raises(EvaluationError, match="trial 2 returned no metrics"):
         evaluate_best_on_test(study, spec, evaluator=FakeEvaluator(metrics={}))
-    assert TEST_RESULT_ATTR not in study.user_attrs
+    assert StudyAttr.TEST_RESULT not in study.user_attrs
 
 
 def test_study_test_cli_reports_an_unusable_checkpoint_in_one_line(
@@ -203,7 +203,7 @@ def test_study_test_cli_evaluates_a_real_checkpoint_once(
     first = CliRunner().invoke(app, command)
     assert first.exit_code == 0, first.output
     assert "Test split, trial 0: mAP=" in first.output
-    stored = load_study(spec.name, sqlite_url, heartbeat=False)[0].user_attrs[TEST_RESULT_ATTR]
+    stored = load_study(spec.name, sqlite_url, heartbeat=False)[0].user_attrs[StudyAttr.TEST_RESULT]
     assert stored["trial"] == 0
     assert stored["split"] == "test"
     assert 0.0 <= stored["metrics"]["mAP"] <= 1.0
@@ -212,5 +212,5 @@ def test_study_test_cli_evaluates_a_real_checkpoint_once(
 
     second = CliRunner().invoke(app, command)
     assert second.exit_code == 0, second.output
-    again = load_study(spec.name, sqlite_url, heartbeat=False)[0].user_attrs[TEST_RESULT_ATTR]
+    again = load_study(spec.name, sqlite_url, heartbeat=False)[0].user_attrs[StudyAttr.TEST_RESULT]
     assert again["evaluated_at"] == stored["evaluated_at"]

@@ -12,11 +12,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.samplers import build_sampler
-from hpo.search_space import suggest
+from hpo.search import build_sampler
+from hpo.search import suggest
 from hpo.spec import StudySpec
-from hpo.studies import create_study
-from hpo.workers import run_supervisor
+from hpo.study import create_study
+from hpo.worker import run_supervisor
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import make_dataset
@@ -66,7 +66,7 @@ def test_a_second_process_rebuilds_the_same_sampler_from_url_and_name(
 ) -> None:
     spec = _create(tmp_path, data_root, postgres_url, sampler="tpe")
     code = (
-        "import json; from hpo.studies import load_study; from hpo.search_space import suggest; "
+        "import json; from hpo.study import load_study; from hpo.search import suggest; "
         f"study, spec = load_study('w', {postgres_url!r}); "
         "print(json.dumps(suggest(study.ask(), spec)))"
     )

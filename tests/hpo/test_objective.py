@@ -11,18 +11,14 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from sqlalchemy import event
 
-from hpo._trial_cache import OwnedTrialStorage
 from hpo.errors import SpecError
-from hpo.objective import fail_reason
-from hpo.objective import make_objective
-from hpo.objective import suggest_batched
 from hpo.spec import StudySpec
-from hpo.storage import close_storage
-from hpo.storage import open_storage
-from hpo.studies import create_study
-from hpo.studies import load_study
+from hpo.study import create_study
+from hpo.worker import TrialResult
+from hpo.worker import fail_reason
+from hpo.worker import make_objective
+from hpo.worker import run_trial
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
 from reid_core.engine import Trainer
@@ -69,35 +65,6 @@ def test_real_training_records_value_and_every_user_attr(
     assert attrs["device"] == "cpu"
     assert attrs["worker"] == f"{socket.gethostname()}:{os.getpid()}"
     assert "fail_reason" not in attrs and "resumed_from_epoch" not in attrs
-
-
-def test_suggest_batched_writes_the_params_in_one_commit_on_the_owned_storage(
-    tmp_path: Path, data_root: Path, sqlite_url: str
-) -> None:
-    spec = _spec(tmp_path, data_root)
-    _study(spec, sqlite_url)
-    storage = OwnedTrialStorage(open_storage(sqlite_url, heartbeat=False))
-    try:
-        study, _ = load_study("obj", storage)
-        trial = study.ask()
-        commits: list[object] = []
-        event.listen(storage.backend.engine, "commit", commits.append)
-        params = suggest_batched(trial, spec)
-        assert len(params) == len(spec.search_space) > 1
-        assert len(commits) == 1
-        assert storage.backend.get_trial(trial._trial_id).params == params == trial.params
-    finally:
-        close_storage(storage.backend)
-
-
-def test_suggest_batched_on_a_plain_storage_is_suggest(
-    tmp_path: Path, data_root: Path, sqlite_url: str
-) -> None:
-    spec = _spec(tmp_path, data_root)
-    _study(spec, sqlite_url)
-    study, _ = load_study("obj", sqlite_url, heartbeat=False)
-    params = suggest_batched(study.ask(), spec)
-    assert study.trials[0].params == params and len(params) == len(spec.search_space)
 
 
 class _CrashAfterEpoch(Callback):
@@ -169,7 +136,26 @@ def test_nan_loss_fails_the_trial_with_its_reason(
     trial = study.trials[0]
     assert trial.state is TrialState.FAIL
     assert trial.user_attrs["fail_reason"] == "nonfinite_loss"
-    assert objective.last_failure == "nonfinite_loss"
+
+
+def test_run_trial_returns_how_the_trial_ended(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    spec = _spec(tmp_path, data_root)
+    study = _study(spec, sqlite_url)
+    failing = fake_trainer_factory({0: NonFiniteLossError("loss is nan at epoch 0 step 1")})
+    objective = make_objective(spec, study_name="obj", trainer_factory=failing)
+    assert run_trial(study, objective, deadline=None) == TrialResult(
+        0, TrialState.FAIL, reason="nonfinite_loss"
+    )
+    objective = make_objective(spec, study_name="obj", trainer_factory=fake_trainer_factory())
+    started: list[int] = []
+    result = run_trial(
+        study, objective, deadline=None, on_start=lambda: started.append(len(study.trials))
+    )
+    assert started == [2]  # called once the trial exists in the storage
+    assert (result.number, result.state, result.reason) == (1, TrialState.COMPLETE, None)
+    assert result.value == study.trials[1].value
 
 
 def test_objective_metric_selects_the_value(tmp_path: Path, data_root: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from hpo.pruning import OptunaPruningCallback
+from hpo.worker import OptunaPruningCallback
 from reid_core.engine import EpochReport
 
 
@@ -59,7 +59,13 @@ def test_trial_behind_the_median_is_pruned_with_its_epoch() -> None:
 def test_trial_ahead_of_the_median_goes_on() -> None:
     study = _study_with_a_good_finished_trial()
     trial = study.ask()
-    OptunaPruningCallback(trial, "mAP").on_epoch_end(_report(0, {"mAP": 0.95}))
+    callback = OptunaPruningCallback(trial, "mAP")
+    callback.on_epoch_end(_report(0, {"mAP": 0.95}))  # would raise TrialPruned if pruned
+    callback.on_epoch_end(_report(1, {"mAP": 0.97}))
+    assert not trial.should_prune()
+    study.tell(trial, 0.97)
+    assert study.trials[-1].state is optuna.trial.TrialState.COMPLETE
+    assert study.trials[-1].intermediate_values == {0: 0.95, 1: 0.97}
 
 
 def test_the_configured_metric_is_reported() -> None:

@@ -8,10 +8,10 @@ import optuna
 import pytest
 
 from hpo.errors import SpecError
-from hpo.pruners import build_pruner
-from hpo.pruners import first_comparable_step
-from hpo.samplers import build_sampler
-from hpo.search_space import suggest
+from hpo.search import build_pruner
+from hpo.search import build_sampler
+from hpo.search import suggest
+from hpo.spec import first_comparable_step
 from tests._helpers.specs import tiny_spec
 from tests._helpers.specs import tiny_spec_dict
 

@@ -7,8 +7,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
-from hpo.search_space import distributions
-from hpo.search_space import suggest
+from hpo.search import distributions
+from hpo.search import suggest
 from hpo.spec import to_train_config
 from tests._helpers.specs import SEVEN_PARAMS
 from tests._helpers.specs import tiny_spec

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hpo.errors import ReidHpoError
 from hpo.errors import SpecError
-from hpo.pruners import build_pruner
+from hpo.search import build_pruner
 from hpo.spec import PARAM_ALIASES
 from hpo.spec import TRAINING_PATHS
 from hpo.spec import StudySpec

@@ -16,18 +16,18 @@ from hpo.errors import NoCompletedTrialError
 from hpo.errors import SpecError
 from hpo.errors import StudyExistsError
 from hpo.errors import StudyNotFoundError
-from hpo.search_space import suggest
+from hpo.search import suggest
 from hpo.storage import close_storage
 from hpo.storage import open_storage
-from hpo.studies import TEST_RESULT_ATTR
-from hpo.studies import best_trial
-from hpo.studies import create_study
-from hpo.studies import delete_study
-from hpo.studies import export_trials
-from hpo.studies import list_studies
-from hpo.studies import load_study
-from hpo.studies import spec_from_study
-from hpo.studies import study_status
+from hpo.study import StudyAttr
+from hpo.study import best_trial_of
+from hpo.study import create_study
+from hpo.study import delete_study
+from hpo.study import export_trials
+from hpo.study import list_studies
+from hpo.study import load_study
+from hpo.study import spec_of
+from hpo.study import study_status
 from tests._helpers.postgres import fresh_database
 from tests._helpers.specs import tiny_spec
 
@@ -79,7 +79,9 @@ def _populate(url: str) -> None:
         running.set_user_attr("worker", "gpu-host:1234")
         running.report(0.3, step=1)
         storage.record_heartbeat(running._trial_id)
-        study.set_user_attr(TEST_RESULT_ATTR, {"trial": 1, "metrics": {"map": 0.6}, "cmc": [0.6]})
+        study.set_user_attr(
+            StudyAttr.TEST_RESULT, {"trial": 1, "metrics": {"map": 0.6}, "cmc": [0.6]}
+        )
     finally:
         close_storage(storage)
 
@@ -90,7 +92,7 @@ def test_create_stores_the_spec_and_version(url: str) -> None:
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert study.user_attrs["reid_hpo_version"]
     assert json.loads(study.user_attrs["spec"]) == spec.model_dump(mode="json")
-    assert spec_from_study(study) == spec
+    assert spec_of(study) == spec
 
 
 def test_duplicate_name_is_refused(url: str) -> None:
@@ -125,13 +127,13 @@ def test_missing_study_lists_the_available_names(url: str) -> None:
     create_study(tiny_spec(name="other"), url)
     with pytest.raises(StudyNotFoundError, match=r"no study 'nope' .*available: other, tiny"):
         load_study("nope", url)
-    for call in (study_status, best_trial, delete_study):
+    for call in (study_status, best_trial_of, delete_study):
         with pytest.raises(StudyNotFoundError):
             call("nope", url)
 
 
 def test_study_without_spec_is_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hpo.studies._SPEC_WAIT_S", 0.3)
+    monkeypatch.setattr("hpo.study._lifecycle._SPEC_WAIT_S", 0.3)
     optuna.create_study(storage=url, study_name="foreign")
     with pytest.raises(SpecError, match="has no reid-hpo spec"):
         load_study("foreign", url)
@@ -159,7 +161,7 @@ def test_status_shows_running_trials_and_budget(populated: str) -> None:
 
 
 def test_best_trial_has_validation_and_separate_test_result(populated: str) -> None:
-    best = best_trial("tiny", populated)
+    best = best_trial_of("tiny", populated)
     assert (best.number, best.value, best.metric) == (1, 0.7, "map")
     assert best.val_metrics == {"map": 0.7, "rank1": pytest.approx(0.8)}
     assert best.cmc == [0.7, 0.9]
@@ -171,7 +173,7 @@ def test_best_trial_has_validation_and_separate_test_result(populated: str) -> N
 def test_best_trial_without_completed_trials(url: str) -> None:
     create_study(tiny_spec(), url)
     with pytest.raises(NoCompletedTrialError, match="no completed trial"):
-        best_trial("tiny", url)
+        best_trial_of("tiny", url)
 
 
 def test_export_csv_has_one_row_per_trial(populated: str, tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.studies import create_study
-from hpo.workers import run_worker
+from hpo.study import create_study
+from hpo.worker import run_worker
 from reid_core.data import write_synthetic
 from tests.hpo._worker_support import spec_dict
 

@@ -7,27 +7,30 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-import hpo.cli.worker as worker_cli
-from hpo._trial_cache import OwnedTrialStorage
 from hpo.cli import app
 from hpo.errors import ReidHpoError
 from hpo.spec import StudySpec
-from hpo.studies import create_study
-from hpo.workers import FlappingGuard
-from hpo.workers import WorkerError
-from hpo.workers import parse_gpus
-from hpo.workers import run_supervisor
-from hpo.workers import run_worker
+from hpo.storage import close_storage
+from hpo.storage import open_storage
+from hpo.study import create_study
+from hpo.worker import FlappingGuard
+from hpo.worker import WorkerError
+from hpo.worker import parse_gpus
+from hpo.worker import run_supervisor
+from hpo.worker import run_worker
+from reid_core.engine import Callback
+from reid_core.engine import FitResult
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import NonFiniteLossError
+from tests.hpo._worker_support import FakeTrainer
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import make_dataset
@@ -177,25 +180,6 @@ def test_waiting_retry_is_run_before_any_new_trial(
     assert trial.state is TrialState.COMPLETE
 
 
-def test_worker_trials_run_on_the_owned_trial_storage_with_params_in_one_write(
-    tmp_path: Path, data_root: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _create(tmp_path, data_root, sqlite_url, n_trials=2)
-    flushed: list[list[str]] = []
-    flush = OwnedTrialStorage._flush
-
-    def spy(self: OwnedTrialStorage, pending: list[Any]) -> None:
-        flushed.append(sorted(name for _, name, *_ in pending))
-        flush(self, pending)
-
-    monkeypatch.setattr(OwnedTrialStorage, "_flush", spy)
-    result = run_worker("w", sqlite_url, trainer_factory=fake_trainer_factory())
-    trials = trials_of("w", sqlite_url)
-    assert [sorted(t.params) for t in trials] == flushed == [["margin", "sigma"]] * 2
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
-    assert result.complete == 2
-
-
 def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
     tmp_path: Path, data_root: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,8 +241,7 @@ def test_study_run_creates_the_study_from_a_spec_and_supervises(
 ) -> None:
     calls: list[tuple[str, str, str]] = []
     monkeypatch.setattr(
-        worker_cli,
-        "run_supervisor",
+        "hpo.worker.run_supervisor",
         lambda name, url, gpus, max_trials: calls.append((name, url, gpus)) or 0,
     )
     raw = spec_dict(name="w", data_root=data_root, artifacts=tmp_path / "runs")
@@ -283,3 +266,33 @@ def test_study_run_by_unknown_name_is_one_line_exit_2(sqlite_url: str) -> None:
     assert result.exit_code == 2
     assert result.output.strip().startswith("Error:")
     assert len(result.output.strip().splitlines()) == 1
+
+
+class _FailedElsewhere(FakeTrainer):
+    """Trial 0 is failed by "another worker" (another connection) before its first epoch ends,
+    as the heartbeat watchdog of a second worker does to a worker that was paused too long."""
+
+    storage_url = ""
+
+    def fit(self, *, callbacks: Sequence[Callback], resume_from: Path | None) -> FitResult:
+        if Path(self.cfg.output_dir).name == "trial_0":
+            other = open_storage(self.storage_url, heartbeat=False)
+            try:
+                study_id = other.get_study_id_from_name("w")
+                trial_id = other.get_trial_id_from_study_id_trial_number(study_id, 0)
+                other.set_trial_state_values(trial_id, TrialState.FAIL)
+            finally:
+                close_storage(other)
+        return super().fit(callbacks=callbacks, resume_from=resume_from)
+
+
+def test_a_trial_failed_by_another_worker_is_dropped_and_the_worker_goes_on(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    _create(tmp_path, data_root, sqlite_url, n_trials=2)
+    _FailedElsewhere.storage_url = sqlite_url
+    result = run_worker("w", sqlite_url, trainer_factory=_FailedElsewhere)
+    trials = trials_of("w", sqlite_url)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "checkpoint" not in trials[0].user_attrs  # nothing was recorded after the failure
+    assert (result.trials_run, result.complete, result.failed) == (3, 2, 1)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from typer.testing import Result
 
 from hpo.cli import app
-from hpo.studies import list_studies
+from hpo.study import list_studies
 from tests._helpers.specs import tiny_spec_dict
 from tests._helpers.specs import write_spec
 from tests.hpo._worker_support import REPO_ROOT

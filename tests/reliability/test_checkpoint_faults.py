@@ -10,9 +10,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.objective import make_objective
 from hpo.spec import StudySpec
-from hpo.studies import create_study
+from hpo.study import create_study
+from hpo.worker import make_objective
 from reid_core.engine import Callback
 from reid_core.engine import CheckpointManager
 from reid_core.engine import EpochReport

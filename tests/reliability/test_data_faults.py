@@ -22,8 +22,8 @@ from typer.testing import Result
 
 from hpo.cli import app
 from hpo.spec import StudySpec
-from hpo.studies import create_study
-from hpo.workers import run_worker
+from hpo.study import create_study
+from hpo.worker import run_worker
 from reid_core.data import write_synthetic
 from tests.hpo._worker_support import spec_dict
 

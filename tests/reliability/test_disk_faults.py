@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.spec import StudySpec
-from hpo.studies import create_study
-from hpo.studies import list_studies
+from hpo.study import create_study
+from hpo.study import list_studies
 from reid_core.engine import verify_checkpoint
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hpo.spec import StudySpec
-from hpo.studies import create_study
+from hpo.study import create_study
 from tests.hpo._worker_support import spec_dict
 from tests.reliability._private_pg import PrivatePostgres
 from tests.reliability._procs import assert_study_consistent

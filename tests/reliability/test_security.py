@@ -24,12 +24,12 @@ import sqlalchemy
 from typer.testing import CliRunner
 from typer.testing import Result
 
-from hpo import _supervisor
 from hpo.cli import app
 from hpo.errors import StorageError
 from hpo.storage import open_storage
-from hpo.studies import list_studies
-from hpo.workers import run_worker
+from hpo.study import list_studies
+from hpo.worker import _supervisor
+from hpo.worker import run_worker
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import spec_dict

@@ -19,7 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.studies import create_study
+from hpo.study import create_study
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict
@@ -27,7 +27,7 @@ from tests.hpo._worker_support import spec_dict
 WORKER = """
 import gc, json, sys, weakref
 import torch
-from hpo.workers import run_worker
+from hpo.worker import run_worker
 from reid_core.engine import Trainer
 
 fault, url = sys.argv[1], sys.argv[2]

@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.storage import GRACE_FACTOR
-from hpo.studies import create_study
-from hpo.studies import list_studies
+from hpo.study import create_study
+from hpo.study import list_studies
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict

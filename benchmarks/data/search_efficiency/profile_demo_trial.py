@@ -2,7 +2,7 @@
 
 Run from the repository root: ``python benchmarks/data/search_efficiency/profile_demo_trial.py``.
 It writes the demo's synthetic dataset and a SQLite study under ``/tmp/reid-hpo-profile``, runs
-one trial through ``hpo.workers.run_worker`` exactly as ``reid-hpo demo`` does, and prints the
+one trial through ``hpo.worker.run_worker`` exactly as ``reid-hpo demo`` does, and prints the
 seconds spent in each part of the trial (also written to ``profile_demo_trial.json`` here).
 """
 
@@ -20,8 +20,8 @@ import torch
 from hpo.demo import DEMO_DATA
 from hpo.demo import default_spec_path
 from hpo.spec import load_spec
-from hpo.studies import create_study
-from hpo.workers import run_worker
+from hpo.study import create_study
+from hpo.worker import run_worker
 from reid_core.data import write_synthetic
 
 Key = tuple[str, int, str]

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from reid_core.config import DataConfig
 from reid_core.data import build_dataset
 from reid_core.data import build_test_loader
 from reid_core.data import build_train_loader
 from reid_core.data._frames import decode_frame
 from reid_core.data._frames import load_frame
-from reid_core.engine.config import DataConfig
 from reid_core.errors import DatasetFormatError
 
 CFG = DataConfig(

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from reid_core.config import ValidationConfig
 from reid_core.data import Tracklet
 from reid_core.data import build_dataset
 from reid_core.data import carve_validation
 from reid_core.data import colour_histogram_hardness
 from reid_core.data import write_synthetic
-from reid_core.engine.config import ValidationConfig
 from reid_core.errors import ConfigError
 
 

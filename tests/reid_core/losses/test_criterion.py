@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reid_core.engine.config import LossConfig
+from reid_core.config import LossConfig
 from reid_core.errors import ConfigError
 from reid_core.losses import LOSS_TERMS
 from reid_core.losses import OSMCAALoss

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reid_core.engine.config import ModelConfig
+from reid_core.config import ModelConfig
 from reid_core.errors import ConfigError
 from reid_core.errors import UnknownNameError
 from reid_core.models import MODELS

@@ -1,4 +1,4 @@
-"""The worker process of the storage benchmark (``hpo.bench._storage``).
+"""The worker process of the storage benchmark (:mod:`hpo.bench._storage`).
 
 Kept outside ``hpo.bench`` so that a worker imports Optuna and the storage code only, not the
 other benchmarks (torch): eight workers then start fast and stay small.
@@ -16,7 +16,6 @@ from typing import Any
 
 import optuna
 
-from hpo._trial_cache import OwnedTrialStorage
 from hpo.storage import close_storage
 from hpo.storage import open_storage
 
@@ -34,7 +33,7 @@ def quadratic(params: dict[str, float]) -> float:
 
 
 def _build_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    # The settings of hpo.samplers.build_sampler for these names (TPE: multivariate with
+    # The settings of hpo.search.build_sampler for these names (TPE: multivariate with
     # constant liar, one seed per worker).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -54,16 +53,15 @@ def worker_main() -> None:
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = open_storage(job["url"], heartbeat=False)
-        cached = OwnedTrialStorage(storage) if job["storage"] == "cached" else None
         study = optuna.load_study(
             study_name=STUDY_NAME,
-            storage=cached or storage,
+            storage=storage,
             sampler=_build_sampler(job["sampler"], seed=job["index"]),
         )
         space = search_space(job["params"])
         print("ready", flush=True)
         sys.stdin.readline()
-        log = _ask_tell(study, space, job["quota"], cached)
+        log = _ask_tell(study, space, job["quota"])
         payload: dict[str, Any] = {"worker": job["index"], **log}
         close_storage(storage)
     except Exception as exc:
@@ -77,25 +75,19 @@ def _ask_tell(
     study: optuna.Study,
     space: dict[str, optuna.distributions.BaseDistribution],
     quota: int,
-    cached: OwnedTrialStorage | None,
 ) -> dict[str, list[Any]]:
     log: dict[str, list[Any]] = {
-        k: [] for k in ("numbers", "trial_ids", "ask_s", "tell_s", "end_time", "values")
+        k: [] for k in ("numbers", "ask_s", "tell_s", "end_time", "values")
     }
     for _ in range(quota):
         t0 = time.perf_counter()
-        if cached is None:
-            trial = study.ask(space)
-        else:
-            with cached.batched_params():
-                trial = study.ask(space)
+        trial = study.ask(space)
         t1 = time.perf_counter()
         value = quadratic(trial.params)
         t2 = time.perf_counter()
         study.tell(trial, value)
         t3 = time.perf_counter()
         log["numbers"].append(trial.number)
-        log["trial_ids"].append(trial._trial_id)
         log["ask_s"].append(t1 - t0)
         log["tell_s"].append(t3 - t2)
         log["end_time"].append(time.time())

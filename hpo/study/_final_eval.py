@@ -3,7 +3,7 @@
 Trials are selected on the validation split only. Once a study is done, the best trial's last
 checkpoint is evaluated a single time on the test query/gallery of the study's dataset, and
 the result is stored in the study user attr ``"test_result"`` for reports. Nothing reads it
-back for selection: samplers, pruners and :func:`hpo.report.best_trial` never see it.
+back for selection: samplers, pruners and :func:`hpo.study.records.best_trial` never see it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpo.errors import NoCompletedTrialError
+from hpo.study.records import StudyAttr
+from hpo.study.records import TrialAttr
+from hpo.study.records import best_of_study
+from hpo.study.records import stored_test_result
 from reid_core.errors import CheckpointError
 from reid_core.errors import EvaluationError
 
@@ -28,9 +32,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TEST_RESULT_ATTR = "test_result"
-# The objective writes "checkpoint" (the file) at the end and "checkpoint_dir" at the start.
-CHECKPOINT_ATTRS = ("checkpoint", "checkpoint_dir")
+# The objective writes the checkpoint file at each evaluation and the folder at the start.
+CHECKPOINT_ATTRS = (TrialAttr.CHECKPOINT, TrialAttr.CHECKPOINT_DIR)
 
 
 class TestEvaluator(Protocol):
@@ -54,12 +57,6 @@ def reid_core_evaluator(
     result, info = evaluate_checkpoint(checkpoint, root=root, rerank=rerank, device=device)
     info.pop("validation_metrics", None)  # already in the trial's user attrs
     return {**info, **result.to_dict()}
-
-
-def stored_test_result(study: optuna.Study) -> dict[str, Any] | None:
-    """The stored test result of a study, or ``None`` when it was never evaluated."""
-    value = study.user_attrs.get(TEST_RESULT_ATTR)
-    return value if isinstance(value, dict) else None
 
 
 def trial_checkpoint(trial: FrozenTrial) -> Path:
@@ -117,7 +114,7 @@ def evaluate_best_on_test(
         EvaluationError: The evaluation gave no metrics (e.g. no query has a match).
     """
     best = _best(study)
-    existing = stored_test_result(study)
+    existing = stored_test_result(study.user_attrs)
     if existing is not None and existing.get("trial") == best.number and not force:
         logger.info("study %r: test result of trial %d is stored", study.study_name, best.number)
         return existing
@@ -148,7 +145,7 @@ def evaluate_best_on_test(
         "checkpoint": str(raw.get("checkpoint") or checkpoint),
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    study.set_user_attr(TEST_RESULT_ATTR, result)
+    study.set_user_attr(StudyAttr.TEST_RESULT, result)
     return result
 
 
@@ -162,20 +159,18 @@ def _best(study: optuna.Study) -> FrozenTrial:
         raise NoCompletedTrialError(
             f"study {study.study_name!r} is multi-objective: no single best trial to test"
         )
-    try:
-        return study.best_trial
-    except ValueError:
+    best = best_of_study(study)
+    if best is None:
         raise NoCompletedTrialError(
             f"study {study.study_name!r} has no complete trial: nothing to evaluate on the test set"
-        ) from None
+        )
+    return best
 
 
 __all__ = [
     "CHECKPOINT_ATTRS",
-    "TEST_RESULT_ATTR",
     "TestEvaluator",
     "evaluate_best_on_test",
     "reid_core_evaluator",
-    "stored_test_result",
     "trial_checkpoint",
 ]

@@ -1,7 +1,8 @@
 """The pruning adapter: reports validation metrics to an Optuna trial, prunes when told to.
 
-This and :mod:`hpo.objective` are the only places where training meets Optuna; ``reid_core``
-knows nothing of trials. Pruner steps are 0-based epoch indices of the evaluated epochs.
+This and the objective (:mod:`hpo.worker`) are the only places where training meets Optuna;
+``reid_core`` knows nothing of trials. Pruner steps are 0-based epoch indices of the
+evaluated epochs.
 """
 
 from __future__ import annotations

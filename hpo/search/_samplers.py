@@ -11,91 +11,25 @@ stored with the study. Names and defaults:
   independent sampling).
 - ``qmc``: ``QMCSampler(seed)`` (Sobol by default; the sequence is shared through the storage).
 
-``options`` are passed through to the constructor; only the listed ones are accepted.
+``options`` are passed through to the constructor; :data:`hpo.spec.SAMPLER_OPTIONS` lists
+those accepted.
 """
 
 from __future__ import annotations
 
 import warnings
 from typing import TYPE_CHECKING
-from typing import Any
 
 import optuna
 
 from hpo.errors import SpecError
+from hpo.spec import check_sampler_options
 
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
 
-# option -> (type, minimum or allowed values); bool options take True/False only.
-_INT_GE0 = (int, 0)
-_INT_GE1 = (int, 1)
-_BOOL = (bool, None)
-
-SAMPLER_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
-    "tpe": {
-        "n_startup_trials": _INT_GE0,
-        "n_ei_candidates": _INT_GE1,
-        "multivariate": _BOOL,
-        "group": _BOOL,
-        "constant_liar": _BOOL,
-        "warn_independent_sampling": _BOOL,
-    },
-    "random": {},
-    "gp": {
-        "n_startup_trials": _INT_GE0,
-        "deterministic_objective": _BOOL,
-        "warn_independent_sampling": _BOOL,
-    },
-    "cmaes": {
-        "n_startup_trials": _INT_GE0,
-        "warn_independent_sampling": _BOOL,
-        "consider_pruned_trials": _BOOL,
-        "popsize": _INT_GE1,
-        "use_separable_cma": _BOOL,
-        "with_margin": _BOOL,
-        "lr_adapt": _BOOL,
-    },
-    "qmc": {
-        "qmc_type": (str, ("sobol", "halton")),
-        "scramble": _BOOL,
-        "warn_asynchronous_seeding": _BOOL,
-        "warn_independent_sampling": _BOOL,
-    },
-}
-
 # Samplers whose seed must be identical in every worker (the QMC sequence is shared).
 _SHARED_SEED = ("qmc",)
-
-
-def check_options(
-    kind: str, name: str, options: dict[str, Any], table: dict[str, tuple[type, Any]]
-) -> None:
-    """Refuse unknown options and values of the wrong type or range.
-
-    Raises:
-        ValueError: With a one-line reason (pydantic turns it into a field error).
-    """
-    for key, value in options.items():
-        if key not in table:
-            allowed = ", ".join(sorted(table)) or "none"
-            raise ValueError(f"unknown option {key!r} for {kind} {name!r}; allowed: {allowed}")
-        expected, bound = table[key]
-        if expected is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"option {key}={value!r} must be an integer")
-            if value < bound:
-                raise ValueError(f"option {key}={value} must be >= {bound}")
-        elif expected is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"option {key}={value!r} must be true or false")
-        elif value not in bound:
-            raise ValueError(f"option {key}={value!r} must be one of {list(bound)}")
-
-
-def check_sampler_options(name: str, options: dict[str, Any]) -> None:
-    """Validate ``sampler.options`` for sampler ``name`` (raises ``ValueError``)."""
-    check_options("sampler", name, options, SAMPLER_OPTIONS[name])
 
 
 def build_sampler(spec: StudySpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -138,4 +72,4 @@ def build_sampler(spec: StudySpec, *, seed_offset: int = 0) -> optuna.samplers.B
         return samplers.QMCSampler(seed=seed, **options)
 
 
-__all__ = ["SAMPLER_OPTIONS", "build_sampler", "check_sampler_options"]
+__all__ = ["build_sampler"]

@@ -1,4 +1,4 @@
-"""Optuna pruners built from a study spec; every worker builds the same one.
+"""The pruner settings a spec implies: schedule-derived defaults (steps are epochs).
 
 **Pruner steps are epochs**: a trial reports its validation metric at the 0-based index of each
 evaluated epoch (with ``eval_every: 10`` and 121 epochs: steps 9, 19, ..., 119, 120), so every
@@ -38,55 +38,30 @@ win (the shipped MARS studies set ``n_warmup_steps: 29``).
 
 from __future__ import annotations
 
-import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 from typing import Any
+from typing import Protocol
 
-import optuna
-
-from hpo.errors import SpecError
-from hpo.samplers import check_options
-from hpo.spec import TRAINING_PATHS
-from hpo.spec import IntParam
-from hpo.spec import resolve_param_path
-
-if TYPE_CHECKING:
-    from hpo.spec import StudySpec
-
-_INT_GE0 = (int, 0)
-_INT_GE1 = (int, 1)
-_INT_GE2 = (int, 2)
-
-PRUNER_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
-    "median": {
-        "n_startup_trials": _INT_GE0,
-        "n_warmup_steps": _INT_GE0,
-        "interval_steps": _INT_GE1,
-        "n_min_trials": _INT_GE1,
-        "patience": _INT_GE0,
-    },
-    "hyperband": {
-        "min_resource": _INT_GE1,
-        "max_resource": _INT_GE1,
-        "reduction_factor": _INT_GE2,
-        "bootstrap_count": _INT_GE0,
-    },
-    "sha": {
-        "min_resource": _INT_GE1,
-        "reduction_factor": _INT_GE2,
-        "min_early_stopping_rate": _INT_GE0,
-        "bootstrap_count": _INT_GE0,
-    },
-    "none": {},
-}
+from hpo.spec._options import check_pruner_options
+from hpo.spec._paths import TRAINING_PATHS
+from hpo.spec._paths import resolve_param_path
 
 
-def check_pruner_options(name: str, options: dict[str, Any]) -> None:
-    """Validate ``pruner.options`` for pruner ``name`` (raises ``ValueError``)."""
-    check_options("pruner", name, options, PRUNER_OPTIONS[name])
+class ScheduledSpec(Protocol):
+    """What the schedule rules read of a :class:`~hpo.spec.StudySpec` (the schema imports
+    this module, so it is not imported back)."""
+
+    @property
+    def training(self) -> Any: ...
+
+    @property
+    def search_space(self) -> Mapping[str, Any]: ...
+
+    @property
+    def pruner(self) -> Any: ...
 
 
-def first_comparable_step(spec: StudySpec) -> int:
+def first_comparable_step(spec: ScheduledSpec) -> int:
     """The first epoch trained at the schedule's final learning rate (see the module docstring).
 
     Args:
@@ -108,56 +83,46 @@ def first_comparable_step(spec: StudySpec) -> int:
     path = TRAINING_PATHS["warmup_epochs"]
     for name, param in spec.search_space.items():
         if resolve_param_path(name) == path:
-            warmup = param.high if isinstance(param, IntParam) else max(map(int, param.choices))
+            warmup = param.high if param.type == "int" else max(map(int, param.choices))
     decays = [m for m in training.milestones if m < training.epochs]
     return max([warmup, *decays])
 
 
-def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The pruner described by ``spec.pruner``, with schedule-derived defaults (steps are epochs).
+def pruner_options(spec: ScheduledSpec) -> dict[str, Any]:
+    """The constructor options of ``spec.pruner`` with the schedule-derived defaults filled in.
 
     Args:
         spec: The study spec.
 
     Returns:
-        A new pruner instance.
+        The options by name; for ``median`` also ``patience`` (0: no PatientPruner).
 
     Raises:
-        SpecError: The options are invalid, e.g. ``min_resource > max_resource``.
+        ValueError: The options are invalid, e.g. ``min_resource > max_resource``.
     """
-    cfg = spec.pruner
-    options = dict(cfg.options)
-    try:
-        check_pruner_options(cfg.name, options)
-    except ValueError as exc:
-        raise SpecError("pruner.options", str(exc)) from None
-    pruners = optuna.pruners
-    if cfg.name == "none":
-        return pruners.NopPruner()
+    name = spec.pruner.name
+    options = dict(spec.pruner.options)
+    check_pruner_options(name, options)
+    if name == "none":
+        return options
     comparable = first_comparable_step(spec)
-    if cfg.name == "median":
-        patience = options.pop("patience", 0)
+    if name == "median":
+        options.setdefault("patience", 0)
         options.setdefault("n_startup_trials", 5)
         options.setdefault("n_warmup_steps", comparable)
-        median = pruners.MedianPruner(**options)
-        if not patience:
-            return median
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return pruners.PatientPruner(median, patience=patience)
+        return options
     epochs = spec.training.epochs
-    max_resource = options.get("max_resource", epochs) if cfg.name == "hyperband" else epochs
+    max_resource = options.get("max_resource", epochs) if name == "hyperband" else epochs
     options.setdefault("min_resource", min(max(spec.training.eval_every, comparable), max_resource))
-    if cfg.name == "sha":
-        return pruners.SuccessiveHalvingPruner(**options)
+    if name == "sha":
+        return options
     options.setdefault("max_resource", epochs)
     if options["min_resource"] > options["max_resource"]:
-        raise SpecError(
-            "pruner.options",
+        raise ValueError(
             f"min_resource={options['min_resource']} must be <= "
-            f"max_resource={options['max_resource']} (epochs)",
+            f"max_resource={options['max_resource']} (epochs)"
         )
-    return pruners.HyperbandPruner(**options)
+    return options
 
 
-__all__ = ["PRUNER_OPTIONS", "build_pruner", "check_pruner_options", "first_comparable_step"]
+__all__ = ["first_comparable_step", "pruner_options"]

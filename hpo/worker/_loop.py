@@ -1,22 +1,22 @@
 """Workers: long-lived processes that take trials from a shared study until its budget is met.
 
 One worker = one process = one device. Before each trial a worker takes the study lock
-(:mod:`hpo._budget`), fails heartbeat-stale trials of dead workers (which re-queues them as
-WAITING retries), counts the trials and, if the budget allows, asks for a trial; the lock is
-released as soon as that trial is RUNNING in the storage. So N workers finish exactly
-``budget.n_trials`` COMPLETE + PRUNED trials, retries first. While the remaining budget is only
-"pending" (other workers' RUNNING trials) a worker waits and keeps failing stale trials (a
-watchdog), so a dead worker's trial is retried even when no new trial starts.
+(:func:`hpo.storage.open_study_lock`), fails heartbeat-stale trials of dead workers (which
+re-queues them as WAITING retries), counts the trials and, if the budget allows, asks for a
+trial; the lock is released as soon as that trial is RUNNING in the storage. So N workers
+finish exactly ``budget.n_trials`` COMPLETE + PRUNED trials, retries first. While the
+remaining budget is only "pending" (other workers' RUNNING trials) a worker waits and keeps
+failing stale trials (a watchdog), so a dead worker's trial is retried even when no new
+trial starts.
 
-Trials run inside ``study.optimize(n_trials=1)`` so that Optuna records heartbeats. The
-storage is :class:`hpo._trial_cache.OwnedTrialStorage` around :func:`hpo.storage.open_storage`
-(heartbeats, stale-trial retries and reconnects as there): it keeps this worker's running trial
-in memory and writes a trial's parameters in one transaction (BENCHMARKS.md, storage scale).
+Trials run inside ``study.optimize(n_trials=1)`` (:func:`~hpo.worker.run_trial`) so that
+Optuna records heartbeats; the storage is Optuna's own, opened by
+:func:`hpo.storage.open_storage` (heartbeats, stale-trial retries and reconnects as there).
 SIGTERM/SIGINT stop a worker after the current epoch: the trial is checkpointed and handed back
 (FAIL with ``fail_reason="interrupted"`` + a WAITING copy another worker resumes) and the worker
 returns normally. A second signal forces the exit.
 
-:func:`run_supervisor` (in :mod:`hpo._supervisor`) runs one worker process per GPU.
+:func:`~hpo.worker.run_supervisor` runs one worker process per GPU.
 """
 
 from __future__ import annotations
@@ -35,26 +35,24 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo._budget import Decision
-from hpo._budget import StudyLock
-from hpo._budget import TrialCounts
-from hpo._budget import decide
-from hpo._budget import open_study_lock
-from hpo._budget import study_started_at
-from hpo._supervisor import parse_gpus
-from hpo._supervisor import run_supervisor
-from hpo._trial_cache import OwnedTrialStorage
 from hpo.errors import ReidHpoError
-from hpo.objective import FATAL_ERRORS
-from hpo.objective import TrialInterrupted
-from hpo.objective import TrialObjective
-from hpo.objective import make_objective
+from hpo.storage import StudyLock
 from hpo.storage import close_storage
 from hpo.storage import heartbeat_interval
 from hpo.storage import normalise_url
 from hpo.storage import open_storage
+from hpo.storage import open_study_lock
 from hpo.storage import retry_on_disconnect
-from hpo.studies import load_study
+from hpo.study import load_study
+from hpo.study.records import StudyAttr
+from hpo.worker._budget import Decision
+from hpo.worker._budget import TrialCounts
+from hpo.worker._budget import decide
+from hpo.worker._budget import study_started_at
+from hpo.worker._objective import TrialObjective
+from hpo.worker._objective import TrialResult
+from hpo.worker._objective import make_objective
+from hpo.worker._objective import run_trial
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +60,11 @@ __all__ = [
     "FlappingGuard",
     "WorkerError",
     "WorkerResult",
-    "parse_gpus",
-    "run_supervisor",
     "run_worker",
 ]
 
 FLAP_FAILURES = 3
 FLAP_WINDOW_S = 60.0
-WORKERS_ATTR = "workers_started"
 
 
 class WorkerError(ReidHpoError):
@@ -147,7 +142,7 @@ def run_worker(
             this runs in the main thread).
         poll_interval_s: Seconds between budget checks while waiting for other workers;
             the heartbeat interval if None.
-        trainer_factory: Passed to :func:`hpo.objective.make_objective` (tests).
+        trainer_factory: Passed to :func:`~hpo.worker.make_objective` (tests).
 
     Returns:
         What the worker did and why it stopped.
@@ -160,10 +155,9 @@ def run_worker(
     """
     url = normalise_url(storage_url)
     # A worker (re)started while the database restarts waits for it instead of dying.
-    backend = retry_on_disconnect(
+    storage = retry_on_disconnect(
         lambda: open_storage(url, heartbeat=True), what="opening the storage"
     )
-    storage = OwnedTrialStorage(backend)
     lock = open_study_lock(url, study_name)
     try:
         study, spec = load_study(study_name, storage)
@@ -193,7 +187,7 @@ def run_worker(
             result = loop.run(stop, max_trials)
     finally:
         lock.close()
-        close_storage(backend)
+        close_storage(storage)
     logger.info("worker done (%s): %s", result.stop_reason, result)
     return result
 
@@ -202,8 +196,8 @@ def _claim_worker_index(study: optuna.Study, lock: StudyLock) -> int:
     """0 for the first worker of a study, 1 for the next, ... (a study user attr)."""
     lock.acquire()
     try:
-        index = int(study.user_attrs.get(WORKERS_ATTR, 0))
-        study.set_user_attr(WORKERS_ATTR, index + 1)
+        index = int(study.user_attrs.get(StudyAttr.WORKERS_STARTED, 0))
+        study.set_user_attr(StudyAttr.WORKERS_STARTED, index + 1)
     finally:
         lock.release()
     return index
@@ -248,15 +242,17 @@ class _WorkerLoop:
                 logger.debug("budget pending on other workers' trials; waiting %.0f s", self.poll_s)
                 stop.wait(self.poll_s)
                 continue
-            self.objective.deadline = deadline
-            state = _run_one_trial(self.study, self.objective, self.lock)
-            self.states[state] += 1
-            if state is TrialState.FAIL and not stop.is_set() and self.guard.record_failure():
+            result = self._run_one_trial(deadline)
+            self.states[result.state] += 1
+            if (
+                result.state is TrialState.FAIL
+                and not stop.is_set()
+                and self.guard.record_failure()
+            ):
                 raise WorkerError(
                     f"{self.guard.max_failures} trials failed within {self.guard.window_s:.0f} s "
-                    f"(last: trial {self.objective.last_trial_number}, "
-                    f"{self.objective.last_failure}); stopping worker: check the data, device "
-                    f"and spec of study '{self.study.study_name}'"
+                    f"(last: trial {result.number}, {result.reason}); stopping worker: check the "
+                    f"data, device and spec of study '{self.study.study_name}'"
                 )
         return WorkerResult(
             trials_run=sum(self.states.values()),
@@ -265,6 +261,15 @@ class _WorkerLoop:
             failed=self.states[TrialState.FAIL],
             stop_reason=stop_reason,
         )
+
+    def _run_one_trial(self, deadline: float | None) -> TrialResult:
+        """Ask for one trial under the held lock, release it once the trial exists, train it."""
+        try:
+            return run_trial(
+                self.study, self.objective, deadline=deadline, on_start=self.lock.release
+            )
+        finally:
+            self.lock.release()
 
 
 def _check_budget(
@@ -288,38 +293,6 @@ def _check_budget(
     if decision is not Decision.TAKE:
         lock.release()
     return decision, (started + timeout_s if timeout_s is not None else None)
-
-
-def _run_one_trial(study: optuna.Study, objective: TrialObjective, lock: StudyLock) -> TrialState:
-    """Ask for one trial under the held lock, release it once the trial exists, train it."""
-
-    def run(trial: optuna.Trial) -> float:
-        lock.release()
-        return objective(trial)
-
-    objective.last_trial_number = None
-    objective.last_failure = None
-    try:
-        study.optimize(run, n_trials=1, catch=())
-    except TrialInterrupted:
-        logger.info("trial %s handed back; worker stopping", objective.last_trial_number)
-    except FATAL_ERRORS:
-        raise
-    except Exception:
-        if objective.last_trial_number is None or objective.last_failure is None:
-            raise  # not the trial's fault (e.g. the storage went away): let the caller see it
-    finally:
-        lock.release()
-    if objective.last_trial_number is None:
-        raise WorkerError("study.optimize returned without running a trial")
-    return _trial_state(study, objective.last_trial_number)
-
-
-def _trial_state(study: optuna.Study, number: int) -> TrialState:
-    for trial in study.get_trials(deepcopy=False):
-        if trial.number == number:
-            return trial.state
-    raise WorkerError(f"trial {number} vanished from study '{study.study_name}'")
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:

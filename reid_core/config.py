@@ -1,7 +1,8 @@
 """Plain dataclasses describing one training run. ``hpo`` builds these; reid_core consumes them.
 
 Defaults are the faithful full-size recipe of the reference (MARS, ResNet50TA_BT, 224x112,
-T=4, P x K = 8 x 4, Adam 3.5e-4, warm-up 10 epochs, decay at 40 and 70).
+T=4, P x K = 8 x 4, Adam 3.5e-4, warm-up 10 epochs, decay at 40 and 70). It imports
+no torch and no reid_core module but ``reid_core.errors``, so every package imports it downward.
 """
 
 from __future__ import annotations
@@ -161,4 +162,5 @@ def resolve_device(device: str) -> str:
 
 
 def config_path(output_dir: str | Path) -> Path:
+    """Where a run writes its configuration: ``output_dir / "config.json"``."""
     return Path(output_dir) / "config.json"

@@ -24,26 +24,29 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
-import hpo
-from hpo._trial_cache import OwnedTrialStorage
+from hpo import __version__
 from hpo.errors import SpecError
-from hpo.pruning import OptunaPruningCallback
-from hpo.search_space import suggest
+from hpo.search import suggest
 from hpo.spec import to_train_config
+from hpo.study.records import TrialAttr
+from hpo.worker._pruning import OptunaPruningCallback
+from reid_core.config import resolve_device
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
 from reid_core.engine import StopTraining
 from reid_core.engine import Trainer
 from reid_core.engine import code_version
 from reid_core.engine import find_resumable_checkpoint
-from reid_core.engine.config import resolve_device
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import EvaluationError
@@ -60,9 +63,8 @@ __all__ = [
     "StudyTimeoutError",
     "TrialInterrupted",
     "TrialObjective",
-    "fail_reason",
+    TrialAttr.FAIL_REASON,
     "make_objective",
-    "suggest_batched",
 ]
 
 OBJECTIVE_METRICS: dict[str, str] = {"map": "mAP", "rerank_map": "rerank_mAP", "rank1": "rank1"}
@@ -127,13 +129,13 @@ class _Recorder(Callback):
         if self.first_epoch is None:
             self.first_epoch = report.epoch
             if self._resumed:
-                self._trial.set_user_attr("resumed_from_epoch", report.epoch)
+                self._trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, report.epoch)
         if report.checkpoint is not None:
-            self._trial.set_user_attr("checkpoint", str(report.checkpoint))
-            self._trial.set_user_attr("last_checkpoint_epoch", report.epoch)
+            self._trial.set_user_attr(TrialAttr.CHECKPOINT, str(report.checkpoint))
+            self._trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, report.epoch)
         if report.metrics is not None:
             self.metrics = {k: float(v) for k, v in report.metrics.items()}
-            self._trial.set_user_attr("val_metrics", _json_safe(self.metrics))
+            self._trial.set_user_attr(TrialAttr.VAL_METRICS, _json_safe(self.metrics))
 
 
 class _StopWhenAsked(Callback):
@@ -155,13 +157,26 @@ class _StopWhenAsked(Callback):
             raise StopTraining(self.reason)
 
 
-class TrialObjective:
-    """The callable handed to ``study.optimize``; see :func:`make_objective`.
+@dataclass(frozen=True)
+class TrialResult:
+    """How one trial run by a worker ended.
 
     Attributes:
-        last_trial_number: Number of the trial the objective last started (or None).
-        last_failure: ``fail_reason`` of the last call, or None if it did not fail.
+        number: The trial's number.
+        state: Its final state (COMPLETE, PRUNED or FAIL).
+        value: The objective value of a COMPLETE trial, else None.
+        reason: The ``fail_reason`` of a FAIL trial (``"interrupted"`` when it was handed
+            back), else None.
     """
+
+    number: int
+    state: TrialState
+    value: float | None = None
+    reason: str | None = None
+
+
+class TrialObjective:
+    """The callable handed to ``study.optimize``; see :func:`make_objective`."""
 
     def __init__(
         self,
@@ -182,33 +197,40 @@ class TrialObjective:
         self.deadline = deadline
         self.metric = OBJECTIVE_METRICS[spec.objective.metric]
         self._trainer_factory = trainer_factory
-        self.last_trial_number: int | None = None
-        self.last_failure: str | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train one trial and return its validation metric at the last evaluation."""
-        self.last_trial_number = trial.number
-        self.last_failure = None
+        return self.train(trial, deadline=self.deadline)
+
+    def train(self, trial: optuna.Trial, *, deadline: float | None) -> float:
+        """Train one trial; a trial still training at ``deadline`` (Unix time) stops and FAILs.
+
+        Returns:
+            The validation metric at the last evaluation.
+
+        Raises:
+            optuna.TrialPruned: The pruner stopped the trial.
+            TrialInterrupted: The stop event was set; the trial was handed back.
+            Exception: Anything that failed the trial (``fail_reason`` is recorded first).
+        """
         try:
-            return self._run(trial)
+            return self._run(trial, deadline)
         except (optuna.TrialPruned, TrialInterrupted):
             raise
         except Exception as exc:
-            self.last_failure = fail_reason(exc)
-            _set_attr_if_running(trial, "fail_reason", self.last_failure)
-            logger.warning(
-                "trial %d failed (%s): %s", trial.number, self.last_failure, exc, exc_info=True
-            )
+            reason = fail_reason(exc)
+            _set_attr_if_running(trial, TrialAttr.FAIL_REASON, reason)
+            logger.warning("trial %d failed (%s): %s", trial.number, reason, exc, exc_info=True)
             raise
         finally:
             _release_memory()
 
-    def _run(self, trial: optuna.Trial) -> float:
-        params = suggest_batched(trial, self.spec)
+    def _run(self, trial: optuna.Trial, deadline: float | None) -> float:
+        params = suggest(trial, self.spec)
         inherited = trial.user_attrs
-        seed = int(inherited.get("seed", self.spec.seed + trial.number))
+        seed = int(inherited.get(TrialAttr.SEED, self.spec.seed + trial.number))
         default_dir = self.artifacts_root / self.study_name / f"trial_{trial.number}"
-        trial_dir = Path(inherited.get("checkpoint_dir") or default_dir)
+        trial_dir = Path(inherited.get(TrialAttr.CHECKPOINT_DIR) or default_dir)
         cfg = to_train_config(
             self.spec, params, trial_number=trial.number, output_dir=str(trial_dir)
         )
@@ -216,11 +238,11 @@ class TrialObjective:
         cfg = dataclasses.replace(cfg, seed=seed, device=device)
         resume_from = _last_checkpoint(trial_dir)
 
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("checkpoint_dir", str(trial_dir))
-        trial.set_user_attr("code_version", _code_version())
-        trial.set_user_attr("device", describe_device(device))
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(TrialAttr.SEED, seed)
+        trial.set_user_attr(TrialAttr.CHECKPOINT_DIR, str(trial_dir))
+        trial.set_user_attr(TrialAttr.CODE_VERSION, _code_version())
+        trial.set_user_attr(TrialAttr.DEVICE, describe_device(device))
+        trial.set_user_attr(TrialAttr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
         logger.info(
             "trial %d: %s in %s%s",
             trial.number,
@@ -230,15 +252,15 @@ class TrialObjective:
         )
 
         recorder = _Recorder(trial, resumed=resume_from is not None)
-        stopper = _StopWhenAsked(self.stop_event, self.deadline)
+        stopper = _StopWhenAsked(self.stop_event, deadline)
         callbacks = [recorder, OptunaPruningCallback(trial, self.metric), stopper]
         trainer = self._trainer_factory(cfg, rerank=self.metric.startswith("rerank_"))
         result = trainer.fit(callbacks=callbacks, resume_from=resume_from)
         if resume_from is not None and recorder.first_epoch is None:
-            trial.set_user_attr("resumed_from_epoch", result.epochs_run)
+            trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.epochs_run)
         if result.checkpoint is not None:
-            trial.set_user_attr("checkpoint", str(result.checkpoint))
-            trial.set_user_attr("last_checkpoint_epoch", result.epochs_run - 1)
+            trial.set_user_attr(TrialAttr.CHECKPOINT, str(result.checkpoint))
+            trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, result.epochs_run - 1)
 
         if stopper.reason == INTERRUPTED:
             hand_back(trial)
@@ -250,10 +272,10 @@ class TrialObjective:
         # run that never evaluated (e.g. resumed past its last epoch) needs one more pass.
         evaluation = getattr(result, "final_evaluation", None) or trainer.evaluate()
         metrics = {k: float(v) for k, v in evaluation.metrics.items()}
-        trial.set_user_attr("val_metrics", _json_safe(metrics))
-        trial.set_user_attr("cmc", [float(v) for v in evaluation.cmc])
+        trial.set_user_attr(TrialAttr.VAL_METRICS, _json_safe(metrics))
+        trial.set_user_attr(TrialAttr.CMC, [float(v) for v in evaluation.cmc])
         if evaluation.rerank_cmc is not None:
-            trial.set_user_attr("rerank_cmc", [float(v) for v in evaluation.rerank_cmc])
+            trial.set_user_attr(TrialAttr.RERANK_CMC, [float(v) for v in evaluation.rerank_cmc])
         value = metrics.get(self.metric)
         if value is None or not math.isfinite(value):
             raise EvaluationError(
@@ -302,22 +324,59 @@ def make_objective(
     )
 
 
-def suggest_batched(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
-    """:func:`hpo.search_space.suggest`, with the parameters written in one transaction when
-    the study's storage is an :class:`~hpo._trial_cache.OwnedTrialStorage` (the workers').
+def run_trial(
+    study: optuna.Study,
+    objective: TrialObjective,
+    *,
+    deadline: float | None,
+    on_start: Callable[[], None] = lambda: None,
+) -> TrialResult:
+    """Run one trial of ``study`` inside ``study.optimize`` (so Optuna records heartbeats).
 
     Args:
-        trial: The live trial.
-        spec: The study spec.
+        study: The study; its sampler proposes the trial (a WAITING retry first).
+        objective: The objective that trains it.
+        deadline: Unix time at which the study's time budget ends (None: no time budget).
+        on_start: Called once the trial exists in the storage (RUNNING), before training;
+            a worker releases its study lock there.
 
     Returns:
-        Parameter values by search-space name. If drawing one fails, none is stored.
+        How the trial ended (FAIL with reason ``"interrupted"`` when it was handed back).
+
+    Raises:
+        FATAL_ERRORS: The trial failed in a way every later trial would (it is FAIL first).
+        Exception: Anything raised outside the trial's training (e.g. the storage went away).
     """
-    storage = trial.study._storage
-    if not isinstance(storage, OwnedTrialStorage):
-        return suggest(trial, spec)
-    with storage.batched_params():
-        return suggest(trial, spec)
+    outcome: dict[str, Any] = {}
+
+    def func(trial: optuna.Trial) -> float:
+        outcome["number"] = trial.number
+        on_start()
+        try:
+            return objective.train(trial, deadline=deadline)
+        except (optuna.TrialPruned, TrialInterrupted):
+            raise
+        except Exception as exc:
+            outcome["reason"] = fail_reason(exc)
+            raise
+
+    def record(_: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        outcome["result"] = TrialResult(frozen.number, frozen.state, frozen.value)
+
+    try:
+        study.optimize(func, n_trials=1, catch=(), callbacks=[record])
+    except TrialInterrupted:
+        logger.info("trial %s handed back", outcome["number"])
+        return TrialResult(outcome["number"], TrialState.FAIL, reason=INTERRUPTED)
+    except FATAL_ERRORS:
+        raise
+    except Exception:
+        if "reason" not in outcome:
+            raise  # not the trial's fault (e.g. the storage went away): let the caller see it
+        return TrialResult(outcome["number"], TrialState.FAIL, reason=outcome["reason"])
+    if "result" not in outcome:
+        raise RuntimeError("study.optimize returned without running a trial")
+    return outcome["result"]
 
 
 def hand_back(trial: optuna.Trial) -> None:
@@ -338,7 +397,7 @@ def hand_back(trial: optuna.Trial) -> None:
             max_retry=None, inherit_intermediate_values=True
         )
         retry(study, frozen)
-    trial.set_user_attr("fail_reason", INTERRUPTED)
+    trial.set_user_attr(TrialAttr.FAIL_REASON, INTERRUPTED)
     logger.info("trial %d handed back to the study (will resume from its checkpoint)", trial.number)
 
 
@@ -361,7 +420,7 @@ def _last_checkpoint(trial_dir: Path) -> Path | None:
 
 
 def _code_version() -> dict[str, Any]:
-    return {"hpo": hpo.__version__, **code_version()}
+    return {"hpo": __version__, **code_version()}
 
 
 def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:

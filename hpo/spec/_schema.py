@@ -1,0 +1,462 @@
+"""The study spec schema: pydantic models of the YAML file that fully describes one study.
+
+A spec names the dataset and validation split, the model, the fixed training recipe, the
+objective, the search space, the sampler, the pruner and the budget (see ``studies/*.yaml``).
+Everything is checked when the spec is validated, so a typo fails at ``reid-hpo study create``,
+not at epoch 0 of the first trial: unknown keys, wrong types, empty or inverted ranges, unknown
+dataset / model / backbone / sampler / pruner names, search-space names that do not map onto a
+:class:`~reid_core.config.TrainConfig` field, ``batch_size % num_instances != 0`` for any
+combination the search can draw, ``eval_every > epochs``, and a budget without a limit.
+
+Dataset, model and backbone names are checked against the ``reid_core`` registries, which
+import torch. A spec read back from a study was checked when the study was created, so
+:data:`TRUSTED_NAMES` (a validation context) skips that import for commands that only read a
+study (``study list``, ``status``, ``best``, ``export``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import typing
+from typing import Annotated
+from typing import Any
+from typing import Literal
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import ValidationInfo
+from pydantic import field_validator
+from pydantic import model_validator
+
+from hpo.errors import SpecError
+from hpo.errors import one_line
+from hpo.spec._options import check_pruner_options
+from hpo.spec._options import check_sampler_options
+from hpo.spec._paths import TRAINING_PATHS
+from hpo.spec._paths import field_owner
+from hpo.spec._paths import resolve_param_path
+from hpo.spec._schedule import pruner_options
+from reid_core.config import DataConfig
+from reid_core.config import LossConfig
+from reid_core.config import ModelConfig
+from reid_core.config import OptimConfig
+from reid_core.config import TrainConfig
+
+_D = DataConfig()
+_L = LossConfig()
+_O = OptimConfig()
+_M = ModelConfig()
+_T = TrainConfig()
+
+# Guard against enumerating absurd integer ranges in the batch_size / num_instances check.
+_MAX_COMBINATIONS = 200_000
+
+TRUSTED_NAMES: dict[str, Any] = {"trusted_names": True}
+"""Validation context for a spec read back from a study: its registry names were checked when
+the study was created, so they are not checked again (no torch import)."""
+
+
+def known_datasets() -> list[str]:
+    """Dataset names accepted in ``dataset.name`` (``reid_core.data.DATASETS``)."""
+    from reid_core.data import DATASETS
+
+    return DATASETS.names()
+
+
+def known_archs() -> list[str]:
+    """Model names accepted in ``model.arch`` (``reid_core.models.MODELS``)."""
+    from reid_core.models import MODELS
+
+    return MODELS.names()
+
+
+def known_backbones() -> list[str]:
+    """Backbone names accepted in ``model.backbone`` (``reid_core.models.BACKBONES``)."""
+    from reid_core.models import BACKBONES
+
+    return BACKBONES.names()
+
+
+def _check_name(kind: str, value: str, known: Any, info: ValidationInfo) -> str:
+    """Refuse a name the registry does not know, unless the context trusts stored names."""
+    if info.context and info.context.get("trusted_names"):
+        return value
+    names = known()
+    if value not in names:
+        raise ValueError(f"unknown {kind} {value!r}; available: {names}")
+    return value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class DatasetSpec(_Spec):
+    """Which dataset, where it lives on every worker, and which of its test splits."""
+
+    name: str
+    root: str = Field(min_length=1)
+    split_id: int = Field(0, ge=0)
+    mars_gallery: Literal["exclude_query", "official"] = "exclude_query"
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name("dataset", value, known_datasets, info)
+
+
+class ValidationSpec(_Spec):
+    """How the validation split is carved from the training ids (the test set is never used)."""
+
+    sampling: Literal["random", "guided"] = "random"
+    fraction: float = Field(0.1, gt=0, lt=1)
+    distractor_fraction: float = Field(0.25, ge=0, le=1)
+    seed: int = 0
+    guided_ids: list[int] | None = None
+
+    @field_validator("guided_ids")
+    @classmethod
+    def _guided_ids_need_guided(
+        cls, value: list[int] | None, info: ValidationInfo
+    ) -> list[int] | None:
+        if value is not None and info.data.get("sampling") != "guided":
+            raise ValueError("guided_ids is only used with sampling: guided")
+        if value is not None and not value:
+            raise ValueError("guided_ids must list at least one id (or be null)")
+        return value
+
+
+class ModelSpec(_Spec):
+    """The video model: architecture, backbone, attention variant."""
+
+    arch: str = _M.arch
+    backbone: str = _M.backbone
+    attention: Literal["full_map", "pooled"] = _M.attention
+    last_stride: Literal[1, 2] = 1
+    pretrained: bool = _M.pretrained
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name("model arch", value, known_archs, info)
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name("backbone", value, known_backbones, info)
+
+
+class TrainingSpec(_Spec):
+    """The fixed (non-searched) recipe; every key is a TrainConfig field (see TRAINING_PATHS)."""
+
+    epochs: int = Field(_T.epochs, ge=1)
+    eval_every: int = Field(_T.eval_every, ge=1)
+    height: int = Field(_D.height, ge=1)
+    width: int = Field(_D.width, ge=1)
+    seq_len: int = Field(_D.seq_len, ge=1)
+    batch_size: int = Field(_D.batch_size, ge=1)
+    num_instances: int = Field(_D.num_instances, ge=1)
+    test_max_clips: int = Field(_D.test_max_clips, ge=1)
+    test_batch_size: int = Field(_D.test_batch_size, ge=1)
+    num_workers: int = Field(_D.num_workers, ge=0)
+    random_erasing: float = Field(_D.random_erasing, ge=0, le=1)
+    pad: int = Field(_D.pad, ge=0)
+    cache_frames: bool = _D.cache_frames
+    lr: float = Field(_O.lr, gt=0)
+    weight_decay: float = Field(_O.weight_decay, ge=0)
+    warmup_epochs: int = Field(_O.warmup_epochs, ge=0)
+    warmup_factor: float = Field(_O.warmup_factor, gt=0, le=1)
+    milestones: list[int] = Field(default_factory=lambda: list(_O.milestones))
+    gamma: float = Field(_O.gamma, gt=0)
+    label_smoothing: float = Field(_L.label_smoothing, ge=0, lt=1)
+    triplet_margin: float = Field(_L.triplet_margin, ge=0)
+    triplet_distance: Literal["euclidean", "cosine"] = _L.triplet_distance
+    center_weight: float = Field(_L.center_weight, ge=0)
+    center_lr: float = Field(_L.center_lr, gt=0)
+    beta: float = Field(_L.beta, ge=0, le=1)
+    osm_alpha: float = Field(_L.osm_alpha, gt=0)
+    osm_l: float = Field(_L.osm_l, ge=0, le=1)
+    osm_sigma: float = Field(_L.osm_sigma, gt=0)
+    prototypes: Literal["classifier", "centers"] = _L.prototypes
+    amp: bool = _T.amp
+    device: str = _T.device
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(m < 1 for m in value) or any(a >= b for a, b in itertools.pairwise(value)):
+            raise ValueError(f"{value} must be strictly increasing epochs >= 1")
+        return value
+
+
+class FloatParam(_Spec):
+    """``{type: float, low, high, log: false, step: null}`` -> ``trial.suggest_float``."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatParam:
+        _check_bounds(self.low, self.high, self.log)
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+
+class IntParam(_Spec):
+    """``{type: int, low, high, log: false, step: 1}`` -> ``trial.suggest_int``."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> IntParam:
+        _check_bounds(self.low, self.high, self.log)
+        if self.log and self.step != 1:
+            raise ValueError(f"log and step={self.step} cannot be combined (step must be 1)")
+        return self
+
+    def values(self) -> range:
+        """Every value the distribution can take."""
+        return range(self.low, self.high + 1, self.step)
+
+
+class CategoricalParam(_Spec):
+    """``{type: categorical, choices: [...]}`` -> ``trial.suggest_categorical``."""
+
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _plain_choices(cls, value: list[Any]) -> list[Any]:
+        for index, choice in enumerate(value):
+            if choice is not None and not isinstance(choice, bool | int | float | str):
+                raise ValueError(f"choice {index} ({choice!r}) must be a bool, number, str or null")
+            if isinstance(choice, float) and not math.isfinite(choice):
+                raise ValueError(f"choice {index} ({choice!r}) must be finite")
+        if len({json.dumps(c) for c in value}) != len(value):
+            raise ValueError(f"choices {value} contain duplicates")
+        return value
+
+
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+PARAM_CLASSES: dict[str, type[_Spec]] = {
+    "float": FloatParam,
+    "int": IntParam,
+    "categorical": CategoricalParam,
+}
+
+
+def _check_bounds(low: float, high: float, log: bool) -> None:
+    if not low <= high:
+        raise ValueError(f"low={low} must be <= high={high}")
+    if log and low <= 0:
+        raise ValueError(f"log=true needs low > 0, got low={low}")
+
+
+class ObjectiveSpec(_Spec):
+    """The validation metric a trial returns and whether to maximise it."""
+
+    metric: Literal["map", "rerank_map", "rank1"] = "map"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class SamplerSpec(_Spec):
+    """``tpe`` | ``random`` | ``gp`` | ``cmaes`` | ``qmc``, its seed and constructor options."""
+
+    name: Literal["tpe", "random", "gp", "cmaes", "qmc"] = "tpe"
+    seed: int | None = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "name" in info.data:
+            check_sampler_options(info.data["name"], value)
+        return value
+
+
+class PrunerSpec(_Spec):
+    """``median`` | ``hyperband`` | ``sha`` | ``none`` and its options (steps are epochs).
+
+    Options left out are not written here: :func:`hpo.spec.pruner_options` derives them from
+    the training schedule (no comparison before the first epoch at the final learning rate).
+    """
+
+    name: Literal["median", "hyperband", "sha", "none"] = "median"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "name" in info.data:
+            check_pruner_options(info.data["name"], value)
+        return value
+
+
+class BudgetSpec(_Spec):
+    """Study-wide budget: finished (complete + pruned) trials and/or wall-clock hours."""
+
+    n_trials: int | None = Field(None, ge=1)
+    timeout_hours: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> BudgetSpec:
+        if self.n_trials is None and self.timeout_hours is None:
+            raise ValueError("set n_trials, timeout_hours or both")
+        return self
+
+
+class ArtifactsSpec(_Spec):
+    """Where trial checkpoints go: a path every worker sees (shared filesystem)."""
+
+    root: str = Field("runs", min_length=1)
+
+
+class StudySpec(_Spec):
+    """A whole study. ``StudySpec.model_validate_json(spec.model_dump_json()) == spec``."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    dataset: DatasetSpec
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    search_space: dict[str, ParamSpec] = Field(min_length=1)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    budget: BudgetSpec
+    artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _cross_field(self, info: ValidationInfo) -> StudySpec:
+        seen: dict[str, str] = {}
+        for name, param in self.search_space.items():
+            where = f"search_space.{name}"
+            try:
+                path = resolve_param_path(name)
+            except SpecError as exc:
+                raise ValueError(f"{where}: {exc.reason}") from None
+            if path in seen:
+                raise ValueError(f"{where}: sets {path}, already set by {seen[path]!r}")
+            seen[path] = name
+            _check_param_fits(self, where, path, param, info.context)
+        _check_divisible(self)
+        _check_eval_every(self)
+        try:
+            pruner_options(self)
+        except ValueError as exc:
+            raise ValueError(f"pruner.options: {exc}") from None
+        return self
+
+    def fingerprint(self) -> str:
+        """Canonical JSON of the spec (sorted keys): equal specs give equal strings."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _spec_field_of(path: str) -> tuple[type[_Spec], str]:
+    """The spec section and key holding the fixed value of a TrainConfig path."""
+    if path.startswith("model."):
+        return ModelSpec, path.split(".", 1)[1]
+    for key, key_path in TRAINING_PATHS.items():
+        if key_path == path:
+            return TrainingSpec, key
+    raise SpecError(f"{path!r} cannot be searched by a study")
+
+
+def _candidate_corners(param: FloatParam | IntParam | CategoricalParam) -> list[tuple[str, Any]]:
+    if isinstance(param, CategoricalParam):
+        return [(f"choices.{i}", choice) for i, choice in enumerate(param.choices)]
+    return [("low", param.low), ("high", param.high)]
+
+
+def _check_param_fits(
+    spec: StudySpec, where: str, path: str, param: Any, context: dict[str, Any] | None
+) -> None:
+    """The distribution's type matches the field, and its extremes pass the field's checks."""
+    owner, leaf = field_owner(path)
+    hint = typing.get_type_hints(owner)[leaf]
+    section_cls, key = _spec_field_of(path)
+    if hint is int and isinstance(param, FloatParam):
+        raise ValueError(f"{where}: {path} is an integer; use type: int or categorical")
+    if hint not in (int, float) and not isinstance(param, CategoricalParam):
+        raise ValueError(f"{where}: {path} is not numeric; use type: categorical")
+    section = spec.model if section_cls is ModelSpec else spec.training
+    for corner, value in _candidate_corners(param):
+        try:
+            section_cls.model_validate({**section.model_dump(), key: value}, context=context)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            reason = one_line(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}.{corner}: {key}={value!r} is invalid: {reason}") from None
+
+
+def _int_values(spec: StudySpec, key: str) -> list[int] | range:
+    """Every value a training integer can take in this study (searched or fixed)."""
+    for name, param in spec.search_space.items():
+        if resolve_param_path(name) == TRAINING_PATHS[key]:
+            if isinstance(param, IntParam):
+                return param.values()
+            return sorted(int(c) for c in param.choices)
+    return [getattr(spec.training, key)]
+
+
+def _check_divisible(spec: StudySpec) -> None:
+    sizes = _int_values(spec, "batch_size")
+    ks = _int_values(spec, "num_instances")
+    if len(sizes) * len(ks) > _MAX_COMBINATIONS:
+        raise ValueError(
+            "search_space: too many (batch_size, num_instances) combinations to check; "
+            "narrow the ranges or use categorical choices"
+        )
+    for size in sizes:
+        for k in ks:
+            if size % k:
+                raise ValueError(
+                    f"training.batch_size: batch_size={size} is not a multiple of "
+                    f"num_instances={k} (P x K sampling); every combination the search can "
+                    "draw must divide"
+                )
+
+
+def _check_eval_every(spec: StudySpec) -> None:
+    every = _int_values(spec, "eval_every")
+    epochs = _int_values(spec, "epochs")
+    every, epochs = max(every[0], every[-1]), min(epochs[0], epochs[-1])
+    if every > epochs:
+        raise ValueError(f"training.eval_every: eval_every={every} must be <= epochs={epochs}")
+
+
+__all__ = [
+    "PARAM_CLASSES",
+    "TRUSTED_NAMES",
+    "ArtifactsSpec",
+    "BudgetSpec",
+    "CategoricalParam",
+    "DatasetSpec",
+    "FloatParam",
+    "IntParam",
+    "ModelSpec",
+    "ObjectiveSpec",
+    "ParamSpec",
+    "PrunerSpec",
+    "SamplerSpec",
+    "StudySpec",
+    "TrainingSpec",
+    "ValidationSpec",
+    "known_archs",
+    "known_backbones",
+    "known_datasets",
+]

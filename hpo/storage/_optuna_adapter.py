@@ -1,0 +1,118 @@
+"""The one place where reid-hpo touches Optuna internals.
+
+Optuna's cached storage (what ``optuna.load_study`` wraps an ``RDBStorage`` in) calls a few
+private ``RDBStorage`` methods directly, and ``optuna.storages.fail_stale_trials`` calls
+``_get_stale_trial_ids``; a storage that retries every operation across a database restart
+must therefore wrap those too. ``study status`` shows each running trial's heartbeat age,
+which no public API exposes, so it reads Optuna's ``trial_heartbeats`` table.
+
+:data:`PRIVATE_OPTUNA_NAMES` lists every private name used here; ``tests/hpo/test_storage.py``
+checks that each still exists in the installed Optuna and that no other module of ``hpo``
+uses a private Optuna name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import optuna
+import sqlalchemy
+
+from hpo.storage._reconnect import retry_on_disconnect
+
+PRIVATE_OPTUNA_NAMES: tuple[str, ...] = (
+    "optuna.storages.RDBStorage._create_new_trial",
+    "optuna.storages.RDBStorage._set_trial_param",
+    "optuna.storages.RDBStorage._get_trials",
+    "optuna.storages.RDBStorage._get_best_trial_id",
+    "optuna.storages.RDBStorage._get_stale_trial_ids",
+    "table trial_heartbeats (trial_id, heartbeat)",
+    "table trials (trial_id, study_id, number)",
+)
+"""Every Optuna internal this module relies on (methods by dotted path, tables by name)."""
+
+_PUBLIC_METHODS = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "get_best_trial",
+    "record_heartbeat",
+)
+_PRIVATE_METHODS = tuple(
+    name.rsplit(".", 1)[1] for name in PRIVATE_OPTUNA_NAMES if name.startswith("optuna.")
+)
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """An :class:`optuna.storages.RDBStorage` whose operations survive a database restart.
+
+    Every operation is retried by :func:`~hpo.storage.retry_on_disconnect` while the server is
+    unreachable; with ``pool_pre_ping`` the next attempt after the restart opens a fresh
+    connection. The heartbeat thread's ``record_heartbeat`` is retried the same way instead of
+    ending the thread on the first error.
+    """
+
+
+def _with_reconnect(name: str) -> Callable[..., Any]:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    def retried(self: ReconnectingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return retry_on_disconnect(lambda: method(self, *args, **kwargs), what=name)
+
+    retried.__name__ = name
+    retried.__doc__ = method.__doc__
+    return retried
+
+
+for _method_name in (*_PUBLIC_METHODS, *_PRIVATE_METHODS):
+    setattr(ReconnectingRDBStorage, _method_name, _with_reconnect(_method_name))
+
+
+def heartbeat_ages(storage: optuna.storages.BaseStorage, study_id: int) -> dict[int, float]:
+    """Seconds since the last heartbeat of each trial number that has one (database clock).
+
+    Args:
+        storage: The study's storage; storages without an SQL engine have no heartbeats.
+        study_id: The study's storage id.
+
+    Returns:
+        Trial number -> age in seconds (empty when the storage records no heartbeats).
+    """
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        return {}
+    query = sqlalchemy.text(
+        "SELECT t.number AS number, h.heartbeat AS heartbeat FROM trial_heartbeats h "
+        "JOIN trials t ON t.trial_id = h.trial_id WHERE t.study_id = :study_id"
+    ).columns(number=sqlalchemy.Integer, heartbeat=sqlalchemy.DateTime)
+    with engine.connect() as conn:
+        now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        rows = conn.execute(query, {"study_id": study_id}).all()
+    if not isinstance(now, datetime):
+        return {}
+    now = now.replace(tzinfo=None)
+    return {row.number: (now - row.heartbeat).total_seconds() for row in rows}
+
+
+__all__ = ["PRIVATE_OPTUNA_NAMES", "ReconnectingRDBStorage", "heartbeat_ages"]

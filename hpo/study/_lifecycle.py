@@ -1,0 +1,246 @@
+"""Study lifecycle on a storage: create, load, delete.
+
+A study created here carries its whole spec as a study user attribute
+(:attr:`~hpo.study.records.StudyAttr.SPEC`; JSON text, never the storage URL) plus the
+reid-hpo version, so any worker can rebuild the identical sampler, pruner and training recipe
+from the name alone.
+
+Every function takes a storage URL (opened and closed inside the call) or an open storage
+(left open for the caller, e.g. a worker holding a heartbeat-enabled storage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+
+from hpo import __version__
+from hpo.errors import SpecError
+from hpo.errors import StorageError
+from hpo.errors import StudyExistsError
+from hpo.errors import StudyNotFoundError
+from hpo.search import build_pruner
+from hpo.search import build_sampler
+from hpo.spec import StudySpec
+from hpo.storage import close_storage
+from hpo.storage import mask_url
+from hpo.storage import open_storage
+from hpo.study.records import StudyAttr
+from hpo.study.records import read_spec
+
+logger = logging.getLogger(__name__)
+
+# How long a `create --resume` racing a concurrent creator waits for the spec attr to appear.
+_SPEC_WAIT_S = 10.0
+_MAX_LISTED = 20
+
+StorageLike = str | optuna.storages.BaseStorage
+
+
+@contextlib.contextmanager
+def storage_errors(where: str) -> Iterator[None]:
+    """Turn database failures in the middle of an operation into one-line StorageErrors."""
+    try:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        original = getattr(exc, "orig", None) or exc
+        first = str(original).strip().splitlines()
+        reason = first[0] if first else type(original).__name__
+        raise StorageError(f"storage {where} failed: {reason}") from None
+
+
+@contextlib.contextmanager
+def opened(
+    storage: StorageLike, *, heartbeat: bool = False
+) -> Iterator[tuple[optuna.storages.BaseStorage, str]]:
+    """Yield ``(storage, masked description)``; close it afterwards if it was opened here."""
+    if isinstance(storage, str):
+        opened = open_storage(storage, heartbeat=heartbeat)
+        try:
+            with storage_errors(mask_url(opened.url)):
+                yield opened, mask_url(opened.url)
+        finally:
+            close_storage(opened)
+    else:
+        where = mask_url(getattr(storage, "url", type(storage).__name__))
+        with storage_errors(where):
+            yield storage, where
+
+
+def _not_found(name: str, storage: optuna.storages.BaseStorage, where: str) -> StudyNotFoundError:
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    available = ", ".join(names[:_MAX_LISTED]) if names else "none"
+    if len(names) > _MAX_LISTED:
+        available += f", ... ({len(names) - _MAX_LISTED} more; see 'reid-hpo study list')"
+    return StudyNotFoundError(f"no study {name!r} in {where}; available: {available}")
+
+
+def study_id_of(name: str, storage: optuna.storages.BaseStorage, where: str) -> int:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        raise _not_found(name, storage, where) from None
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    return path or "<root>"
+
+
+def create_study(
+    spec: StudySpec, storage_url: StorageLike, *, resume: bool = False
+) -> optuna.Study:
+    """Create the study described by ``spec`` (or, with ``resume``, reuse the same one).
+
+    Safe to call concurrently from several processes with ``resume=True``: exactly one
+    study is created and every caller gets it.
+
+    Args:
+        spec: The validated study spec.
+        storage_url: Storage URL or an open storage (kept open: the study uses it).
+        resume: Accept an existing study of the same name when its stored spec is identical.
+
+    Returns:
+        The study, with the spec's sampler and pruner.
+
+    Raises:
+        StudyExistsError: The name is taken (without ``resume``), or taken by a study with a
+            different spec or one not created by reid-hpo.
+        StorageError: The storage cannot be used.
+    """
+    storage = open_storage(storage_url) if isinstance(storage_url, str) else storage_url
+    where = mask_url(getattr(storage, "url", type(storage).__name__))
+    with storage_errors(where):
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=spec.name,
+                direction=spec.objective.direction,
+                sampler=build_sampler(spec),
+                pruner=build_pruner(spec),
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            if not resume:
+                raise StudyExistsError(
+                    f"study {spec.name!r} already exists in {where}; use --resume to continue "
+                    "it, or give the spec another name"
+                ) from None
+            return _resume(spec, storage, where)
+        try:
+            study.set_user_attr(StudyAttr.SPEC, spec.model_dump_json())
+            study.set_user_attr(StudyAttr.VERSION, __version__)
+        except BaseException:
+            # Never leave a half-written study behind.
+            with contextlib.suppress(Exception):
+                optuna.delete_study(study_name=spec.name, storage=storage)
+            raise
+    logger.info("created study %r in %s", spec.name, where)
+    return study
+
+
+def _resume(spec: StudySpec, storage: optuna.storages.BaseStorage, where: str) -> optuna.Study:
+    study_id = study_id_of(spec.name, storage, where)
+    deadline = time.monotonic() + _SPEC_WAIT_S
+    stored = read_spec(storage.get_study_user_attrs(study_id), spec.name)
+    while stored is None and time.monotonic() < deadline:
+        # A concurrent creator has made the study but not yet written its spec.
+        time.sleep(0.2)
+        stored = read_spec(storage.get_study_user_attrs(study_id), spec.name)
+    if stored is None:
+        raise StudyExistsError(
+            f"study {spec.name!r} in {where} was not created by reid-hpo (no spec); "
+            "give the spec another name"
+        )
+    if stored.fingerprint() != spec.fingerprint():
+        diff = _first_difference(stored.model_dump(mode="json"), spec.model_dump(mode="json"))
+        raise StudyExistsError(
+            f"study {spec.name!r} in {where} has a different spec (first difference: {diff}); "
+            "give the spec another name or delete the old study"
+        )
+    logger.info("resuming study %r in %s", spec.name, where)
+    return optuna.load_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=build_sampler(spec),
+        pruner=build_pruner(spec),
+    )
+
+
+def load_study(
+    name: str, storage_url: StorageLike, *, heartbeat: bool = True, seed_offset: int = 0
+) -> tuple[optuna.Study, StudySpec]:
+    """Load a study and its spec, with the sampler and pruner rebuilt from the stored spec.
+
+    Args:
+        name: The study name.
+        storage_url: Storage URL or an open storage (kept open: the study uses it).
+        heartbeat: When opening a URL, enable heartbeats and stale-trial retries.
+        seed_offset: Passed to :func:`hpo.search.build_sampler` (distinct per worker).
+
+    Returns:
+        ``(study, spec)``.
+
+    Raises:
+        StudyNotFoundError: No such study (the message lists the available ones).
+        SpecError: The study has no (valid) reid-hpo spec.
+        StorageError: The storage cannot be used.
+    """
+    storage = (
+        open_storage(storage_url, heartbeat=heartbeat)
+        if isinstance(storage_url, str)
+        else storage_url
+    )
+    where = mask_url(getattr(storage, "url", type(storage).__name__))
+    with storage_errors(where):
+        study_id = study_id_of(name, storage, where)
+        spec = read_spec(storage.get_study_user_attrs(study_id), name)
+        if spec is None:
+            raise SpecError(
+                f"study {name!r}",
+                "has no reid-hpo spec (it was not created by 'reid-hpo study create')",
+            )
+        study = optuna.load_study(
+            study_name=name,
+            storage=storage,
+            sampler=build_sampler(spec, seed_offset=seed_offset),
+            pruner=build_pruner(spec),
+        )
+    return study, spec
+
+
+def delete_study(name: str, storage_url: StorageLike) -> int:
+    """Delete a study and all its trials (checkpoints on disk are left alone).
+
+    Returns:
+        The number of trials deleted.
+
+    Raises:
+        StudyNotFoundError: No such study.
+    """
+    with opened(storage_url) as (storage, where):
+        study_id = study_id_of(name, storage, where)
+        n_trials = storage.get_n_trials(study_id)
+        storage.delete_study(study_id)
+    logger.info("deleted study %r (%d trials) from %s", name, n_trials, where)
+    return n_trials
+
+
+__all__ = [
+    "StorageLike",
+    "create_study",
+    "delete_study",
+    "load_study",
+    "opened",
+    "storage_errors",
+    "study_id_of",
+]

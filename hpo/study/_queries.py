@@ -1,0 +1,231 @@
+"""Read-only views of a study: the list of studies, status, the best trial."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from typing import Any
+
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from hpo.errors import NoCompletedTrialError
+from hpo.storage import heartbeat_ages
+from hpo.study._lifecycle import StorageLike
+from hpo.study._lifecycle import opened
+from hpo.study._lifecycle import study_id_of
+from hpo.study.records import TrialAttr
+from hpo.study.records import best_trial
+from hpo.study.records import direction_name
+from hpo.study.records import read_spec_or_none
+from hpo.study.records import stored_test_result
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """One line of ``study list``."""
+
+    name: str
+    direction: str
+    metric: str | None
+    n_trials: int
+    states: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+
+
+def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Number of trials in each Optuna state (every state listed, zeros included)."""
+    counts = Counter(t.state.name for t in trials)
+    return {state.name: counts.get(state.name, 0) for state in TrialState}
+
+
+def list_studies(storage_url: StorageLike) -> list[StudyInfo]:
+    """Every study in the storage, sorted by name, with trial counts by state and best value."""
+    infos = []
+    with opened(storage_url) as (storage, _):
+        for frozen in storage.get_all_studies():
+            study_id = storage.get_study_id_from_name(frozen.study_name)
+            trials = storage.get_all_trials(study_id, deepcopy=False)
+            direction = direction_name(frozen.directions)
+            best = best_trial(trials, direction)
+            spec = read_spec_or_none(frozen.user_attrs, frozen.study_name)
+            infos.append(
+                StudyInfo(
+                    name=frozen.study_name,
+                    direction=direction,
+                    metric=spec.objective.metric if spec else None,
+                    n_trials=len(trials),
+                    states=state_counts(trials),
+                    best_value=best.value if best else None,
+                    best_trial=best.number if best else None,
+                )
+            )
+    return sorted(infos, key=lambda info: info.name)
+
+
+@dataclass(frozen=True)
+class RunningTrial:
+    """A RUNNING trial: who runs it and how recently it signalled life."""
+
+    number: int
+    worker: str | None
+    heartbeat_age_s: float | None
+    last_step: int | None
+    last_value: float | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """A finished trial in short."""
+
+    number: int
+    value: float | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """What ``study status`` shows."""
+
+    name: str
+    storage: str
+    direction: str
+    metric: str | None
+    states: dict[str, int]
+    n_finished: int
+    n_trials_budget: int | None
+    timeout_hours: float | None
+    elapsed_hours: float | None
+    budget_used: float | None
+    best: TrialSummary | None
+    running: list[RunningTrial] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return asdict(self)
+
+
+def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
+    """Counts by state, best trial, running trials (worker, heartbeat age), budget used.
+
+    Raises:
+        StudyNotFoundError: No such study.
+    """
+    with opened(storage_url) as (storage, where):
+        study_id = study_id_of(name, storage, where)
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        direction = direction_name(storage.get_study_directions(study_id))
+        spec = read_spec_or_none(storage.get_study_user_attrs(study_id), name)
+        ages = heartbeat_ages(storage, study_id)
+    best = best_trial(trials, direction)
+    running = []
+    for t in trials:
+        if t.state != TrialState.RUNNING:
+            continue
+        last_step = max(t.intermediate_values) if t.intermediate_values else None
+        running.append(
+            RunningTrial(
+                number=t.number,
+                worker=t.user_attrs.get(TrialAttr.WORKER),
+                heartbeat_age_s=ages.get(t.number),
+                last_step=last_step,
+                last_value=t.intermediate_values[last_step] if last_step is not None else None,
+                params=dict(t.params),
+            )
+        )
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    elapsed = (datetime.now() - min(starts)).total_seconds() / 3600 if starts else None
+    n_finished = sum(1 for t in trials if t.state in _FINISHED)
+    budget = spec.budget if spec else None
+    used = []
+    if budget and budget.n_trials:
+        used.append(n_finished / budget.n_trials)
+    if budget and budget.timeout_hours and elapsed is not None:
+        used.append(elapsed / budget.timeout_hours)
+    return StudyStatus(
+        name=name,
+        storage=where,
+        direction=direction,
+        metric=spec.objective.metric if spec else None,
+        states=state_counts(trials),
+        n_finished=n_finished,
+        n_trials_budget=budget.n_trials if budget else None,
+        timeout_hours=budget.timeout_hours if budget else None,
+        elapsed_hours=elapsed,
+        budget_used=max(used) if used else None,
+        best=TrialSummary(best.number, best.value, dict(best.params)) if best else None,
+        running=running,
+    )
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """The best validation trial and, separately, its one-off test-set result."""
+
+    study: str
+    metric: str | None
+    direction: str
+    number: int
+    value: float
+    params: dict[str, Any]
+    val_metrics: dict[str, Any]
+    cmc: list[float] | None
+    checkpoint_dir: str | None
+    seed: int | None
+    test_result: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return asdict(self)
+
+
+def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
+    """The best COMPLETE trial on the validation objective, plus the stored test result.
+
+    Raises:
+        StudyNotFoundError: No such study.
+        NoCompletedTrialError: No trial has completed yet.
+    """
+    with opened(storage_url) as (storage, where):
+        study_id = study_id_of(name, storage, where)
+        trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        direction = direction_name(storage.get_study_directions(study_id))
+        attrs = storage.get_study_user_attrs(study_id)
+    best = best_trial(trials, direction)
+    if best is None or best.value is None:
+        raise NoCompletedTrialError(f"study {name!r} has no completed trial yet")
+    spec = read_spec_or_none(attrs, name)
+    user = best.user_attrs
+    return BestTrial(
+        study=name,
+        metric=spec.objective.metric if spec else None,
+        direction=direction,
+        number=best.number,
+        value=best.value,
+        params=dict(best.params),
+        val_metrics=dict(user.get(TrialAttr.VAL_METRICS) or {}),
+        cmc=user.get(TrialAttr.CMC),
+        checkpoint_dir=user.get(TrialAttr.CHECKPOINT_DIR),
+        seed=user.get(TrialAttr.SEED),
+        test_result=stored_test_result(attrs),
+    )
+
+
+__all__ = [
+    "BestTrial",
+    "RunningTrial",
+    "StudyInfo",
+    "StudyStatus",
+    "TrialSummary",
+    "best_trial_of",
+    "list_studies",
+    "state_counts",
+    "study_status",
+]

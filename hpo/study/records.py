@@ -1,0 +1,157 @@
+"""The study record format: every user-attribute name reid-hpo stores, the one reader of the
+stored spec and the one best-trial rule.
+
+Optuna keeps what reid-hpo records as user attributes, readable by Optuna's own tools and by
+optuna-dashboard. Study attributes (:class:`StudyAttr`) hold the spec, the version that created
+the study, the start time, the worker count and the one-off test result; trial attributes
+(:class:`TrialAttr`) hold what a trial's training recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from hpo.errors import SpecError
+from hpo.spec import TRUSTED_NAMES
+from hpo.spec import StudySpec
+from hpo.spec import parse_spec
+from hpo.spec import spec_from_json
+
+logger = logging.getLogger(__name__)
+
+
+class StudyAttr:
+    """Names of the study user attributes reid-hpo writes."""
+
+    SPEC = "spec"
+    """The whole spec as JSON text (never the storage URL)."""
+    VERSION = "reid_hpo_version"
+    """``hpo.__version__`` of the process that created the study."""
+    STARTED_AT = "started_at"
+    """Unix time the first worker started (the time budget counts from it)."""
+    WORKERS_STARTED = "workers_started"
+    """Workers that have joined the study (each takes the next index as its seed offset)."""
+    TEST_RESULT = "test_result"
+    """The best trial's one-off test-split evaluation (``evaluate_best_on_test``)."""
+
+
+class TrialAttr:
+    """Names of the trial user attributes the objective writes."""
+
+    SEED = "seed"
+    CHECKPOINT_DIR = "checkpoint_dir"
+    """The trial's artifact folder (a retry inherits it and resumes there)."""
+    CHECKPOINT = "checkpoint"
+    """The last checkpoint file written."""
+    LAST_CHECKPOINT_EPOCH = "last_checkpoint_epoch"
+    RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    VAL_METRICS = "val_metrics"
+    CMC = "cmc"
+    RERANK_CMC = "rerank_cmc"
+    CODE_VERSION = "code_version"
+    DEVICE = "device"
+    WORKER = "worker"
+    """``host:pid`` of the worker process that ran (or last resumed) the trial."""
+    FAIL_REASON = "fail_reason"
+
+
+def read_spec(attrs: dict[str, Any], study_name: str) -> StudySpec | None:
+    """The spec stored in a study's user attributes, or ``None`` when it has none.
+
+    The spec was fully checked when the study was created, so the registry names are trusted
+    (:data:`hpo.spec.TRUSTED_NAMES`: no torch import).
+
+    Raises:
+        SpecError: The stored spec is invalid.
+    """
+    raw = attrs.get(StudyAttr.SPEC)
+    if raw is None:
+        return None
+    source = f"study {study_name!r}"
+    if isinstance(raw, dict):
+        return parse_spec(raw, source=source, context=TRUSTED_NAMES)
+    return spec_from_json(str(raw), source=source, context=TRUSTED_NAMES)
+
+
+def read_spec_or_none(attrs: dict[str, Any], study_name: str) -> StudySpec | None:
+    """:func:`read_spec`, logging (not raising) an unreadable spec: for read-only views."""
+    try:
+        return read_spec(attrs, study_name)
+    except SpecError as exc:
+        logger.warning("study %r: stored spec is unreadable: %s", study_name, exc)
+        return None
+
+
+def spec_of(study: optuna.Study) -> StudySpec:
+    """The spec stored with ``study``.
+
+    Raises:
+        SpecError: The study was not created by reid-hpo, or its stored spec is invalid.
+    """
+    spec = read_spec(study.user_attrs, study.study_name)
+    if spec is None:
+        raise SpecError(
+            f"study {study.study_name!r}",
+            "has no reid-hpo spec (it was not created by 'reid-hpo study create')",
+        )
+    return spec
+
+
+def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | None:
+    """The best COMPLETE trial with a finite value; ties go to the earlier trial.
+
+    Args:
+        trials: The study's trials (any states).
+        direction: ``"maximize"`` or ``"minimize"``.
+
+    Returns:
+        The trial, or ``None`` when no trial has completed with a finite value.
+    """
+    done = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    if not done:
+        return None
+    if direction == "maximize":
+        return max(done, key=lambda t: (t.value, -t.number))
+    return min(done, key=lambda t: (t.value, t.number))
+
+
+def direction_name(directions: list[optuna.study.StudyDirection]) -> str:
+    """``"maximize"``, ``"minimize"`` or ``"multi-objective"``."""
+    return directions[0].name.lower() if len(directions) == 1 else "multi-objective"
+
+
+def best_of_study(study: optuna.Study) -> FrozenTrial | None:
+    """:func:`best_trial` of a live study (``None`` for a multi-objective one)."""
+    if len(study.directions) != 1:
+        return None
+    return best_trial(study.get_trials(deepcopy=False), direction_name(study.directions))
+
+
+def stored_test_result(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored test result in a study's user attributes, or ``None``."""
+    value = attrs.get(StudyAttr.TEST_RESULT)
+    return value if isinstance(value, dict) else None
+
+
+__all__ = [
+    "StudyAttr",
+    "TrialAttr",
+    "best_of_study",
+    "best_trial",
+    "direction_name",
+    "read_spec",
+    "read_spec_or_none",
+    "spec_of",
+    "stored_test_result",
+]
