@@ -36,3 +36,7 @@ class ConfigError(ReidError):
 
 class NonFiniteLossError(ReidError):
     """The training loss became NaN or infinite (names the epoch and the step)."""
+
+
+class PretrainedWeightsError(ReidError):
+    """``pretrained`` was asked for and the ImageNet weights file is not on this machine."""

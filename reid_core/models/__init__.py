@@ -9,7 +9,9 @@ from __future__ import annotations
 from reid_core.models._backbones import BACKBONES
 from reid_core.models._backbones import ResNetBackbone
 from reid_core.models._backbones import build_backbone
+from reid_core.models._backbones import expected_weights_path
 from reid_core.models._backbones import pretrained_weights_path
+from reid_core.models._backbones import require_pretrained_weights
 from reid_core.models._heads import BNNeck
 from reid_core.models._heads import TemporalAttentionPool
 from reid_core.models._heads import TemporalAvgPool
@@ -31,5 +33,7 @@ __all__ = [
     "build_backbone",
     "build_model",
     "build_model_from_config",
+    "expected_weights_path",
     "pretrained_weights_path",
+    "require_pretrained_weights",
 ]

@@ -3,7 +3,8 @@
 The backbone maps frames ``[N, 3, H, W]`` to feature maps ``[N, C, h, w]``: torchvision's ResNet
 without its average pool and fully connected layer. Pretrained weights are read from
 ``torch.hub.get_dir()/checkpoints/<file name of the torchvision weights URL>``; nothing is ever
-downloaded, and a missing file falls back to random initialisation with a warning.
+downloaded here. A missing file is refused (:class:`~reid_core.errors.PretrainedWeightsError`,
+naming the file and how to provide it): random initialisation only when ``pretrained=False``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +30,19 @@ from torchvision.models.resnet import ResNet
 
 from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
+from reid_core.errors import PretrainedWeightsError
 from reid_core.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BACKBONES", "ResNetBackbone", "build_backbone", "pretrained_weights_path"]
+__all__ = [
+    "BACKBONES",
+    "ResNetBackbone",
+    "build_backbone",
+    "expected_weights_path",
+    "pretrained_weights_path",
+    "require_pretrained_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -151,23 +159,43 @@ def pretrained_weights_path(name: str) -> Path | None:
     return None
 
 
-def _load_imagenet(resnet: ResNet, name: str) -> None:
+def expected_weights_path(name: str) -> Path | None:
+    """Where the reference's ImageNet weights (``IMAGENET1K_V1``) of ``name`` are looked for;
+    None when torchvision has no ImageNet weights for it (``resnet10``)."""
+    BACKBONES.get(name)
     weights = _SPECS[name].weights
     if weights is None:
-        warnings.warn(
-            f"no ImageNet weights exist for {name}; using random initialisation", stacklevel=2
+        return None
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(next(iter(weights)).url).name
+
+
+def require_pretrained_weights(name: str) -> Path:
+    """The cached ImageNet weights file of ``name``, or one line saying how to provide it.
+
+    Raises:
+        PretrainedWeightsError: ``name`` has no ImageNet weights, or no file is cached.
+        UnknownNameError: ``name`` is not a registered backbone.
+    """
+    expected = expected_weights_path(name)
+    if expected is None:
+        raise PretrainedWeightsError(
+            f"no ImageNet weights exist for backbone {name}; set pretrained: false "
+            "(model.pretrained in a spec, --no-pretrained for train)"
         )
-        return
     path = pretrained_weights_path(name)
     if path is None:
-        preferred = next(iter(weights))
-        expected = Path(torch.hub.get_dir()) / "checkpoints" / Path(preferred.url).name
-        warnings.warn(
-            f"ImageNet weights for {name} not found in the torch hub cache "
-            f"(expected e.g. {expected}); using random initialisation (nothing is downloaded)",
-            stacklevel=2,
+        constructor = f"torchvision.models.{name}(weights='IMAGENET1K_V1')"
+        raise PretrainedWeightsError(
+            f"ImageNet weights for {name} not found: looked for {expected}; provide them by "
+            f'running python -c "import torchvision; {constructor}" on a machine with network '
+            f"access (or copying the file there; TORCH_HOME moves the cache), or set "
+            "pretrained: false for random initialisation"
         )
-        return
+    return path
+
+
+def _load_imagenet(resnet: ResNet, name: str) -> None:
+    path = require_pretrained_weights(name)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         resnet.load_state_dict(state)
@@ -186,8 +214,8 @@ def build_backbone(name: str, *, last_stride: int = 1, pretrained: bool = True) 
         name: One of ``BACKBONES.names()``: resnet10 (BasicBlock [1, 1, 1, 1], tests only),
             resnet18, resnet34, resnet50, resnet101.
         last_stride: Stride of the last stage, 1 (bag of tricks: 224x112 -> 14x7) or 2.
-        pretrained: Load ImageNet weights from the local torch hub cache; when absent a
-            warning says random initialisation is used.
+        pretrained: Load ImageNet weights from the local torch hub cache (refused when
+            absent); False initialises randomly.
 
     Returns:
         The backbone module.
@@ -196,6 +224,7 @@ def build_backbone(name: str, *, last_stride: int = 1, pretrained: bool = True) 
         UnknownNameError: ``name`` is not registered.
         ConfigError: ``last_stride`` is not 1 or 2.
         CheckpointError: a cached weights file exists but cannot be loaded.
+        PretrainedWeightsError: ``pretrained`` and no weights file is cached.
 
     Example:
         >>> net = build_backbone("resnet18", pretrained=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from torchvision.models.resnet import ResNet
 
 from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
+from reid_core.errors import PretrainedWeightsError
 from reid_core.errors import UnknownNameError
 from reid_core.models import BACKBONES
 from reid_core.models import build_backbone
@@ -60,15 +62,27 @@ def test_unknown_backbone_names_the_known_ones() -> None:
         build_backbone("resnet5", pretrained=False)
 
 
-def test_missing_hub_cache_warns_and_uses_random_init(hub_dir: Path) -> None:
-    with pytest.warns(UserWarning, match="random initialisation") as record:
-        build_backbone("resnet18", pretrained=True)
-    assert str(hub_dir / "checkpoints" / "resnet18-f37072fd.pth") in str(record[0].message)
+def test_missing_hub_cache_is_refused_naming_the_file_and_the_fix(hub_dir: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no silent fallback to random init with a warning
+        with pytest.raises(PretrainedWeightsError) as info:
+            build_backbone("resnet18", pretrained=True)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(hub_dir / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert "weights='IMAGENET1K_V1'" in message and "pretrained: false" in message
 
 
-def test_resnet10_has_no_imagenet_weights_and_says_so(hub_dir: Path) -> None:
-    with pytest.warns(UserWarning, match="no ImageNet weights exist for resnet10"):
+def test_resnet10_has_no_imagenet_weights_and_is_refused(hub_dir: Path) -> None:
+    with pytest.raises(PretrainedWeightsError, match="no ImageNet weights exist for backbone"):
         build_backbone("resnet10", pretrained=True)
+
+
+def test_random_init_only_when_pretrained_is_false(hub_dir: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = build_backbone("resnet18", pretrained=False)
+    assert net.out_channels == 512
 
 
 def test_cached_weights_are_loaded(hub_dir: Path) -> None:
