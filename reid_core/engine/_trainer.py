@@ -319,7 +319,11 @@ class Trainer:
                     if not failed:
                         raise
                     logger.exception("on_train_end of %r failed during a failed run", callback)
-        logger.info("training done: %s", result.final_metrics)
+        logger.info(
+            "training done after %d epoch(s)%s",
+            result.epochs_run,
+            "" if not result.final_metrics else ": " + _format_metrics(result.final_metrics),
+        )
         return result
 
     def _run_epoch(self, epoch: int, state: _FitState, callbacks: Sequence[Callback]) -> None:
@@ -478,4 +482,5 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
-    return " ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    """Metrics in %, as torchreid prints them (``mAP 45.1% rank1 62.5%``)."""
+    return " ".join(f"{name} {100 * value:.1f}%" for name, value in metrics.items())
