@@ -91,8 +91,42 @@ class OptimConfig:
     gamma: float = 0.1
 
 
+AmpMode = Literal["auto", "fp16", "bf16", "off"]
+AMP_MODES: tuple[str, ...] = ("auto", "fp16", "bf16", "off")
+
+
+def normalize_amp(value: object) -> AmpMode:
+    """An ``amp`` setting as one of :data:`AMP_MODES`.
+
+    ``True``/``False`` (the boolean setting of older configs and checkpoints, and what YAML
+    makes of ``on``/``off``) mean ``"auto"``/``"off"``.
+
+    Raises:
+        ConfigError: Any other value.
+
+    Example:
+        >>> normalize_amp(False), normalize_amp("bf16")
+        ('off', 'bf16')
+    """
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    if value not in AMP_MODES:
+        raise ConfigError(f"amp={value!r} must be one of {', '.join(AMP_MODES)}")
+    return value  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
+    """One training run.
+
+    ``amp`` is the precision policy (:func:`reid_core.engine.resolve_precision`): ``"off"``
+    trains in float32 (the reference), ``"bf16"``/``"fp16"`` under autocast (fp16 with a
+    gradient scaler), ``"auto"`` picks bf16 on GPUs that have it, fp16 on other GPUs and
+    float32 on the CPU. ``channels_last`` and ``compile`` (``model.compile()`` in place) are
+    speed options with float-rounding-level effects; ``deterministic`` asks for
+    deterministic kernels (bit-identical reruns on one GPU, slower).
+    """
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -100,12 +134,15 @@ class TrainConfig:
     epochs: int = 121
     eval_every: int = 10
     seed: int = 0
-    amp: bool = False
+    amp: AmpMode = "off"
+    channels_last: bool = False
+    compile: bool = False
     device: str = "auto"
     output_dir: str = "runs/train"
     deterministic: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "amp", normalize_amp(self.amp))
         d = self.data
         if d.batch_size % d.num_instances != 0:
             raise ConfigError(

@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 _GPUS_HELP = "GPUs to use, one worker process each: 'all', 'none' (one CPU worker) or '0,1'."
 _STORAGE_HELP = "Study storage URL (default: $REID_HPO_STORAGE, else sqlite:///reid_hpo.db)."
 _MAX_TRIALS_HELP = "Stop each worker process after this many trials (default: study budget)."
+_DEVICE_HELP = (
+    "'cpu': one CPU worker, also on a machine without a GPU (where --gpus all is an error); "
+    "default: the GPUs of --gpus."
+)
 
 
 @app.command("worker")
@@ -27,35 +31,38 @@ def worker(
     storage: str | None = typer.Option(None, "--storage", help=_STORAGE_HELP),
     max_trials: int | None = typer.Option(None, "--max-trials", min=1, help=_MAX_TRIALS_HELP),
     child: bool = typer.Option(False, "--child", hidden=True),
-    device: str = typer.Option("cpu", "--device", hidden=True),
+    device: str | None = typer.Option(None, "--device", help=_DEVICE_HELP),
 ) -> None:
     """Run trials of study NAME until its budget is met: one process per GPU, restarted if
     it dies. Start as many workers as you like, on any machines sharing the storage.
 
     Ctrl-C or SIGTERM: stop after the epoch; a later worker resumes the trial.
 
-    The storage comes from $REID_HPO_STORAGE (keep passwords off the command line: they show
-    in `ps` and shell history; or leave the password out of the URL and use ~/.pgpass).
-
-    Example: reid-hpo worker mars-map-random --gpus 0,1
+    Example: reid-hpo worker mars-map-random --gpus 0,1 --storage postgresql://u:pw@db/hpo
     """
     from hpo.storage import resolve_storage_url
     from hpo.study import check_study_can_run
+    from hpo.worker import DeviceRestartRequired
     from hpo.worker import parse_gpus
     from hpo.worker import run_supervisor
     from hpo.worker import run_worker
 
     url = resolve_storage_url(storage)
     if child:
-        result = run_worker(name, url, device=device, max_trials=max_trials)
+        try:
+            result = run_worker(name, url, device=device or "cpu", max_trials=max_trials)
+        except DeviceRestartRequired as exc:
+            logger.error("%s", exc)  # the supervisor restarts this GPU's worker
+            raise typer.Exit(code=exc.exit_code) from None
         typer.echo(
             f"worker done ({result.stop_reason}): {result.trials_run} trial(s), "
             f"{result.complete} complete, {result.pruned} pruned, {result.failed} failed"
         )
         return
-    parse_gpus(gpus)  # a malformed --gpus is reported before the storage is touched
+    if device != "cpu":
+        parse_gpus(gpus)  # a bad --gpus is reported before the storage is touched
     check_study_can_run(name, url)
-    raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials))
+    raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials, device=device))
 
 
 @study_app.command("run")
@@ -64,6 +71,7 @@ def run(
     gpus: str = typer.Option("all", "--gpus", help=_GPUS_HELP),
     storage: str | None = typer.Option(None, "--storage", help=_STORAGE_HELP),
     max_trials: int | None = typer.Option(None, "--max-trials", min=1, help=_MAX_TRIALS_HELP),
+    device: str | None = typer.Option(None, "--device", help=_DEVICE_HELP),
 ) -> None:
     """Run a study: from a spec file (created if absent, resumed if it exists with the same
     spec) or by name; then work on it as `reid-hpo worker` does.
@@ -87,4 +95,4 @@ def run(
     else:
         name = target
         check_study_can_run(name, url)
-    raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials))
+    raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials, device=device))

@@ -37,6 +37,9 @@ TRAINING_PATHS: dict[str, str] = {
     "epochs": "epochs",
     "eval_every": "eval_every",
     "amp": "amp",
+    "channels_last": "channels_last",
+    "compile": "compile",
+    "deterministic": "deterministic",
     "device": "device",
     **{
         name: f"data.{name}"

@@ -45,6 +45,7 @@ from reid_core.config import LossConfig
 from reid_core.config import ModelConfig
 from reid_core.config import OptimConfig
 from reid_core.config import TrainConfig
+from reid_core.config import normalize_amp
 
 _D = DataConfig()
 _L = LossConfig()
@@ -182,8 +183,17 @@ class TrainingSpec(_Spec):
     osm_l: float = Field(_L.osm_l, ge=0, le=1)
     osm_sigma: float = Field(_L.osm_sigma, gt=0)
     prototypes: Literal["classifier", "centers"] = _L.prototypes
-    amp: bool = _T.amp
+    amp: Literal["auto", "fp16", "bf16", "off"] = _T.amp
+    channels_last: bool = _T.channels_last
+    compile: bool = _T.compile
+    deterministic: bool = _T.deterministic
     device: str = _T.device
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_from_bool(cls, value: Any) -> Any:
+        # YAML reads `off`/`on` (and older specs' `false`/`true`) as booleans.
+        return normalize_amp(value) if isinstance(value, bool) else value
 
     @field_validator("milestones")
     @classmethod

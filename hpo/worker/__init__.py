@@ -10,8 +10,14 @@ from hpo.worker._budget import Decision
 from hpo.worker._budget import TrialCounts
 from hpo.worker._budget import decide
 from hpo.worker._budget import study_started_at
-from hpo.worker._loop import FlappingGuard
-from hpo.worker._loop import WorkerError
+from hpo.worker._faults import EXIT_RESTART
+from hpo.worker._faults import DeviceRestartRequired
+from hpo.worker._faults import FlappingGuard
+from hpo.worker._faults import WorkerError
+from hpo.worker._gpus import GpuBusyError
+from hpo.worker._gpus import claim_gpus
+from hpo.worker._gpus import parse_gpus
+from hpo.worker._gpus import visible_gpus
 from hpo.worker._loop import WorkerResult
 from hpo.worker._loop import run_worker
 from hpo.worker._objective import FATAL_ERRORS
@@ -24,14 +30,16 @@ from hpo.worker._objective import fail_reason
 from hpo.worker._objective import make_objective
 from hpo.worker._objective import run_trial
 from hpo.worker._pruning import OptunaPruningCallback
-from hpo.worker._supervisor import parse_gpus
 from hpo.worker._supervisor import run_supervisor
 
 __all__ = [
+    "EXIT_RESTART",
     "FATAL_ERRORS",
     "OBJECTIVE_METRICS",
     "Decision",
+    "DeviceRestartRequired",
     "FlappingGuard",
+    "GpuBusyError",
     "OptunaPruningCallback",
     "StudyTimeoutError",
     "TrialCounts",
@@ -40,6 +48,7 @@ __all__ = [
     "TrialResult",
     "WorkerError",
     "WorkerResult",
+    "claim_gpus",
     "decide",
     "fail_reason",
     "make_objective",
@@ -48,4 +57,5 @@ __all__ = [
     "run_trial",
     "run_worker",
     "study_started_at",
+    "visible_gpus",
 ]

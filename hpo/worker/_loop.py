@@ -35,7 +35,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import ReidHpoError
 from hpo.storage import StudyLock
 from hpo.storage import close_storage
 from hpo.storage import heartbeat_interval
@@ -49,6 +48,10 @@ from hpo.worker._budget import Decision
 from hpo.worker._budget import TrialCounts
 from hpo.worker._budget import decide
 from hpo.worker._budget import study_started_at
+from hpo.worker._faults import CUDA_ERROR
+from hpo.worker._faults import DeviceRestartRequired
+from hpo.worker._faults import FlappingGuard
+from hpo.worker._faults import WorkerError
 from hpo.worker._objective import TrialObjective
 from hpo.worker._objective import TrialResult
 from hpo.worker._objective import make_objective
@@ -62,13 +65,6 @@ __all__ = [
     "WorkerResult",
     "run_worker",
 ]
-
-FLAP_FAILURES = 3
-FLAP_WINDOW_S = 60.0
-
-
-class WorkerError(ReidHpoError):
-    """A worker stopped because its setup looks broken (e.g. trials keep failing at once)."""
 
 
 @dataclass(frozen=True)
@@ -89,36 +85,6 @@ class WorkerResult:
     pruned: int
     failed: int
     stop_reason: str
-
-
-class FlappingGuard:
-    """Trips when ``max_failures`` trials fail within ``window_s`` seconds.
-
-    Several quick failures in a row mean a broken setup (missing GPU driver, unreadable data),
-    not unlucky hyperparameters: better to stop than to burn the whole study (W&B agent).
-
-    Args:
-        max_failures: Failures that trip the guard.
-        window_s: The time window in seconds.
-        clock: Monotonic clock (tests inject a fake one).
-    """
-
-    def __init__(
-        self,
-        max_failures: int = FLAP_FAILURES,
-        window_s: float = FLAP_WINDOW_S,
-        clock: Any = time.monotonic,
-    ) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._clock = clock
-        self._times: collections.deque[float] = collections.deque(maxlen=max_failures)
-
-    def record_failure(self) -> bool:
-        """Record one failed trial; True when the guard trips."""
-        now = self._clock()
-        self._times.append(now)
-        return len(self._times) == self.max_failures and now - self._times[0] <= self.window_s
 
 
 def run_worker(
@@ -151,7 +117,9 @@ def run_worker(
         hpo.errors.StudyNotFoundError: No such study.
         hpo.errors.SpecError, reid_core.errors.DatasetNotFoundError: A trial failed in a way
             every later trial would (the trial is recorded FAIL first).
-        WorkerError: Trials keep failing quickly (flapping guard).
+        WorkerError: Trials keep failing the same way (flapping guard).
+        DeviceRestartRequired: A sticky CUDA error, or out-of-memory trials in a row: exit
+            with ``EXIT_RESTART`` so that the supervisor starts a fresh process.
     """
     url = normalise_url(storage_url)
     # A worker (re)started while the database restarts waits for it instead of dying.
@@ -188,14 +156,7 @@ def run_worker(
     finally:
         lock.close()
         close_storage(storage)
-    logger.info(
-        "worker done (%s): %d trial(s), %d complete, %d pruned, %d failed",
-        result.stop_reason,
-        result.trials_run,
-        result.complete,
-        result.pruned,
-        result.failed,
-    )
+    logger.info("worker done (%s): %s", result.stop_reason, result)
     return result
 
 
@@ -251,16 +212,14 @@ class _WorkerLoop:
                 continue
             result = self._run_one_trial(deadline)
             self.states[result.state] += 1
-            if (
-                result.state is TrialState.FAIL
-                and not stop.is_set()
-                and self.guard.record_failure()
-            ):
-                raise WorkerError(
-                    f"{self.guard.max_failures} trials failed within {self.guard.window_s:.0f} s "
-                    f"(last: trial {result.number}, {result.reason}); stopping worker: check the "
-                    f"data, device and spec of study '{self.study.study_name}'"
+            if result.reason == CUDA_ERROR:
+                raise DeviceRestartRequired(
+                    f"trial {result.number} hit a CUDA error that leaves this process's GPU "
+                    "context unusable; exiting for a fresh process"
                 )
+            failed = result.state is TrialState.FAIL
+            if self.guard.record(result.reason, failed=failed) and not stop.is_set():
+                raise self.guard.error(self.study.study_name)
         return WorkerResult(
             trials_run=sum(self.states.values()),
             complete=self.states[TrialState.COMPLETE],

@@ -1,13 +1,17 @@
 """The worker supervisor: one worker process per GPU, restarted when it dies abnormally.
 
 Each child runs ``python -m hpo.cli worker NAME --child --device cuda|cpu`` in its own process
-group with ``CUDA_VISIBLE_DEVICES`` set to its GPU (empty for a CPU child). The storage URL
-travels in ``$REID_HPO_STORAGE`` rather than on the command line, so a password never shows in
-``ps``; nothing about trials goes through the environment. Exit codes of a child: 0 = budget
-met or stopped cleanly, 2 = user error (bad spec, missing dataset, flapping guard), which a
-restart cannot fix; anything else (a crash, a kill, an OOM kill) is restarted, up to
-``max_restarts`` times per GPU. SIGTERM/SIGINT are forwarded to every child, which hand their
-trials back and exit.
+group with ``CUDA_VISIBLE_DEVICES`` set to its GPU's entry of the supervisor's own visible list
+(:mod:`hpo.worker._gpus`; empty for a CPU child) and its share of the host's CPU threads
+(:mod:`hpo.worker._threads`). The supervisor holds a per-host lock on each of its GPUs, so a
+second supervisor claiming one is refused. The storage URL travels in ``$REID_HPO_STORAGE``
+rather than on the command line, so a password never shows in ``ps``; nothing about trials
+goes through the environment. Exit codes of a child: 0 = budget met or stopped cleanly, 2 =
+user error (bad spec, missing dataset, a streak of identical failures), which a restart cannot
+fix; anything else (75 = a sticky CUDA error or repeated out-of-memory, a crash, a kill, a
+host OOM kill) is restarted, up to ``max_restarts`` times per GPU, after which the GPU is
+reported and left idle. SIGTERM/SIGINT are forwarded to every child, which hand their trials
+back and exit.
 """
 
 from __future__ import annotations
@@ -23,59 +27,17 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-from hpo.errors import ReidHpoError
 from hpo.storage import ENV_STORAGE
 from hpo.storage import mask_url
+from hpo.worker._faults import EXIT_RESTART
+from hpo.worker._gpus import claim_gpus
+from hpo.worker._gpus import parse_gpus
+from hpo.worker._threads import thread_env
 
 logger = logging.getLogger(__name__)
 
 EXIT_USER_ERROR = 2
 _POLL_S = 0.5
-
-
-def parse_gpus(gpus: str) -> list[str | None]:
-    """The worker slots for a ``--gpus`` value: one GPU index per child, None for a CPU child.
-
-    Args:
-        gpus: ``"all"`` (every visible GPU; one CPU child with a warning when there is none),
-            ``"none"`` (one CPU child) or comma-separated indices such as ``"0,1"``.
-
-    Returns:
-        One entry per child process.
-
-    Raises:
-        ReidHpoError: A malformed value, or an index no visible GPU has.
-
-    Example:
-        >>> parse_gpus("none")
-        [None]
-    """
-    value = gpus.strip().lower()
-    if value == "none":
-        return [None]
-    count = _cuda_device_count()
-    if value == "all":
-        if count == 0:
-            logger.warning("--gpus all: no CUDA device visible; running one CPU worker")
-            return [None]
-        return [str(i) for i in range(count)]
-    parts = [p.strip() for p in value.split(",")]
-    if not parts or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
-        raise ReidHpoError(
-            f"--gpus {gpus!r}: expected 'all', 'none' or distinct GPU indices such as '0,1'"
-        )
-    missing = [p for p in parts if int(p) >= count]
-    if missing:
-        raise ReidHpoError(
-            f"--gpus {gpus!r}: GPU {', '.join(missing)} not visible ({count} CUDA device(s))"
-        )
-    return parts
-
-
-def _cuda_device_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 @dataclass
@@ -94,6 +56,7 @@ def run_supervisor(
     max_trials: int | None = None,
     max_restarts: int = 5,
     extra_env: dict[str, str] | None = None,
+    device: str | None = None,
 ) -> int:
     """Run one worker process per GPU until all are done; restart those that die.
 
@@ -104,14 +67,33 @@ def run_supervisor(
         max_trials: Per-child trial limit (``--max-trials``), None for none.
         max_restarts: Restarts allowed per GPU slot before giving it up.
         extra_env: Extra environment variables for the children (e.g. logging settings).
+        device: ``"cpu"`` runs one CPU worker whatever ``gpus`` says (also on a machine
+            without a GPU, where ``gpus="all"`` is otherwise an error).
 
     Signals are forwarded only when this runs in the main thread.
 
     Returns:
         0 when every child finished cleanly, else the worst child exit code (2 for a user
-        error, 1 when a slot ran out of restarts).
+        error, 1 when a slot ran out of restarts and its GPU was left idle).
+
+    Raises:
+        ReidHpoError: A bad ``gpus`` value, or a GPU already used by another supervisor on
+            this host (:class:`~hpo.worker.GpuBusyError`).
     """
-    slots = parse_gpus(gpus)
+    slots: list[str | None] = [None] if device == "cpu" else parse_gpus(gpus)
+    with claim_gpus(slots):
+        return _supervise(study_name, storage_url, slots, max_trials, max_restarts, extra_env)
+
+
+def _supervise(
+    study_name: str,
+    storage_url: str,
+    slots: list[str | None],
+    max_trials: int | None,
+    max_restarts: int,
+    extra_env: dict[str, str] | None,
+) -> int:
+    env = {**(extra_env or {}), **thread_env(len(slots), {**os.environ, **(extra_env or {})})}
     logger.info(
         "supervising %d worker(s) on %s for study '%s' (%s)",
         len(slots),
@@ -138,8 +120,7 @@ def run_supervisor(
     worst = 0
     try:
         children.extend(
-            _Child(slot, _spawn(study_name, storage_url, slot, max_trials, extra_env))
-            for slot in slots
+            _Child(slot, _spawn(study_name, storage_url, slot, max_trials, env)) for slot in slots
         )
         running = list(children)
         while running:
@@ -155,26 +136,27 @@ def run_supervisor(
                     running.remove(child)
                 elif child.restarts >= max_restarts:
                     logger.error(
-                        "worker on %s died %d times (exit codes %s); giving up this slot",
+                        "worker on %s failed %d times (exit codes %s); %s left idle: check "
+                        "it (nvidia-smi, dmesg for Xid errors) before using it again",
                         _slot_name(child.slot),
                         len(child.history),
                         child.history,
+                        _slot_name(child.slot),
                     )
                     worst = max(worst, 1)
                     running.remove(child)
                 else:
                     child.restarts += 1
                     logger.warning(
-                        "worker on %s died (exit code %d); restart %d/%d",
+                        "worker on %s %s (exit code %d); restart %d/%d",
                         _slot_name(child.slot),
+                        "needs a fresh process" if code == EXIT_RESTART else "died",
                         code,
                         child.restarts,
                         max_restarts,
                     )
                     time.sleep(min(30.0, float(child.restarts)))
-                    child.process = _spawn(
-                        study_name, storage_url, child.slot, max_trials, extra_env
-                    )
+                    child.process = _spawn(study_name, storage_url, child.slot, max_trials, env)
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -175,7 +175,12 @@ def _single(batch: list[TrainItem]) -> TrainItem:
 
 
 def build_train_loader(
-    records: Sequence[Tracklet], cfg: DataConfig, *, seed: int, epoch: int = 0
+    records: Sequence[Tracklet],
+    cfg: DataConfig,
+    *,
+    seed: int,
+    epoch: int = 0,
+    finish_on_host: bool = True,
 ) -> DataLoader:
     """Training loader of P x K batches of random clips.
 
@@ -185,7 +190,9 @@ def build_train_loader(
     cache), flip, pad and crop on ``uint8`` (:class:`ClipAugment`) and send ``uint8`` batches;
     conversion, normalisation and random erasing run once per batch in the iterating process
     (:func:`normalize_clips`). Call ``loader.sampler.set_epoch(e)`` before
-    each epoch (or build the loader with ``epoch=e``).
+    each epoch (or build the loader with ``epoch=e``). With ``finish_on_host=False`` the
+    batches stay ``((uint8 clips, erase boxes[B, 4]), pids, camids)`` (pinned when CUDA is
+    available) for the caller to finish on its device (the trainer does).
 
     Args:
         records: training tracklets, pids ``0..N-1``.
@@ -222,7 +229,7 @@ def build_train_loader(
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=cfg.num_workers > 0,
         pin_memory=torch.cuda.is_available(),
-        finish=_finish_train_batch,
+        finish=_finish_train_batch if finish_on_host else None,
     )
 
 

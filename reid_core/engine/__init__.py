@@ -14,6 +14,7 @@ from reid_core.config import OptimConfig
 from reid_core.config import TrainConfig
 from reid_core.config import ValidationConfig
 from reid_core.config import resolve_device
+from reid_core.engine._batch import finish_on_device
 from reid_core.engine._callbacks import Callback
 from reid_core.engine._callbacks import EpochReport
 from reid_core.engine._callbacks import FitResult
@@ -36,15 +37,14 @@ from reid_core.engine._inference import evaluate_checkpoint
 from reid_core.engine._inference import load_model
 from reid_core.engine._io import write_json_atomic
 from reid_core.engine._metrics_log import MetricsLog
+from reid_core.engine._precision import Precision
+from reid_core.engine._precision import resolve_precision
 from reid_core.engine._schedule import WarmupMultiStepLR
 from reid_core.engine._schedule import warmup_multistep_factor
 from reid_core.engine._seed import seed_everything
-from reid_core.engine._tensorboard import TENSORBOARD_DIR
-from reid_core.engine._tensorboard import TensorBoardLog
 from reid_core.engine._trainer import Trainer
 
 __all__ = [
-    "TENSORBOARD_DIR",
     "Callback",
     "CheckpointManager",
     "DataConfig",
@@ -56,8 +56,8 @@ __all__ = [
     "MetricsLog",
     "ModelConfig",
     "OptimConfig",
+    "Precision",
     "StopTraining",
-    "TensorBoardLog",
     "TrainConfig",
     "Trainer",
     "TrainerView",
@@ -69,10 +69,12 @@ __all__ = [
     "evaluate_features",
     "extract_features",
     "find_resumable_checkpoint",
+    "finish_on_device",
     "load_checkpoint",
     "load_model",
     "resolve_checkpoint",
     "resolve_device",
+    "resolve_precision",
     "save_checkpoint",
     "seed_everything",
     "squared_euclidean",

@@ -9,6 +9,7 @@ keeps the last few and points ``last.pt`` at the newest one.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -17,6 +18,7 @@ import subprocess
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 from typing import Any
 
 import torch
@@ -69,7 +71,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
 
     The payload gets ``format``, ``code_version`` and ``created`` entries. The file is written
     to a temporary name, fsynced and renamed; the sidecar follows the same way, so a crash
-    leaves either the previous checkpoint or a file that fails verification.
+    leaves either the previous checkpoint or a file that fails verification. The SHA-256 is
+    computed from the bytes as they are written (no second read of a file of ~0.9 GB).
 
     Args:
         path: Destination ``.pt`` file.
@@ -86,9 +89,29 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
         "code_version": code_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    atomic_write(path, lambda handle: torch.save(payload, handle))
-    atomic_write_text(checksum_path(path), f"{sha256_file(path)}  {path.name}\n")
+    digest = hashlib.sha256()
+
+    def write(handle: IO[bytes]) -> None:
+        torch.save(payload, _HashingWriter(handle, digest))
+
+    atomic_write(path, write)
+    atomic_write_text(checksum_path(path), f"{digest.hexdigest()}  {path.name}\n")
     return path
+
+
+class _HashingWriter:
+    """A write-only file object that feeds every byte written through it to a digest."""
+
+    def __init__(self, handle: IO[bytes], digest: Any) -> None:
+        self._handle = handle
+        self._digest = digest
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._handle.write(data)
+
+    def flush(self) -> None:
+        self._handle.flush()
 
 
 def resolve_checkpoint(path: Path) -> Path:

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from reid_core import metrics as reid_metrics
+from reid_core.engine._precision import Precision
+from reid_core.engine._precision import resolve_precision
 from reid_core.errors import EvaluationError
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def extract_features(
     *,
     device: str | torch.device,
     chunk: int = 32,
-    amp: bool = False,
+    amp: str | bool = "off",
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """One feature per tracklet: the mean of its clips' BN-neck features.
 
@@ -70,7 +72,9 @@ def extract_features(
             leading batch dimension of size 1 is accepted.
         device: Where the model runs.
         chunk: How many clips go through the model at once.
-        amp: Run the forward pass under CUDA autocast (float16).
+        amp: The precision policy of the forward pass (``auto|fp16|bf16|off``, see
+            :func:`~reid_core.engine.resolve_precision`); float32 where the device cannot run
+            it. Pass the training run's policy, so features match what was trained.
 
     Returns:
         ``(features[num_tracklets, D]`` float32 on the CPU, ``pids``, ``camids)``.
@@ -80,7 +84,9 @@ def extract_features(
     """
     was_training = model.training
     model.eval()
-    batcher = _ClipBatcher(model, torch.device(device), chunk, amp)
+    device = torch.device(device)
+    precision = resolve_precision(amp, device, strict=False)
+    batcher = _ClipBatcher(model, device, chunk, precision)
     pids: list[int] = []
     camids: list[int] = []
     try:
@@ -101,9 +107,11 @@ def extract_features(
 class _ClipBatcher:
     """Packs clips of consecutive tracklets into forward passes of at most ``chunk`` clips."""
 
-    def __init__(self, model: nn.Module, device: torch.device, chunk: int, amp: bool) -> None:
+    def __init__(
+        self, model: nn.Module, device: torch.device, chunk: int, precision: Precision
+    ) -> None:
         self.model, self.device, self.chunk = model, device, max(1, chunk)
-        self.amp = amp and device.type == "cuda"
+        self.precision = precision
         self.pending: list[torch.Tensor] = []
         self.pending_owners: list[int] = []
         self.outputs: list[torch.Tensor] = []
@@ -123,7 +131,7 @@ class _ClipBatcher:
         if not self.pending:
             return
         batch = torch.cat(self.pending).to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, enabled=self.amp):
+        with self.precision.autocast():
             output = self.model(batch)
         self.outputs.append(output.bn_features.float().cpu())
         self.owners.extend(self.pending_owners)
@@ -221,7 +229,7 @@ def evaluate(
     device: str | torch.device,
     rerank: bool = False,
     chunk: int = 32,
-    amp: bool = False,
+    amp: str | bool = "off",
 ) -> EvaluationResult:
     """Extract query and gallery features with ``model`` and score the ranking.
 
@@ -232,7 +240,7 @@ def evaluate(
         device: Where the model runs.
         rerank: Also report the re-ranked metrics (``rerank_mAP``, ``rerank_rank1``, ...).
         chunk: Clips per forward pass.
-        amp: CUDA autocast during extraction.
+        amp: The precision policy of the extraction (as for :func:`extract_features`).
 
     Returns:
         The metrics and CMC curves.

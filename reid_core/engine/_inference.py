@@ -85,6 +85,7 @@ def evaluate_checkpoint(
     rerank: bool = False,
     device: str = "auto",
     num_workers: int | None = None,
+    amp: str | None = None,
 ) -> tuple[EvaluationResult, dict[str, Any]]:
     """Evaluate a checkpoint once on the TEST split of the dataset it was trained on.
 
@@ -94,6 +95,8 @@ def evaluate_checkpoint(
         rerank: Also report k-reciprocal re-ranked metrics.
         device: Where to run the model.
         num_workers: Data-loading workers (default: the stored config's).
+        amp: Precision policy of the feature extraction (default: the one the run trained
+            with; float32 where this device cannot run it).
 
     Returns:
         The evaluation and a JSON-friendly description of what was evaluated.
@@ -129,6 +132,7 @@ def evaluate_checkpoint(
         device=next(loaded.model.parameters()).device,
         rerank=rerank,
         chunk=data_cfg.test_batch_size,
+        amp=loaded.config.amp if amp is None else amp,
     )
     info = {
         "checkpoint": str(loaded.checkpoint),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -17,14 +18,20 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
 
     Args:
         seed: The run's seed.
-        deterministic: Ask cuDNN for deterministic kernels (slower); otherwise let it
-            benchmark and pick the fastest ones.
+        deterministic: Deterministic kernels (slower): cuDNN without benchmarking, torch's
+            deterministic algorithms (scatter/index backward without atomics; a warning where
+            an op has none) and a fixed cuBLAS workspace. Otherwise cuDNN benchmarks and picks
+            the fastest kernels, and a GPU rerun is only statistically equivalent.
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        # Read by cuBLAS when its handle is created, i.e. before the first GPU matmul.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def rng_state() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from reid_core.config import config_path
 from reid_core.config import resolve_device
 from reid_core.data.records import ReidSplit
 from reid_core.data.records import Tracklet
+from reid_core.engine._batch import finish_on_device
 from reid_core.engine._callbacks import Callback
 from reid_core.engine._callbacks import EpochReport
 from reid_core.engine._callbacks import FitResult
@@ -32,6 +33,7 @@ from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
 from reid_core.engine._io import write_json_atomic
 from reid_core.engine._metrics_log import MetricsLog
+from reid_core.engine._precision import resolve_precision
 from reid_core.engine._progress import epoch_progress
 from reid_core.engine._schedule import WarmupMultiStepLR
 from reid_core.engine._seed import rng_state
@@ -44,8 +46,12 @@ from reid_core.errors import NonFiniteLossError
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
+#: Steps between read-backs of the summed loss terms (progress text, finiteness check).
+LOSS_READ_EVERY = 50
 # Config entries that may change between a run and its resumption without changing the run.
-_RESUME_FREE_KEYS = frozenset({"epochs", "eval_every", "output_dir", "device"})
+_RESUME_FREE_KEYS = frozenset(
+    {"epochs", "eval_every", "output_dir", "device", "amp", "channels_last", "compile"}
+)
 
 
 class Trainer:
@@ -92,9 +98,7 @@ class Trainer:
         self.progress = progress
         self.output_dir = Path(cfg.output_dir)
         self.device = torch.device(resolve_device(cfg.device))
-        self.use_amp = cfg.amp and self.device.type == "cuda"
-        if cfg.amp and not self.use_amp:
-            logger.warning("amp=True is ignored on %s (mixed precision is CUDA only)", self.device)
+        self.precision = resolve_precision(cfg.amp, self.device)
 
         seed_everything(cfg.seed, deterministic=cfg.deterministic)
         self.train_records, self.eval_split = self._build_data(split, eval_split)
@@ -103,6 +107,10 @@ class Trainer:
         self.model: nn.Module = reid_models.build_model_from_config(
             cfg.model, num_classes=self.num_classes, input_size=(data_cfg.height, data_cfg.width)
         ).to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            self.model.compile()  # in place: parameter names and state-dict keys unchanged
         self.criterion: nn.Module = reid_losses.ReidCriterion(
             cfg.loss, num_classes=self.num_classes, feat_dim=self.model.feat_dim
         ).to(self.device)
@@ -110,6 +118,7 @@ class Trainer:
             [p for p in self.model.parameters() if p.requires_grad],
             lr=cfg.optim.lr,
             weight_decay=cfg.optim.weight_decay,
+            fused=self.device.type == "cuda",  # one kernel per step instead of a loop
         )
         centers = [p for p in self.criterion.center_parameters() if p.requires_grad]
         self.center_optimizer = torch.optim.SGD(centers, lr=cfg.loss.center_lr) if centers else None
@@ -120,19 +129,19 @@ class Trainer:
             warmup_factor=cfg.optim.warmup_factor,
             warmup_epochs=cfg.optim.warmup_epochs,
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = self.precision.grad_scaler()
         self.checkpoints = CheckpointManager(self.output_dir)
         self._loader: Iterable[Any] | None = None
         self._eval_loaders: tuple[Iterable[Any], Iterable[Any]] | None = None
         logger.info(
-            "trainer: %d train tracklets, %d ids; evaluation on %s; device %s%s",
+            "trainer: %d train tracklets, %d ids; evaluation on %s; device %s, %s",
             len(self.train_records),
             self.num_classes,
             "no split"
             if self.eval_split is None
             else f"{len(self.eval_split.query)} query / {len(self.eval_split.gallery)} gallery",
             self.device,
-            " (amp)" if self.use_amp else "",
+            self.precision.name,
         )
 
     # ----------------------------------------------------------------------------- data
@@ -167,7 +176,11 @@ class Trainer:
             sampler.set_epoch(epoch)
         else:
             self._loader = reid_data.build_train_loader(
-                self.train_records, self.cfg.data, seed=self.cfg.seed, epoch=epoch
+                self.train_records,
+                self.cfg.data,
+                seed=self.cfg.seed,
+                epoch=epoch,
+                finish_on_host=False,
             )
         return self._loader
 
@@ -199,12 +212,15 @@ class Trainer:
             device=self.device,
             rerank=self.evaluate_rerank if rerank is None else rerank,
             chunk=self.cfg.data.test_batch_size,
-            amp=self.use_amp,
+            amp=self.cfg.amp,
         )
 
     # ------------------------------------------------------------------------- training
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
         """Run one epoch of optimisation.
+
+        Loss terms are summed on the device and read back every :data:`LOSS_READ_EVERY`
+        steps and at the end of the epoch (the step itself never waits for the device).
 
         Args:
             epoch: 0-based epoch index (seeds the data order of the epoch).
@@ -219,43 +235,58 @@ class Trainer:
         self.criterion.train()
         loader = self._train_loader(epoch)
         sums: dict[str, torch.Tensor] = {}
-        steps = 0
+        steps = checked = 0
         total_steps = len(loader) if hasattr(loader, "__len__") else None
         label = f"epoch {epoch + 1}/{self.cfg.epochs}"
         with epoch_progress(label, total_steps, enabled=self.progress) as advance:
-            for step, (clips, pids, _camids) in enumerate(loader):
-                losses = self._train_step(clips, pids, epoch=epoch, step=step)
+            for step, ((clips, boxes), pids, _camids) in enumerate(loader):
+                self.criterion.check_labels(pids)  # on the host: no device read-back
+                clips = finish_on_device(clips, boxes, self.device)
+                losses = self.train_step(clips, pids.to(self.device, non_blocking=True))
                 for name, value in losses.items():
-                    sums[name] = sums.get(name, 0.0) + value
+                    sums[name] = sums[name] + value if name in sums else value
                 steps += 1
-                advance(f"loss {float(losses['total']):.4f}")
+                text = ""
+                if steps % LOSS_READ_EVERY == 0:
+                    means = self._checked_mean(sums, steps, epoch, (checked, step))
+                    text, checked = f"loss {means['total']:.4f}", steps
+                advance(text)
         if steps == 0:
             raise ConfigError(
                 f"the train loader yielded no batch at epoch {epoch} "
                 f"(batch_size={self.cfg.data.batch_size}, num_instances="
                 f"{self.cfg.data.num_instances}, {self.num_classes} ids)"
             )
-        return {name: float(value) / steps for name, value in sums.items()}
+        return self._checked_mean(sums, steps, epoch, (checked, steps - 1))
 
-    def _train_step(
-        self, clips: torch.Tensor, pids: torch.Tensor, *, epoch: int, step: int
-    ) -> dict[str, torch.Tensor]:
-        clips = clips.to(self.device, non_blocking=True)
-        pids = pids.to(self.device, non_blocking=True)
+    def _checked_mean(
+        self, sums: dict[str, torch.Tensor], steps: int, epoch: int, unchecked: tuple[int, int]
+    ) -> dict[str, float]:
+        """Read the summed loss terms back (one synchronisation) and check they are finite;
+        ``unchecked`` is the range of steps not checked before."""
+        means = {name: float(value) / steps for name, value in sums.items()}
+        if not math.isfinite(means["total"]):
+            raise NonFiniteLossError(
+                f"loss is {means['total']} at epoch {epoch}, step {_span(*unchecked)} "
+                f"(lr={self.optimizer.param_groups[0]['lr']:.3g}, precision "
+                f"{self.precision.name})"
+            )
+        return means
+
+    def train_step(self, clips: torch.Tensor, pids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch already on the device (normalised clips, labels
+        checked); returns the detached loss terms, still on the device (nothing is read back).
+        """
         self.optimizer.zero_grad(set_to_none=True)
         if self.center_optimizer is not None:
             self.center_optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        with self.precision.autocast():
             output = self.model(clips)
         output = type(output)(*(t.float() for t in output))
-        losses = self.criterion(output, pids, self.model.classifier.weight.float())
-        total = losses["total"]
-        if not bool(torch.isfinite(total.detach())):
-            raise NonFiniteLossError(
-                f"loss is {float(total.detach())} at epoch {epoch} step {step} "
-                f"(lr={self.optimizer.param_groups[0]['lr']:.3g})"
-            )
-        self.scaler.scale(total).backward()
+        losses = self.criterion(
+            output, pids, self.model.classifier.weight.float(), check_labels=False
+        )
+        self.scaler.scale(losses["total"]).backward()
         self.scaler.step(self.optimizer)
         if self.center_optimizer is not None:
             self.scaler.unscale_(self.center_optimizer)
@@ -410,7 +441,12 @@ class Trainer:
             if self.center_optimizer is not None and ckpt["center_optimizer"] is not None:
                 self.center_optimizer.load_state_dict(ckpt["center_optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
-            self.scaler.load_state_dict(ckpt["scaler"])
+            if ckpt["scaler"]:
+                self.scaler.load_state_dict(ckpt["scaler"])
+            elif self.precision.uses_scaler:
+                # Written without a scaler (float32 or bf16, e.g. on a CPU worker): start
+                # the fp16 loss scale afresh, as a new run would.
+                logger.info("checkpoint %s has no gradient-scaler state; starting a new one", path)
             set_rng_state(ckpt["rng"])
             state.next_epoch = int(ckpt["epoch"]) + 1
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -479,6 +515,10 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         ):
             changed.append(f"{prefix}{key}")
     return changed
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:

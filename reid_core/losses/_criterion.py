@@ -70,7 +70,12 @@ class ReidCriterion(nn.Module):
         return self.center.parameters()
 
     def forward(
-        self, output: ReidOutput, labels: Tensor, classifier_weight: Tensor | None = None
+        self,
+        output: ReidOutput,
+        labels: Tensor,
+        classifier_weight: Tensor | None = None,
+        *,
+        check_labels: bool = True,
     ) -> dict[str, Tensor]:
         """Every loss term and their weighted total.
 
@@ -79,6 +84,8 @@ class ReidCriterion(nn.Module):
             labels: ``[B]`` training-id indices in ``[0, num_classes)``.
             classifier_weight: ``[num_classes, D]`` classifier weight (``model.classifier.weight``);
                 needed only when ``beta > 0`` and the prototypes are the classifier.
+            check_labels: Check the label range (reads the labels back from the device: a
+                trainer that checked them on the host passes False).
 
         Returns:
             ``{"ce", "triplet", "center", "osm", "total"}`` scalar tensors.
@@ -86,11 +93,8 @@ class ReidCriterion(nn.Module):
         Raises:
             ConfigError: a label outside ``[0, num_classes)``, or a missing classifier weight.
         """
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ConfigError(
-                f"labels span [{int(labels.min())}, {int(labels.max())}] but the loss was "
-                f"built for num_classes={self.num_classes}"
-            )
+        if check_labels:
+            self.check_labels(labels)
         feats = output.bn_features
         zero = feats.new_zeros((), dtype=torch.float32)
         terms = {"ce": self.cross_entropy(output.logits, labels)}
@@ -107,6 +111,14 @@ class ReidCriterion(nn.Module):
             + self.beta * terms["osm"]
         )
         return terms
+
+    def check_labels(self, labels: Tensor) -> None:
+        """Raise :class:`ConfigError` unless every label is in ``[0, num_classes)``."""
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ConfigError(
+                f"labels span [{int(labels.min())}, {int(labels.max())}] but the loss was "
+                f"built for num_classes={self.num_classes}"
+            )
 
     def _prototypes(self, classifier_weight: Tensor | None) -> Tensor:
         if self.prototypes == "centers":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 from torch import nn
 from torch.nn import functional as F
@@ -78,9 +79,11 @@ class TripletLoss(nn.Module):
         return hard_example_mining(pairwise_distance(features, features, self.distance), labels)
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        """Mean batch-hard triplet loss over the anchors that have a negative."""
+        """Mean batch-hard triplet loss over the anchors that have a negative (0 if none).
+
+        Masked rather than indexed, so that it never reads a value back from the device.
+        """
         mined = self.mine(features, labels)
-        if not bool(mined.valid.any()):
-            return features.sum() * 0.0
-        gaps = mined.dist_ap[mined.valid] - mined.dist_an[mined.valid] + self.margin
-        return F.relu(gaps).mean()
+        gaps = F.relu(mined.dist_ap - mined.dist_an + self.margin)
+        gaps = torch.where(mined.valid, gaps, torch.zeros_like(gaps))
+        return gaps.sum() / mined.valid.sum().clamp_min(1)

@@ -104,7 +104,8 @@ def test_nan_loss_names_epoch_and_step(tiny_cfg: TinyConfig) -> None:
             with torch.no_grad():
                 trainer.model.classifier.weight.fill_(float("nan"))
 
-    with pytest.raises(NonFiniteLossError, match="epoch 0 step 0"):
+    # Loss terms are read back every LOSS_READ_EVERY steps and at the end of the epoch.
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, step 0(-\d+)? "):
         Trainer(tiny_cfg()).fit(callbacks=[Poison()])
 
 

@@ -1,0 +1,220 @@
+"""GPU slots of the supervisor: the parent's visible list, per-host GPU locks, thread shares.
+
+No GPU is needed: the device count is mocked and the children are captured at ``Popen``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from hpo.errors import ReidHpoError
+from hpo.worker import GpuBusyError
+from hpo.worker import claim_gpus
+from hpo.worker import parse_gpus
+from hpo.worker import run_supervisor
+from hpo.worker import visible_gpus
+from hpo.worker._threads import available_cpus
+from hpo.worker._threads import thread_env
+from tests.hpo._worker_support import REPO_ROOT
+from tests.hpo._worker_support import wait_for
+
+# ------------------------------------------------------------------------ visible devices
+
+
+@pytest.mark.parametrize(
+    ("listed", "count", "expected"),
+    [
+        (None, 3, ["0", "1", "2"]),  # nothing preset: every device
+        ("5", 1, ["5"]),  # SLURM without device cgroups
+        ("4,5,6,7", 4, ["4", "5", "6", "7"]),
+        ("GPU-8f2c,GPU-91ab", 2, ["GPU-8f2c", "GPU-91ab"]),  # Kubernetes, UUIDs
+        ("MIG-1b2d-0000-3333", 1, ["MIG-1b2d-0000-3333"]),  # a MIG instance
+        ("2, 3", 2, ["2", "3"]),
+        ("6,7,99", 2, ["6", "7"]),  # CUDA stops at the first device it cannot use
+        ("", 0, []),  # set but empty: no GPU
+    ],
+)
+def test_visible_gpus_follow_the_parents_list(
+    listed: str | None, count: int, expected: list[str]
+) -> None:
+    env = {} if listed is None else {"CUDA_VISIBLE_DEVICES": listed}
+    assert visible_gpus(env, count=lambda: count) == expected
+
+
+def test_gpu_positions_map_onto_the_visible_entries() -> None:
+    visible = ["4", "5", "6", "7"]
+    assert parse_gpus("all", visible=visible) == visible
+    assert parse_gpus("1,3", visible=visible) == ["5", "7"]  # not "1" and "3"
+    assert parse_gpus("0", visible=["GPU-aa", "GPU-bb"]) == ["GPU-aa"]
+    with pytest.raises(ReidHpoError, match=r"GPU 4 not visible \(4 CUDA device\(s\): 4, 5, 6, 7\)"):
+        parse_gpus("4", visible=visible)
+
+
+def test_gpus_all_without_a_gpu_is_an_error_not_a_silent_cpu_worker() -> None:
+    with pytest.raises(ReidHpoError, match="no CUDA device is visible on this machine"):
+        parse_gpus("all", visible=[])
+
+
+# ------------------------------------------------------------------- children's settings
+
+
+class _Exited:
+    """Stands in for a child process that exits 0 at once."""
+
+    pid = 4242
+
+    def poll(self) -> int:
+        return 0
+
+
+@pytest.fixture()
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Captures the command and environment of each child the supervisor starts."""
+    calls: list[dict[str, Any]] = []
+
+    def popen(command: list[str], *, env: dict[str, str], **kwargs: Any) -> _Exited:
+        calls.append({"command": command, "env": env})
+        return _Exited()
+
+    monkeypatch.setattr("hpo.worker._supervisor.subprocess.Popen", popen)
+    monkeypatch.setattr("hpo.worker._supervisor._POLL_S", 0.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    return calls
+
+
+def test_children_get_the_parents_gpu_entries_and_a_thread_share(
+    spawned: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    monkeypatch.setenv("REID_HPO_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setattr("hpo.worker._gpus._cuda_device_count", lambda: 4)
+    monkeypatch.setattr("hpo.worker._threads.available_cpus", lambda: 16)
+    assert run_supervisor("s", "sqlite:///x.db", "1,2") == 0
+    assert [c["env"]["CUDA_VISIBLE_DEVICES"] for c in spawned] == ["5", "6"]
+    assert all(c["command"][-2:] == ["--device", "cuda"] for c in spawned)
+    assert {c["env"]["OMP_NUM_THREADS"] for c in spawned} == {"8"}  # 16 CPUs / 2 workers
+
+
+def test_device_cpu_runs_one_cpu_worker_where_no_gpu_is_visible(
+    spawned: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hpo.worker._gpus._cuda_device_count", lambda: 0)
+    assert run_supervisor("s", "sqlite:///x.db", "all", device="cpu") == 0
+    assert [(c["env"]["CUDA_VISIBLE_DEVICES"], c["command"][-1]) for c in spawned] == [("", "cpu")]
+
+
+def test_worker_gpus_all_on_a_machine_without_gpu_is_one_line_exit_2(sqlite_url: str) -> None:
+    result = CliRunner().invoke(app, ["worker", "w", "--gpus", "all", "--storage", sqlite_url])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [
+        "Error: --gpus all: no CUDA device is visible on this machine; add --device cpu "
+        "(or use --gpus none) to run a CPU worker"
+    ]
+
+
+def test_worker_device_cpu_passes_through_to_the_supervisor(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str | None]] = []
+    monkeypatch.setattr("hpo.study.check_study_can_run", lambda name, url: None)
+    monkeypatch.setattr(
+        "hpo.worker.run_supervisor",
+        lambda name, url, gpus, **kwargs: calls.append((gpus, kwargs["device"])) or 0,
+    )
+    args = ["worker", "w", "--gpus", "all", "--device", "cpu", "--storage", sqlite_url]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls == [("all", "cpu")]
+
+
+# ------------------------------------------------------------------------------ GPU locks
+
+
+def test_a_second_supervisor_on_the_same_gpu_is_refused(tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from hpo.worker import claim_gpus\n"
+            f"with claim_gpus(['GPU-aa', '5'], lock_dir={str(locks)!r}):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        busy = rf"GPU 5 is already used .* \(pid {holder.pid}\)"
+        with pytest.raises(GpuBusyError, match=busy), claim_gpus(["4", "5"], lock_dir=locks):
+            pass
+        with claim_gpus(["4", "6", None], lock_dir=locks):  # other GPUs are free
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    wait_for(lambda: _claimable(locks), 10, "the lock released by the dead holder")
+
+
+def _claimable(locks: Path) -> bool:
+    try:
+        with claim_gpus(["5"], lock_dir=locks):
+            return True
+    except GpuBusyError:
+        return False
+
+
+def test_supervisor_refuses_a_gpu_held_by_another(
+    spawned: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa,GPU-bb")
+    monkeypatch.setenv("REID_HPO_LOCK_DIR", str(tmp_path))
+    monkeypatch.setattr("hpo.worker._gpus._cuda_device_count", lambda: 2)
+    busy = pytest.raises(GpuBusyError, match="GPU GPU-bb is already used")
+    with claim_gpus(["GPU-bb"]), busy:
+        run_supervisor("s", "sqlite:///x.db", "all")
+    assert spawned == []  # nothing started
+
+
+# -------------------------------------------------------------------------------- threads
+
+
+def test_cgroup_quota_caps_the_cpus(tmp_path: Path) -> None:
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("250000 100000\n")
+    assert available_cpus(v2) == min(3, available_cpus(tmp_path / "none"))
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(v2) == available_cpus(tmp_path / "none")
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(tmp_path / "v1") == 1
+
+
+def test_thread_share_and_the_users_own_setting() -> None:
+    assert thread_env(8, {}, cpus=64)["OMP_NUM_THREADS"] == "8"
+    assert thread_env(8, {}, cpus=4)["OMP_NUM_THREADS"] == "1"
+    assert thread_env(2, {"OMP_NUM_THREADS": "3"}, cpus=64) == {}
+
+
+def test_a_child_process_runs_with_its_thread_share() -> None:
+    env = {**thread_env(4, {}, cpus=8), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "2"
