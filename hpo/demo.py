@@ -17,6 +17,7 @@ import optuna
 from hpo.report import build_report
 from hpo.spec import StudySpec
 from hpo.spec import load_spec
+from hpo.storage import normalise_url
 from hpo.study import create_study
 from hpo.study import evaluate_best_on_test
 from hpo.study import state_counts
@@ -37,6 +38,7 @@ class DemoResult:
     study_name: str
     storage_url: str
     data_root: Path
+    artifacts_dir: Path
     report: Path
     worker: WorkerResult
     best_trial: int
@@ -94,7 +96,8 @@ def run_demo(
     if not data_root.exists():
         logger.info("writing the synthetic MARS-layout dataset to %s", data_root)
         write_synthetic(data_root, "mars", seed=0, **DEMO_DATA)
-    url = storage_url or f"sqlite:///{(out / 'reid_hpo.db').resolve()}"
+    # A plain postgresql:// URL is mapped to the driver reid-hpo ships before any use.
+    url = normalise_url(storage_url or f"sqlite:///{(out / 'reid_hpo.db').resolve()}")
 
     base = load_spec(spec_path or default_spec_path())
     name = free_study_name(f"{base.name}-{dt.datetime.now():%Y%m%d-%H%M%S}", url)
@@ -112,6 +115,7 @@ def run_demo(
         study_name=name,
         storage_url=url,
         data_root=data_root,
+        artifacts_dir=Path(spec.artifacts.root),
         report=report,
         worker=worker,
         best_trial=best.number,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
+from hpo.cli._logging import configure_logging
 from reid_core.errors import ReidError
 
 EXIT_USER_ERROR = 2
@@ -43,17 +43,29 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from hpo import __version__
+
+        typer.echo(f"reid-hpo {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
 ) -> None:
     ctx.obj = {"debug": debug}
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=verbose)
 
 
 # Command groups, one module each; a module registers its commands on ``app`` at import.

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hpo.cli._app import app
 
-_console = Console()
+_console = Console(soft_wrap=True, highlight=False)
 
 
 @app.command("demo")
@@ -43,17 +43,24 @@ def demo(
     table.add_row(
         "trials", ", ".join(f"{k.lower()} {v}" for k, v in sorted(result.states.items()) if v)
     )
-    table.add_row("best trial (validation mAP)", f"#{result.best_trial}: {result.best_value:.4f}")
+    table.add_row("best trial (val mAP)", f"#{result.best_trial}: {100 * result.best_value:.1f}%")
     for key in ("mAP", "rank1", "rerank_mAP", "rerank_rank1"):
         if key in result.test_metrics:
-            table.add_row(f"test {key} (best trial, once)", f"{result.test_metrics[key]:.4f}")
+            table.add_row(
+                f"test {key} (best trial, once)", f"{100 * result.test_metrics[key]:.1f}%"
+            )
     table.add_row("wall time", f"{result.wall_s:.0f} s")
     table.add_row("dataset", str(result.data_root))
     table.add_row("storage", masked)
     table.add_row("report", str(result.report))
     _console.print(table)
+    storage_arg = (
+        f"--storage '{masked}'"
+        if masked == result.storage_url
+        else "(storage URL in $REID_HPO_STORAGE)"
+    )
     _console.print(
         f"Open the report:    file://{result.report.resolve()}\n"
-        f"Open the dashboard: reid-hpo dashboard --storage '{masked}'  "
-        "(then http://127.0.0.1:8080)"
+        f"Open the dashboard: reid-hpo dashboard {storage_arg}  (then http://127.0.0.1:8080)\n"
+        f"Training curves:    tensorboard --logdir {result.artifacts_dir}"
     )

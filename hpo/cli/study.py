@@ -9,7 +9,11 @@ Other modules add commands to :data:`study_app` (``study run`` in ``hpo.cli.work
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +23,9 @@ from typing import Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from hpo.cli._app import app
 
@@ -76,6 +82,17 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _pct(fraction: float | None) -> str:
+    """A metric stored as a fraction in [0, 1], printed in % as torchreid does."""
+    return "-" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def _pct_metrics(metrics: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {_pct(v)}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+    )
+
+
 def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
@@ -93,8 +110,7 @@ def create_cmd(
 ) -> None:
     """Validate SPEC and create its study (refuses an existing name unless --resume).
 
-    Example: reid-hpo study create studies/mars_map_random.yaml --storage
-    postgresql://user:pw@dbhost/reid_hpo
+    Example: reid-hpo study create studies/mars_map_random.yaml
     """
     from hpo.spec import load_spec
     from hpo.storage import close_storage
@@ -117,10 +133,15 @@ def create_cmd(
 
 
 @study_app.command("list")
-def list_cmd(storage: StorageOption = None) -> None:
-    """List the studies in the storage with trial counts and best values.
+def list_cmd(
+    storage: StorageOption = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table or json.")
+    ] = OutputFormat.table,
+) -> None:
+    """List the studies in the storage with trial counts and best values (validation, in %).
 
-    Example: reid-hpo study list --storage sqlite:///reid_hpo.db
+    Example: reid-hpo study list --storage sqlite:///reid_hpo.db --format json
     """
     from hpo.storage import mask_url
     from hpo.storage import resolve_storage_url
@@ -128,6 +149,9 @@ def list_cmd(storage: StorageOption = None) -> None:
 
     url = resolve_storage_url(storage)
     infos = list_studies(url)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([asdict(info) for info in infos], indent=2))
+        return
     console = _console()
     if not infos:
         console.print(f"No studies in {mask_url(url)}.")
@@ -147,18 +171,20 @@ def list_cmd(storage: StorageOption = None) -> None:
             str(info.states["PRUNED"]),
             str(info.states["FAIL"]),
             str(info.states["RUNNING"]),
-            _fmt(info.best_value),
+            _pct(info.best_value),
             "-" if info.best_trial is None else str(info.best_trial),
         )
     console.print(table)
 
 
-def _print_status(status: StudyStatus) -> None:
-    console = _console()
-    console.print(f"Study {status.name!r} in {status.storage}")
-    console.print(f"objective: {status.metric or '?'} ({status.direction})")
+def _status_view(status: StudyStatus) -> Group:
+    """The status as one renderable: summary lines, then the running trials."""
+    lines = [
+        f"Study {status.name!r} in {status.storage}",
+        f"objective: {status.metric or '?'} ({status.direction})",
+    ]
     counts = ", ".join(f"{state.lower()} {n}" for state, n in status.states.items() if n)
-    console.print(f"trials: {counts or 'none yet'}")
+    lines.append(f"trials: {counts or 'none yet'}")
     budget = []
     if status.n_trials_budget:
         budget.append(f"{status.n_finished}/{status.n_trials_budget} finished trials")
@@ -166,26 +192,39 @@ def _print_status(status: StudyStatus) -> None:
         budget.append(f"{_fmt(status.elapsed_hours, 2)}/{status.timeout_hours} h")
     if status.budget_used is not None:
         budget.append(f"{status.budget_used:.0%} used")
-    console.print(f"budget: {', '.join(budget) or '-'}")
+    lines.append(f"budget: {', '.join(budget) or '-'}")
     if status.best is not None:
-        console.print(
-            f"best: trial #{status.best.number} value {_fmt(status.best.value)}  "
-            f"{_params_text(status.best.params)}"
+        lines.append(
+            f"best: trial #{status.best.number} {status.metric or 'value'} "
+            f"{_pct(status.best.value)}  {_params_text(status.best.params)}"
         )
-    if status.running:
-        table = Table(title="Running trials")
-        for header in ("trial", "worker", "heartbeat age", "last epoch", "last value"):
-            table.add_column(header, overflow="fold")
-        for run in status.running:
-            age = "no heartbeat" if run.heartbeat_age_s is None else f"{run.heartbeat_age_s:.0f} s"
-            table.add_row(
-                f"#{run.number}",
-                run.worker or "-",
-                age,
-                "-" if run.last_step is None else str(run.last_step),
-                _fmt(run.last_value),
-            )
-        console.print(table)
+    return Group(*(Text(line) for line in lines), _running_table(status))
+
+
+def _running_table(status: StudyStatus) -> Table | Text:
+    """Running trials: epoch e/E (1-based), last validation mAP, heartbeat age, ETA."""
+    if not status.running:
+        return Text("running: none")
+    table = Table(title="Running trials", box=box.SIMPLE_HEAD)
+    for header in ("trial", "worker", "epoch", "val mAP", "heartbeat age", "elapsed", "ETA"):
+        table.add_column(header, overflow="fold")
+    for run in status.running:
+        age = "no heartbeat" if run.heartbeat_age_s is None else f"{run.heartbeat_age_s:.0f} s"
+        epoch = "-" if run.epoch is None else f"{run.epoch}/{run.epochs or '?'}"
+        table.add_row(
+            f"#{run.number}",
+            run.worker or "-",
+            epoch,
+            "-" if run.val_map_pct is None else f"{run.val_map_pct:.1f}%",
+            age,
+            _duration(run.elapsed_s),
+            _duration(run.eta_s),
+        )
+    return table
+
+
+def _duration(seconds: float | None) -> str:
+    return "-" if seconds is None else str(dt.timedelta(seconds=round(seconds)))
 
 
 @study_app.command("status")
@@ -195,26 +234,74 @@ def status_cmd(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table or json.")
     ] = OutputFormat.table,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Refresh every --interval seconds until Ctrl-C (table only)."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")
+    ] = 5.0,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", min=1, help="With --watch: stop after this many refreshes."),
+    ] = None,
 ) -> None:
-    """Trial counts by state, best trial, running trials with worker and heartbeat age.
+    """Trial counts by state, best trial, and the running trials with epoch e/E, last
+    validation mAP, heartbeat age and ETA.
 
-    Example: reid-hpo study status mars-map-random
+    Examples: reid-hpo study status mars-map-random  |
+    reid-hpo study status mars-map-random --watch --interval 10
     """
     from hpo.storage import resolve_storage_url
     from hpo.study import study_status
 
-    status = study_status(name, resolve_storage_url(storage))
+    url = resolve_storage_url(storage)
+    if watch:
+        if output is OutputFormat.json:
+            raise typer.BadParameter("--watch shows a table; drop --format json")
+        _watch(lambda: study_status(name, url), interval, count)
+        return
+    status = study_status(name, url)
     if output is OutputFormat.json:
         typer.echo(json.dumps(status.to_dict(), indent=2, default=str))
     else:
-        _print_status(status)
+        _console().print(_status_view(status))
+
+
+def _watch(read: Callable[[], StudyStatus], interval: float, count: int | None) -> None:
+    """Redraw the status in place on a terminal; print one status per refresh otherwise."""
+    from rich.live import Live
+
+    console = _console()
+    refreshes = 0
+
+    def render() -> Group:
+        stamp = f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}, every {interval:g} s (Ctrl-C to stop)"
+        return Group(_status_view(read()), Text(stamp, style="dim"))
+
+    try:
+        if not console.is_terminal:
+            while True:
+                console.print(render())
+                refreshes += 1
+                if count is not None and refreshes >= count:
+                    return
+                time.sleep(interval)
+        with Live(render(), console=console, auto_refresh=False) as live:
+            refreshes = 1
+            while count is None or refreshes < count:
+                time.sleep(interval)
+                live.update(render(), refresh=True)
+                refreshes += 1
+    except KeyboardInterrupt:
+        return
 
 
 def _print_best(best: BestTrial) -> None:
     console = _console()
     console.print(
         f"Best trial of {best.study!r}: #{best.number}, validation {best.metric or 'value'} "
-        f"{_fmt(best.value)} ({best.direction})"
+        f"{_pct(best.value)} ({best.direction})"
     )
     table = Table(title="Parameters")
     table.add_column("name")
@@ -223,13 +310,13 @@ def _print_best(best: BestTrial) -> None:
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     console.print(table)
     if best.val_metrics:
-        console.print("validation: " + _params_text(best.val_metrics))
+        console.print("validation: " + _pct_metrics(best.val_metrics))
     if best.checkpoint_dir:
         console.print(f"checkpoints: {best.checkpoint_dir}")
     test = best.test_result
     if test:
         metrics = test.get("metrics") or {}
-        console.print(f"test set (trial #{test.get('trial')}): {_params_text(metrics)}")
+        console.print(f"test set (trial #{test.get('trial')}): {_pct_metrics(metrics)}")
     else:
         console.print("test set: not evaluated yet")
 

@@ -38,7 +38,10 @@ def worker(
 
     Ctrl-C or SIGTERM: stop after the epoch; a later worker resumes the trial.
 
-    Example: reid-hpo worker mars-map-random --gpus 0,1 --storage postgresql://u:pw@db/hpo
+    The storage comes from $REID_HPO_STORAGE (keep passwords off the command line: they show
+    in `ps` and shell history; or leave the password out of the URL and use ~/.pgpass).
+
+    Example: reid-hpo worker mars-map-random --gpus 0,1
     """
     from hpo.storage import resolve_storage_url
     from hpo.study import check_study_can_run

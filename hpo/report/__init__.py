@@ -1,8 +1,9 @@
-"""The study report: one self-contained HTML file with the study's summary and figures."""
+"""The study report: one self-contained HTML file with the figures of a study."""
 
 from __future__ import annotations
 
 from hpo.report._build import build_report
-from hpo.report._build import objective_name
+from hpo.report._metric import Metric
+from hpo.report._metric import objective_metric
 
-__all__ = ["build_report", "objective_name"]
+__all__ = ["Metric", "build_report", "objective_metric"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import logging
 import os
@@ -18,6 +17,12 @@ from optuna.trial import TrialState
 
 from hpo.report import _figures
 from hpo.report._figures import Section
+from hpo.report._metric import Metric
+from hpo.report._metric import objective_metric
+from hpo.report._tables import SORT_SCRIPT
+from hpo.report._tables import generated_at
+from hpo.report._tables import setup_section
+from hpo.report._tables import trials_table
 from hpo.storage import mask_url
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
@@ -34,6 +39,8 @@ table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;paddin
 text-align:left;vertical-align:top}th{background:#f4f4f4}.note{color:#666;font-style:italic}
 .state-COMPLETE{color:#1f77b4}.state-PRUNED{color:#ff7f0e}.state-FAIL{color:#d62728}
 .state-RUNNING{color:#2ca02c}.state-WAITING{color:#7f7f7f}code{font-size:.95em}
+.caption{color:#8a5a00}tr.best td{background:#fff7d6;font-weight:600}
+table.sortable th{cursor:pointer}td[data-value]{text-align:right}
 """
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -60,33 +67,23 @@ def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = No
     """
     out = Path(out)
     trials = study.get_trials(deepcopy=False)
-    metric = objective_name(study)
+    metric = objective_metric(study)
     best = best_of_study(study)
     test_result = stored_test_result(study.user_attrs)
     sections = [
         _figures.optimisation_history(study, trials, metric),
-        _figures.learning_curves(trials, metric),
+        _figures.learning_curves(trials, metric, best),
         _figures.parallel_coordinates(study, trials, metric),
         _figures.parameter_importances(study, trials, metric),
         _figures.worker_timeline(trials),
         _figures.cmc_curve(best, test_result),
     ]
     header = _summary_html(study, trials, metric, best, test_result, storage_url)
-    document = _document(study.study_name, header, sections, _trials_table(trials))
+    header += setup_section(read_spec_or_none(study.user_attrs, study.study_name))
+    document = _document(study.study_name, header, sections, trials_table(trials, metric, best))
     _write_atomically(out, document)
     logger.debug("wrote report of study %r (%d trials) to %s", study.study_name, len(trials), out)
     return out
-
-
-def objective_name(study: optuna.Study) -> str:
-    """Objective name: the spec's ``objective.metric``, Optuna's metric name, or a default."""
-    spec = read_spec_or_none(study.user_attrs, study.study_name)
-    if spec is not None:
-        return spec.objective.metric
-    names = study.metric_names
-    if names and names[0]:
-        return str(names[0])
-    return "objective value"
 
 
 def _e(value: object) -> str:
@@ -95,8 +92,17 @@ def _e(value: object) -> str:
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.4g}"
     return str(value)
+
+
+def _pct_table(metrics: dict[str, object]) -> str:
+    """Re-ID metrics (fractions) in %, other entries as they are."""
+    shown = {
+        k: f"{100 * v:.2f}%" if isinstance(v, float) and not isinstance(v, bool) else v
+        for k, v in metrics.items()
+    }
+    return _kv_table(shown)
 
 
 def _kv_table(rows: dict[str, object]) -> str:
@@ -107,7 +113,7 @@ def _kv_table(rows: dict[str, object]) -> str:
 def _summary_html(
     study: optuna.Study,
     trials: list[FrozenTrial],
-    metric: str,
+    metric: Metric,
     best: FrozenTrial | None,
     test_result: dict[str, Any] | None,
     storage_url: str | None,
@@ -118,7 +124,8 @@ def _summary_html(
     )
     directions = ", ".join(d.name.lower() for d in study.directions)
     rows = [
-        f"<tr><th>objective</th><td>{_e(metric)} ({_e(directions)})</td></tr>",
+        f"<tr><th>objective</th><td id='objective-name'>{_e(metric.name)} ({_e(directions)})"
+        "</td></tr>",
         f"<tr><th>trials</th><td>{len(trials)}{': ' + states if states else ''}</td></tr>",
     ]
     if storage_url:
@@ -129,12 +136,12 @@ def _summary_html(
     else:
         parts.append(
             f"<h3>Best trial (validation): trial {best.number}, "
-            f"{_e(metric)} = {_e(_fmt(best.value))}</h3>"
+            f"{_e(metric.name)} = {_e(metric.show(best.value))}</h3>"
         )
         parts.append(_kv_table(dict(best.params)) if best.params else "<p>No parameters.</p>")
         val_metrics = best.user_attrs.get(TrialAttr.VAL_METRICS)
         if isinstance(val_metrics, dict) and val_metrics:
-            parts.append("<h4>Validation metrics</h4>" + _kv_table(val_metrics))
+            parts.append("<h4>Validation metrics</h4>" + _pct_table(val_metrics))
     parts.append("<h3>Test result (best trial, evaluated once; never used for selection)</h3>")
     if test_result is None:
         parts.append("<p class='note'>Not evaluated on the test split yet.</p>")
@@ -142,43 +149,9 @@ def _summary_html(
         metrics = test_result.get("metrics")
         parts.append(f"<p>trial {_e(test_result.get('trial'))}</p>")
         if isinstance(metrics, dict):
-            parts.append(_kv_table(metrics))
+            parts.append(_pct_table(metrics))
     parts.append("</section>")
     return "\n".join(parts)
-
-
-def _trials_table(trials: list[FrozenTrial]) -> str:
-    if not trials:
-        return "<p class='note'>The study has no trials.</p>"
-    head = (
-        "<tr><th>#</th><th>state</th><th>value</th><th>last step</th><th>worker</th>"
-        "<th>started</th><th>duration</th><th>params</th><th>fail reason</th></tr>"
-    )
-    rows = []
-    for t in trials:
-        last_step = max(t.intermediate_values) if t.intermediate_values else ""
-        started = _when(t.datetime_start)
-        duration = _duration(t)
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
-        value = _fmt(t.value) if t.values is not None and len(t.values) == 1 else ""
-        rows.append(
-            f"<tr><td>{t.number}</td><td class='state-{t.state.name}'>{t.state.name}</td>"
-            f"<td>{_e(value)}</td><td>{last_step}</td><td>{_e(_figures.worker_of(t))}</td>"
-            f"<td>{_e(started)}</td><td>{_e(duration)}</td><td>{_e(params)}</td>"
-            f"<td>{_e(t.user_attrs.get(TrialAttr.FAIL_REASON, ''))}</td></tr>"
-        )
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def _when(moment: dt.datetime | None) -> str:
-    return moment.isoformat(sep=" ", timespec="seconds") if moment else ""
-
-
-def _duration(trial: FrozenTrial) -> str:
-    if trial.datetime_start is None or trial.datetime_complete is None:
-        return ""
-    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-    return str(dt.timedelta(seconds=round(seconds)))
 
 
 def _section_html(index: int, section: Section) -> str:
@@ -193,7 +166,8 @@ def _section_html(index: int, section: Section) -> str:
         if section.figure is not None
         else f"<p class='note'>{_e(section.note or 'Nothing to show.')}</p>"
     )
-    return f"<section id='{anchor}'><h2>{_e(section.title)}</h2>\n{body}\n</section>"
+    caption = f"<p class='caption'>{_e(section.caption)}</p>" if section.caption else ""
+    return f"<section id='{anchor}'><h2>{_e(section.title)}</h2>\n{caption}{body}\n</section>"
 
 
 def _document(name: str, header: str, sections: list[Section], trials_table: str) -> str:
@@ -204,14 +178,15 @@ def _document(name: str, header: str, sections: list[Section], trials_table: str
         if has_figures
         else ""
     )
-    generated = dt.datetime.now().isoformat(sep=" ", timespec="seconds")
+    generated = generated_at()
     body = "\n".join(_section_html(i, s) for i, s in enumerate(sections, start=1))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>reid-hpo report: {_e(name)}</title><style>{_CSS}</style>{plotly_js}</head>\n"
         f"<body><h1>Study {_e(name)}</h1><p class='note'>reid-hpo report, generated "
         f"{_e(generated)}</p>\n{header}\n{body}\n"
-        f"<section id='trials'><h2>Trials</h2>{trials_table}</section>\n</body></html>\n"
+        f"<section id='trials'><h2>Trials</h2>{trials_table}</section>\n"
+        f"<script>{SORT_SCRIPT}</script></body></html>\n"
     )
 
 

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from hpo.report._metric import Metric
 from hpo.study.records import TrialAttr
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ _STATE_DASH: dict[TrialState, str] = {
     TrialState.WAITING: "solid",
 }
 UNKNOWN_WORKER = "unknown worker"
+BEST_COLOUR = "#000000"
+MIN_RELIABLE_IMPORTANCE_TRIALS = 10
+"""Below this many complete trials the importance plot is captioned as unreliable."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Section:
     title: str
     figure: go.Figure | None = None
     note: str | None = None
+    caption: str | None = None
 
 
 def _complete(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
@@ -53,7 +58,7 @@ def _single_objective(study: optuna.Study) -> bool:
 
 
 def optimisation_history(
-    study: optuna.Study, trials: Sequence[FrozenTrial], metric: str
+    study: optuna.Study, trials: Sequence[FrozenTrial], metric: Metric
 ) -> Section:
     """Objective value of every complete trial and the best value so far."""
     title = "Optimisation history"
@@ -61,15 +66,21 @@ def optimisation_history(
         return Section(title, note="Only drawn for single-objective studies.")
     if not _complete(trials):
         return Section(title, note="No complete trial yet: nothing to plot.")
-    fig = optuna.visualization.plot_optimization_history(study, target_name=metric)
-    fig.update_layout(title=None)
+    fig = optuna.visualization.plot_optimization_history(study, target_name=metric.label)
+    for trace in fig.data:
+        if trace.y is not None:
+            trace.y = [None if v is None else metric.scale * v for v in trace.y]
+    fig.update_layout(title=None, yaxis_title=metric.label)
     return Section(title, fig)
 
 
-def learning_curves(trials: Sequence[FrozenTrial], metric: str) -> Section:
-    """Intermediate (per-evaluation) values of every trial, coloured and dashed by state.
+def learning_curves(
+    trials: Sequence[FrozenTrial], metric: Metric, best: FrozenTrial | None = None
+) -> Section:
+    """Intermediate (per-evaluation) values of every trial by epoch (1-based), coloured and
+    dashed by state; the best trial drawn on top, thick and black.
 
-    Pruned trials end with an ``x`` marker at the step where they were stopped.
+    Pruned trials end with an ``x`` marker at the epoch where they were stopped.
     """
     title = "Learning curves (intermediate values)"
     curves = [t for t in trials if t.intermediate_values]
@@ -77,53 +88,112 @@ def learning_curves(trials: Sequence[FrozenTrial], metric: str) -> Section:
         return Section(title, note="No trial has reported an intermediate value yet.")
     fig = go.Figure()
     shown: set[TrialState] = set()
-    for trial in curves:
+    best_number = best.number if best is not None else None
+    for trial in sorted(curves, key=lambda t: t.number == best_number):
         steps = sorted(trial.intermediate_values)
-        values = [trial.intermediate_values[s] for s in steps]
+        epochs = [s + 1 for s in steps]
+        values = [metric.scale * trial.intermediate_values[s] for s in steps]
         state = trial.state
         label = f"trial {trial.number} ({state.name})"
         is_pruned = state == TrialState.PRUNED
         symbols = ["circle"] * (len(steps) - 1) + ["x" if is_pruned else "circle"]
         sizes = [5] * (len(steps) - 1) + [11 if is_pruned else 5]
+        is_best = trial.number == best_number
+        line = {"color": STATE_COLOURS[state], "dash": _STATE_DASH[state], "width": 2}
+        if is_best:
+            line = {"color": BEST_COLOUR, "dash": "solid", "width": 5}
         fig.add_trace(
             go.Scatter(
-                x=steps,
+                x=epochs,
                 y=values,
                 mode="lines+markers",
-                name=state.name,
-                legendgroup=state.name,
-                showlegend=state not in shown,
-                line={"color": STATE_COLOURS[state], "dash": _STATE_DASH[state]},
+                name=f"best: trial {trial.number}" if is_best else state.name,
+                legendgroup=f"best-{trial.number}" if is_best else state.name,
+                showlegend=is_best or state not in shown,
+                line=line,
                 marker={"symbol": symbols, "size": sizes},
-                hovertemplate=f"{label}<br>step %{{x}}<br>{metric} %{{y:.4f}}<extra></extra>",
-                meta=label,
+                hovertemplate=f"{label}<br>epoch %{{x}}<br>{metric.label} %{{y:.2f}}"
+                "<extra></extra>",
+                meta=f"{label} (best)" if is_best else label,
             )
         )
-        shown.add(state)
+        if not is_best:
+            shown.add(state)
     fig.update_layout(
-        xaxis_title="step (epoch)", yaxis_title=metric, legend_title_text="trial state"
+        xaxis_title="epoch (1-based; Optuna step = epoch - 1)",
+        yaxis_title=metric.label,
+        legend_title_text="trial state",
     )
     return Section(title, fig)
 
 
+def _last_value(trial: FrozenTrial) -> float | None:
+    """A complete trial's value; a pruned trial's last reported one."""
+    if trial.state == TrialState.COMPLETE and trial.values is not None:
+        return trial.values[0]
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return None
+
+
+def _dimension(name: str, values: list[object]) -> dict:
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) == len(values):
+        return {"label": name, "values": [float(v) for v in numbers]}  # type: ignore[arg-type]
+    labels = sorted({str(v) for v in values})
+    return {
+        "label": name,
+        "values": [labels.index(str(v)) for v in values],
+        "tickvals": list(range(len(labels))),
+        "ticktext": labels,
+    }
+
+
 def parallel_coordinates(
-    study: optuna.Study, trials: Sequence[FrozenTrial], metric: str
+    study: optuna.Study, trials: Sequence[FrozenTrial], metric: Metric
 ) -> Section:
-    """Optuna's parallel-coordinate plot of the complete trials' parameters."""
+    """One line per complete or pruned trial (pruned: its last reported value) across the
+    parameters and the objective, every line coloured on one shown colour scale."""
     title = "Parallel coordinates"
     if not _single_objective(study):
         return Section(title, note="Only drawn for single-objective studies.")
-    if not any(t.params for t in _complete(trials)):
-        return Section(title, note="No complete trial with parameters yet: nothing to plot.")
-    fig = optuna.visualization.plot_parallel_coordinate(study, target_name=metric)
-    fig.update_layout(title=None)
-    return Section(title, fig)
+    drawn = [t for t in trials if t.params and _last_value(t) is not None]
+    if not drawn:
+        return Section(title, note="No finished trial with parameters yet: nothing to plot.")
+    names = list(dict.fromkeys(n for t in drawn for n in t.params))
+    drawn = [t for t in drawn if all(n in t.params for n in names)]
+    values = [metric.scale * float(_last_value(t)) for t in drawn]  # type: ignore[arg-type]
+    dimensions = [_dimension(n, [t.params[n] for t in drawn]) for n in names]
+    dimensions.append(
+        _dimension("state", [t.state.name for t in drawn]),
+    )
+    dimensions.append({"label": metric.label, "values": values})
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dimensions,
+            line={
+                "color": values,
+                "colorscale": "Viridis",
+                "showscale": True,
+                "cmin": min(values),
+                "cmax": max(values),
+                "colorbar": {"title": {"text": metric.label}},
+            },
+            meta=[f"trial {t.number} ({t.state.name})" for t in drawn],
+        )
+    )
+    caption = (
+        f"{len(drawn)} trials: complete ones at their final value, pruned ones at the last "
+        "value they reported."
+    )
+    return Section(title, fig, caption=caption)
 
 
 def parameter_importances(
-    study: optuna.Study, trials: Sequence[FrozenTrial], metric: str
+    study: optuna.Study, trials: Sequence[FrozenTrial], metric: Metric
 ) -> Section:
-    """PED-ANOVA importances (Optuna's default evaluator); needs two complete trials."""
+    """PED-ANOVA importances (Optuna's default evaluator); needs two complete trials and is
+    captioned as unreliable below :data:`MIN_RELIABLE_IMPORTANCE_TRIALS`."""
     title = "Parameter importances (PED-ANOVA)"
     if not _single_objective(study):
         return Section(title, note="Only drawn for single-objective studies.")
@@ -138,12 +208,19 @@ def parameter_importances(
         with warnings.catch_warnings():
             # PED-ANOVA warns (and returns equal importances) for very small studies.
             warnings.simplefilter("ignore", UserWarning)
-            fig = optuna.visualization.plot_param_importances(study, target_name=metric)
+            fig = optuna.visualization.plot_param_importances(study, target_name=metric.label)
     except (ValueError, RuntimeError) as exc:
         logger.warning("parameter importances not computed: %s", exc)
         return Section(title, note=f"Importances could not be computed: {exc}")
     fig.update_layout(title=None)
-    return Section(title, fig)
+    if len(complete) < MIN_RELIABLE_IMPORTANCE_TRIALS:
+        caption = (
+            f"Unreliable: computed from only {len(complete)} complete trials (fewer than "
+            f"{MIN_RELIABLE_IMPORTANCE_TRIALS}); read it as a hint, not a ranking."
+        )
+    else:
+        caption = f"Computed from {len(complete)} complete trials."
+    return Section(title, fig, caption=caption)
 
 
 def worker_of(trial: FrozenTrial) -> str:
@@ -201,7 +278,7 @@ def cmc_curve(best: FrozenTrial | None, test_result: dict | None) -> Section:
         fig.add_trace(
             go.Scatter(
                 x=list(range(1, len(cmc) + 1)),
-                y=cmc,
+                y=[100.0 * v for v in cmc],
                 mode="lines+markers",
                 name=f"validation (trial {best.number})",
             )
@@ -211,7 +288,7 @@ def cmc_curve(best: FrozenTrial | None, test_result: dict | None) -> Section:
         fig.add_trace(
             go.Scatter(
                 x=list(range(1, len(cmc) + 1)),
-                y=cmc,
+                y=[100.0 * v for v in cmc],
                 mode="lines+markers",
                 name=f"test (trial {test_result.get('trial')})",
                 line={"dash": "dash"},
@@ -222,7 +299,7 @@ def cmc_curve(best: FrozenTrial | None, test_result: dict | None) -> Section:
         return Section(title, note=f"No CMC curve to draw: {reason}.")
     fig.update_layout(
         xaxis_title="rank",
-        yaxis={"title": "matching rate", "range": [0, 1.02]},
+        yaxis={"title": "matching rate (%)", "range": [0, 102]},
         legend_title_text="split",
     )
     return Section(title, fig)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from hpo.spec import StudySpec
 from hpo.storage import close_storage
 from hpo.storage import mask_url
 from hpo.storage import open_storage
+from hpo.study.records import METRIC_NAMES
 from hpo.study.records import StudyAttr
 from hpo.study.records import read_spec
 
@@ -139,6 +141,9 @@ def create_study(
         try:
             study.set_user_attr(StudyAttr.SPEC, spec.model_dump_json())
             study.set_user_attr(StudyAttr.VERSION, __version__)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([METRIC_NAMES[spec.objective.metric]])
         except BaseException:
             # Never leave a half-written study behind.
             with contextlib.suppress(Exception):

@@ -79,6 +79,15 @@ class RunningTrial:
     last_step: int | None
     last_value: float | None
     params: dict[str, Any]
+    epoch: int | None = None
+    """Epochs trained so far (1-based: the last finished epoch)."""
+    epochs: int | None = None
+    """Epochs of the training schedule."""
+    val_map_pct: float | None = None
+    """Validation mAP of the last evaluation, in %."""
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    """Seconds until the trial's last epoch at its pace so far (None before its first epoch)."""
 
 
 @dataclass(frozen=True)
@@ -125,23 +134,15 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         spec = read_spec_or_none(storage.get_study_user_attrs(study_id), name)
         ages = heartbeat_ages(storage, study_id)
     best = best_trial(trials, direction)
-    running = []
-    for t in trials:
-        if t.state != TrialState.RUNNING:
-            continue
-        last_step = max(t.intermediate_values) if t.intermediate_values else None
-        running.append(
-            RunningTrial(
-                number=t.number,
-                worker=t.user_attrs.get(TrialAttr.WORKER),
-                heartbeat_age_s=ages.get(t.number),
-                last_step=last_step,
-                last_value=t.intermediate_values[last_step] if last_step is not None else None,
-                params=dict(t.params),
-            )
-        )
+    epochs = spec.training.epochs if spec else None
+    now = datetime.now()
+    running = [
+        _running_trial(t, ages.get(t.number), epochs, now)
+        for t in trials
+        if t.state == TrialState.RUNNING
+    ]
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
-    elapsed = (datetime.now() - min(starts)).total_seconds() / 3600 if starts else None
+    elapsed = (now - min(starts)).total_seconds() / 3600 if starts else None
     n_finished = sum(1 for t in trials if t.state in _FINISHED)
     budget = spec.budget if spec else None
     used = []
@@ -162,6 +163,35 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         budget_used=max(used) if used else None,
         best=TrialSummary(best.number, best.value, dict(best.params)) if best else None,
         running=running,
+    )
+
+
+def _running_trial(
+    t: FrozenTrial, heartbeat_age_s: float | None, epochs: int | None, now: datetime
+) -> RunningTrial:
+    last_step = max(t.intermediate_values) if t.intermediate_values else None
+    done = t.user_attrs.get(TrialAttr.EPOCHS_DONE)
+    epoch = int(done) if isinstance(done, int) else (None if last_step is None else last_step + 1)
+    elapsed = (now - t.datetime_start).total_seconds() if t.datetime_start else None
+    resumed = t.user_attrs.get(TrialAttr.RESUMED_FROM_EPOCH)
+    # A resumed trial trained only the epochs after its checkpoint in this attempt.
+    trained_here = None if epoch is None else epoch - (int(resumed) if resumed else 0)
+    eta = None
+    if elapsed is not None and epochs and trained_here and trained_here > 0:
+        eta = elapsed / trained_here * max(epochs - epoch, 0)
+    val_map = t.user_attrs.get(TrialAttr.VAL_MAP_PCT)
+    return RunningTrial(
+        number=t.number,
+        worker=t.user_attrs.get(TrialAttr.WORKER),
+        heartbeat_age_s=heartbeat_age_s,
+        last_step=last_step,
+        last_value=t.intermediate_values[last_step] if last_step is not None else None,
+        params=dict(t.params),
+        epoch=epoch,
+        epochs=epochs,
+        val_map_pct=float(val_map) if isinstance(val_map, int | float) else None,
+        elapsed_s=elapsed,
+        eta_s=eta,
     )
 
 

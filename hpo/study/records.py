@@ -35,7 +35,8 @@ class StudyAttr:
     VERSION = "reid_hpo_version"
     """``hpo.__version__`` of the process that created the study."""
     STARTED_AT = "started_at"
-    """Unix time the first worker started (the time budget counts from it)."""
+    """When the first worker started, an ISO 8601 UTC string (the time budget counts from
+    it; studies of earlier versions hold Unix seconds, still read)."""
     WORKERS_STARTED = "workers_started"
     """Workers that have joined the study (each takes the next index as its seed offset)."""
     TEST_RESULT = "test_result"
@@ -60,6 +61,45 @@ class TrialAttr:
     WORKER = "worker"
     """``host:pid`` of the worker process that ran (or last resumed) the trial."""
     FAIL_REASON = "fail_reason"
+    VAL_MAP_PCT = "val_mAP_pct"
+    """Flat copies of the last validation metrics, in % (what the dashboard shows and sorts)."""
+    VAL_RANK1_PCT = "val_rank1_pct"
+    VAL_RANK5_PCT = "val_rank5_pct"
+    VAL_RANK10_PCT = "val_rank10_pct"
+    EPOCHS_DONE = "epochs_done"
+    """Epochs trained so far (a count: the last finished epoch, 1-based)."""
+
+
+METRIC_NAMES: dict[str, str] = {
+    "map": "val mAP",
+    "rerank_map": "val re-ranked mAP",
+    "rank1": "val rank-1",
+}
+"""``spec.objective.metric`` -> the objective's name stored with ``study.set_metric_names``
+(what optuna-dashboard shows instead of "Objective 0"). Stored values are fractions in [0, 1];
+reid-hpo prints them in %."""
+
+FLAT_METRICS: dict[str, str] = {
+    "mAP": TrialAttr.VAL_MAP_PCT,
+    "rank1": TrialAttr.VAL_RANK1_PCT,
+    "rank5": TrialAttr.VAL_RANK5_PCT,
+    "rank10": TrialAttr.VAL_RANK10_PCT,
+}
+"""Validation metric -> its flat user attribute (in %)."""
+
+
+def flat_metric_attrs(metrics: dict[str, float]) -> dict[str, float]:
+    """The flat ``val_*_pct`` user attributes of a validation result (finite values only).
+
+    Example:
+        >>> flat_metric_attrs({"mAP": 0.5123, "rank1": 0.75})
+        {'val_mAP_pct': 51.23, 'val_rank1_pct': 75.0}
+    """
+    return {
+        attr: round(100.0 * float(metrics[key]), 2)
+        for key, attr in FLAT_METRICS.items()
+        if key in metrics and math.isfinite(float(metrics[key]))
+    }
 
 
 def read_spec(attrs: dict[str, Any], study_name: str) -> StudySpec | None:
@@ -145,11 +185,14 @@ def stored_test_result(attrs: dict[str, Any]) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "FLAT_METRICS",
+    "METRIC_NAMES",
     "StudyAttr",
     "TrialAttr",
     "best_of_study",
     "best_trial",
     "direction_name",
+    "flat_metric_attrs",
     "read_spec",
     "read_spec_or_none",
     "spec_of",

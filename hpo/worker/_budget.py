@@ -11,9 +11,9 @@ dedicated connection) and an ``fcntl`` lock file beside the database file on SQL
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import logging
-import time
 from dataclasses import dataclass
 
 import optuna
@@ -129,9 +129,12 @@ def study_started_at(study: optuna.Study) -> float:
     """
     started = study.user_attrs.get(StudyAttr.STARTED_AT)
     if started is None:
-        started = time.time()
-        study.set_user_attr(StudyAttr.STARTED_AT, started)
-    return float(started)
+        now = dt.datetime.now(dt.UTC)
+        study.set_user_attr(StudyAttr.STARTED_AT, now.isoformat(timespec="milliseconds"))
+        return now.timestamp()
+    if isinstance(started, str):
+        return dt.datetime.fromisoformat(started).timestamp()
+    return float(started)  # Unix seconds, as studies of earlier versions stored it
 
 
 __all__ = ["Decision", "TrialCounts", "decide", "study_started_at"]

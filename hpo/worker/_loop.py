@@ -156,7 +156,14 @@ def run_worker(
     finally:
         lock.close()
         close_storage(storage)
-    logger.info("worker done (%s): %s", result.stop_reason, result)
+    logger.info(
+        "worker done (%s): %d trial(s), %d complete, %d pruned, %d failed",
+        result.stop_reason,
+        result.trials_run,
+        result.complete,
+        result.pruned,
+        result.failed,
+    )
     return result
 
 

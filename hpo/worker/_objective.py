@@ -39,13 +39,20 @@ from hpo.errors import SpecError
 from hpo.search import suggest
 from hpo.spec import to_train_config
 from hpo.study.records import TrialAttr
+from hpo.study.records import flat_metric_attrs
 from hpo.worker._faults import CUDA_ERROR
 from hpo.worker._faults import is_sticky_cuda_error
+from hpo.worker._progress import TrialProgress
+from hpo.worker._progress import format_metrics
+from hpo.worker._progress import format_params
+from hpo.worker._progress import trial_label
 from hpo.worker._pruning import OptunaPruningCallback
 from reid_core.config import resolve_device
+from reid_core.engine import TENSORBOARD_DIR
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
 from reid_core.engine import StopTraining
+from reid_core.engine import TensorBoardLog
 from reid_core.engine import Trainer
 from reid_core.engine import code_version
 from reid_core.engine import find_resumable_checkpoint
@@ -135,12 +142,13 @@ class _Recorder(Callback):
             self.first_epoch = report.epoch
             if self._resumed:
                 self._trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, report.epoch)
+        self._trial.set_user_attr(TrialAttr.EPOCHS_DONE, report.epoch + 1)
         if report.checkpoint is not None:
             self._trial.set_user_attr(TrialAttr.CHECKPOINT, str(report.checkpoint))
             self._trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, report.epoch)
         if report.metrics is not None:
             self.metrics = {k: float(v) for k, v in report.metrics.items()}
-            self._trial.set_user_attr(TrialAttr.VAL_METRICS, _json_safe(self.metrics))
+            _record_metrics(self._trial, self.metrics)
 
 
 class _StopWhenAsked(Callback):
@@ -220,7 +228,10 @@ class TrialObjective:
         """
         try:
             return self._run(trial, deadline)
-        except (optuna.TrialPruned, TrialInterrupted):
+        except optuna.TrialPruned as exc:
+            logger.info("trial #%d %s", trial.number, exc)
+            raise
+        except TrialInterrupted:
             raise
         except Exception as exc:
             reason = fail_reason(exc)
@@ -248,17 +259,26 @@ class TrialObjective:
         trial.set_user_attr(TrialAttr.CODE_VERSION, _code_version())
         trial.set_user_attr(TrialAttr.DEVICE, describe_device(device))
         trial.set_user_attr(TrialAttr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        label = self._label(trial)
         logger.info(
-            "trial %d: %s in %s%s",
-            trial.number,
-            params,
+            "%s: %s; in %s%s",
+            label,
+            format_params(params),
             trial_dir,
             f", resuming from {resume_from}" if resume_from else "",
         )
 
         recorder = _Recorder(trial, resumed=resume_from is not None)
         stopper = _StopWhenAsked(self.stop_event, deadline)
-        callbacks = [recorder, OptunaPruningCallback(trial, self.metric), stopper]
+        progress = TrialProgress(label, epochs=cfg.epochs)
+        tensorboard = TensorBoardLog(trial_dir / TENSORBOARD_DIR)
+        callbacks = [
+            recorder,
+            tensorboard,
+            OptunaPruningCallback(trial, self.metric),
+            stopper,
+            progress,
+        ]
         trainer = self._trainer_factory(cfg, rerank=self.metric.startswith("rerank_"))
         result = trainer.fit(callbacks=callbacks, resume_from=resume_from)
         if resume_from is not None and recorder.first_epoch is None:
@@ -277,7 +297,7 @@ class TrialObjective:
         # run that never evaluated (e.g. resumed past its last epoch) needs one more pass.
         evaluation = getattr(result, "final_evaluation", None) or trainer.evaluate()
         metrics = {k: float(v) for k, v in evaluation.metrics.items()}
-        trial.set_user_attr(TrialAttr.VAL_METRICS, _json_safe(metrics))
+        _record_metrics(trial, metrics)
         trial.set_user_attr(TrialAttr.CMC, [float(v) for v in evaluation.cmc])
         if evaluation.rerank_cmc is not None:
             trial.set_user_attr(TrialAttr.RERANK_CMC, [float(v) for v in evaluation.rerank_cmc])
@@ -287,7 +307,17 @@ class TrialObjective:
                 f"trial {trial.number}: validation metric {self.metric!r} is {value} "
                 f"(available: {sorted(metrics)})"
             )
+        logger.info(
+            "%s complete: val %s", label, format_metrics(metrics, ("mAP", "rank1", "rank5"))
+        )
         return float(value)
+
+    def _label(self, trial: optuna.Trial) -> str:
+        """``trial x/N (#number)``: x counts the study's finished trials, this one included."""
+        finished = trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        )
+        return trial_label(len(finished) + 1, self.spec.budget.n_trials, trial.number)
 
 
 def make_objective(
@@ -426,6 +456,13 @@ def _last_checkpoint(trial_dir: Path) -> Path | None:
 
 def _code_version() -> dict[str, Any]:
     return {"hpo": __version__, **code_version()}
+
+
+def _record_metrics(trial: optuna.Trial, metrics: dict[str, float]) -> None:
+    """The validation metrics as one dict attr and as flat ``val_*_pct`` attrs."""
+    trial.set_user_attr(TrialAttr.VAL_METRICS, _json_safe(metrics))
+    for key, value in flat_metric_attrs(metrics).items():
+        trial.set_user_attr(key, value)
 
 
 def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:

@@ -47,11 +47,11 @@ class OptunaPruningCallback(Callback):
         value = report.metrics.get(self._metric)
         if value is None:
             warnings.warn(
-                f"metric {self._metric!r} is missing at epoch {report.epoch} "
+                f"metric {self._metric!r} is missing at epoch {report.epoch + 1} "
                 f"(available: {sorted(report.metrics)}); nothing reported to the pruner",
                 stacklevel=2,
             )
             return
         self._trial.report(float(value), step=report.epoch)
         if self._trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {report.epoch}")
+            raise optuna.TrialPruned(f"pruned after epoch {report.epoch + 1} (step {report.epoch})")

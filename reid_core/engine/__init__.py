@@ -42,9 +42,12 @@ from reid_core.engine._precision import resolve_precision
 from reid_core.engine._schedule import WarmupMultiStepLR
 from reid_core.engine._schedule import warmup_multistep_factor
 from reid_core.engine._seed import seed_everything
+from reid_core.engine._tensorboard import TENSORBOARD_DIR
+from reid_core.engine._tensorboard import TensorBoardLog
 from reid_core.engine._trainer import Trainer
 
 __all__ = [
+    "TENSORBOARD_DIR",
     "Callback",
     "CheckpointManager",
     "DataConfig",
@@ -58,6 +61,7 @@ __all__ = [
     "OptimConfig",
     "Precision",
     "StopTraining",
+    "TensorBoardLog",
     "TrainConfig",
     "Trainer",
     "TrainerView",

@@ -72,7 +72,9 @@ def add_fake_trials(study: optuna.Study, *, checkpoint_root: Path | None = None)
             trial.report(final * (step + 1) / 4, step)
         if state == TrialState.COMPLETE:
             trial.set_user_attr("cmc", _cmc(final))
-            trial.set_user_attr("val_metrics", {"map": final, "rank1": final + 0.1})
+            metrics = {"mAP": final, "rank1": final + 0.1, "rank5": final + 0.2, "rank10": 0.95}
+            trial.set_user_attr("val_metrics", metrics)
+            trial.set_user_attr("epochs_done", steps)
             study.tell(trial, final)
         elif state == TrialState.FAIL:
             trial.set_user_attr("fail_reason", "nonfinite_loss")

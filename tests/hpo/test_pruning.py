@@ -52,7 +52,7 @@ def test_epochs_without_metrics_report_nothing() -> None:
 def test_trial_behind_the_median_is_pruned_with_its_epoch() -> None:
     study = _study_with_a_good_finished_trial()
     trial = study.ask()
-    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 0"):
+    with pytest.raises(optuna.TrialPruned, match=r"pruned after epoch 1 \(step 0\)"):
         OptunaPruningCallback(trial, "mAP").on_epoch_end(_report(0, {"mAP": 0.1}))
 
 
@@ -81,7 +81,7 @@ def test_the_configured_metric_is_reported() -> None:
 def test_missing_metric_warns_and_reports_nothing() -> None:
     study = _study_with_a_good_finished_trial()
     trial = study.ask()
-    with pytest.warns(UserWarning, match="'rerank_mAP' is missing at epoch 2"):
+    with pytest.warns(UserWarning, match="'rerank_mAP' is missing at epoch 3"):
         OptunaPruningCallback(trial, "rerank_mAP").on_epoch_end(_report(2, {"mAP": 0.01}))
     study.tell(trial, 0.0)
     assert study.trials[-1].intermediate_values == {}

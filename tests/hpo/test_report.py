@@ -59,7 +59,7 @@ def test_report_timeline_has_one_row_per_worker(full_report: str) -> None:
 
 
 def test_report_header_names_best_trial_and_counts(full_report: str) -> None:
-    assert "Best trial (validation): trial 2, map = 0.6" in full_report
+    assert "Best trial (validation): trial 2, val mAP = 60.00%" in full_report
     assert "COMPLETE 3" in full_report
     assert "PRUNED 2" in full_report
     assert "FAIL 1" in full_report
@@ -82,7 +82,7 @@ def test_report_shows_stored_test_result(tmp_path: Path) -> None:
         "test_result", {"trial": 2, "metrics": {"mAP": 0.4321}, "cmc": [0.5, 0.7, 0.9]}
     )
     text = build_report(study, tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "0.4321" in text
+    assert "43.21%" in text
     assert "test (trial 2)" in text
 
 
@@ -156,3 +156,88 @@ def test_report_draws_running_trials_up_to_now(tmp_path: Path) -> None:
     assert "trial 6 (RUNNING)" in text
     assert "gpu-node-c:303" in text
     assert "RUNNING 1" in text
+
+
+# Appended to a copy of the report: once plotly has drawn, write each figure's data (as the
+# browser holds it) and the trials table after a click on its mAP header into the page.
+_PROBE = """<script>
+window.addEventListener('load', function () {
+  var figures = {};
+  document.querySelectorAll('.js-plotly-plot').forEach(function (gd) {
+    figures[gd.id] = {data: gd.data.map(function (t) {
+      return {type: t.type, name: t.name, meta: t.meta, x: t.x, y: t.y,
+              line: t.line, dimensions: t.dimensions};
+    }), drawn: gd.querySelector('svg.main-svg') !== null,
+       colorbar: gd.querySelector('.colorbar') !== null};
+  });
+  var table = document.getElementById('trials-table');
+  var header = Array.from(table.tHead.rows[0].cells).findIndex(function (th) {
+    return th.textContent === 'mAP (%)';
+  });
+  table.tHead.rows[0].cells[header].click();
+  table.tHead.rows[0].cells[header].click();
+  var order = Array.from(table.tBodies[0].rows).map(function (r) { return r.dataset.trial; });
+  var out = document.createElement('pre');
+  out.id = 'probe';
+  out.textContent = JSON.stringify({figures: figures, order: order});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _probe(dom: str) -> dict:
+    import html
+    import json
+
+    text = dom.split('<pre id="probe">', 1)[1].split("</pre>", 1)[0]
+    return json.loads(html.unescape(text))
+
+
+def test_report_figures_hold_the_study_in_chromium(tmp_path: Path) -> None:
+    study = make_study(optuna.storages.InMemoryStorage())
+    out = build_report(study, tmp_path / "r.html")
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"))
+    result = _probe(dump_dom(probed.resolve().as_uri(), virtual_time_ms=5_000))
+    figures = result["figures"]
+    assert all(f["drawn"] for f in figures.values())
+
+    # Learning curves: 1-based epochs, values in %, the best trial (2) drawn last and thick.
+    curves = figures["figure-2"]["data"]
+    best = curves[-1]
+    assert best["meta"] == "trial 2 (COMPLETE) (best)"
+    assert best["name"] == "best: trial 2"
+    assert best["line"]["width"] == 5
+    assert best["x"] == [1, 2, 3, 4]
+    assert best["y"] == pytest.approx([15.0, 30.0, 45.0, 60.0])
+    assert all(c["line"]["width"] == 2 for c in curves[:-1])
+
+    # Parallel coordinates: the 3 complete and 2 pruned trials, every line on a shown scale.
+    (parcoords,) = figures["figure-3"]["data"]
+    assert parcoords["type"] == "parcoords"
+    assert parcoords["line"]["showscale"] is True
+    assert sorted(parcoords["line"]["color"]) == pytest.approx([5.0, 7.5, 40.0, 50.0, 60.0])
+    labels = [d["label"] for d in parcoords["dimensions"]]
+    assert labels == ["sigma", "margin", "state", "val mAP (%)"]
+    assert figures["figure-3"]["colorbar"]
+
+    # Importances: drawn, captioned as unreliable (3 complete trials < 10).
+    assert "Unreliable: computed from only 3 complete trials (fewer than 10)" in out.read_text()
+
+    # The trials table sorts by validation mAP (two clicks: descending): 2, 5, 0, then the
+    # trials without a validation mAP.
+    assert result["order"][:3] == ["2", "5", "0"]
+
+
+def test_report_trials_table_and_setup_section(full_report: str) -> None:
+    table = full_report.split("id='trials-table'", 1)[1]
+    header = table.split("</thead>", 1)[0]
+    for column in ("val mAP (%)", "mAP (%)", "R1 (%)", "R5 (%)", "R10 (%)", "epochs", "sigma"):
+        assert f">{column}</th>" in header
+    assert "<tr class='best' data-trial='2'>" in table
+    assert "2 \u2605 best" in table
+    assert "<td data-value='0.6'>60.00</td>" in table  # trial 2's val mAP, shown in %
+    setup = full_report.split("<section id='setup'>", 1)[1].split("</section>", 1)[0]
+    for text in ("search-space", "sampler", "pruner", "effective options", "The whole spec"):
+        assert text in setup
+    assert "id='objective-name'>val mAP (maximize)" in full_report

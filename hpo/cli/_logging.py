@@ -1,0 +1,30 @@
+"""One log format for reid-hpo's lines and Optuna's: plain lines on stderr, one handler."""
+
+from __future__ import annotations
+
+import logging
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Route every logger, Optuna's included, through one stderr handler and format.
+
+    Optuna installs its own handler and format and stops propagation; both are undone here.
+    Its per-trial INFO lines ("Trial 3 finished with value ... and parameters {...}") repeat
+    what the worker already logs, so Optuna is kept at WARNING unless ``verbose``.
+
+    Args:
+        verbose: DEBUG for reid-hpo (and INFO for Optuna) instead of INFO (WARNING).
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=LOG_FORMAT,
+        datefmt=DATE_FORMAT,
+    )
+    import optuna.logging
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
