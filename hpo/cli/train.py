@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.cli._app import app
+from reid_core.config import DataConfig
+from reid_core.config import LossConfig
+from reid_core.config import ModelConfig
+from reid_core.config import OptimConfig
 from reid_core.config import TrainConfig
 from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
+from reid_core.presets import apply_preset
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ def build_train_config(
     model: dict[str, Any],
     optim: dict[str, Any],
     top: dict[str, Any],
+    loss: dict[str, Any] | None = None,
     validation: bool = True,
 ) -> TrainConfig:
     """Apply command-line overrides (``None`` = not given) to a base configuration.
@@ -49,6 +56,7 @@ def build_train_config(
         base: Defaults, or the configuration read from ``--config``.
         data: Overrides of :class:`DataConfig` fields.
         model: Overrides of :class:`ModelConfig` fields.
+        loss: Overrides of :class:`LossConfig` fields.
         optim: Overrides of :class:`OptimConfig` fields.
         top: Overrides of the top-level :class:`TrainConfig` fields.
         validation: False trains on every training id, without any validation split.
@@ -70,6 +78,7 @@ def build_train_config(
         base,
         data=data_cfg,
         model=replace(base.model, **given(model)),
+        loss=replace(base.loss, **given(loss or {})),
         optim=replace(base.optim, **given(optim)),
         **given(top),
     )
@@ -98,52 +107,222 @@ def _parse_milestones(text: str | None) -> tuple[int, ...] | None:
         ) from None
 
 
+class Dataset(StrEnum):
+    """``--dataset``."""
+
+    mars = "mars"
+    ilidsvid = "ilidsvid"
+    prid = "prid"
+
+
+class Arch(StrEnum):
+    """``--arch``."""
+
+    tp = "tp"
+    ta = "ta"
+    ta_bt = "ta_bt"
+
+
+class Backbone(StrEnum):
+    """``--backbone``."""
+
+    resnet10 = "resnet10"
+    resnet18 = "resnet18"
+    resnet34 = "resnet34"
+    resnet50 = "resnet50"
+    resnet101 = "resnet101"
+
+
+class Attention(StrEnum):
+    """``--attention``."""
+
+    full_map = "full_map"
+    pooled = "pooled"
+
+
+class PresetName(StrEnum):
+    """``--preset``: :data:`reid_core.presets.PRESETS`."""
+
+    baseline = "baseline"
+    bot = "bot"
+    bot_osm = "bot_osm"
+    bot_osm_cl = "bot_osm_cl"
+
+
+class Prototypes(StrEnum):
+    """``--prototypes``."""
+
+    classifier = "classifier"
+    centers = "centers"
+
+
+class Distance(StrEnum):
+    """``--triplet-distance``."""
+
+    euclidean = "euclidean"
+    cosine = "cosine"
+
+
+class Amp(StrEnum):
+    """``--amp``: the precision policy."""
+
+    auto = "auto"
+    fp16 = "fp16"
+    bf16 = "bf16"
+    off = "off"
+
+
+_D, _M, _L, _O, _T = DataConfig(), ModelConfig(), LossConfig(), OptimConfig(), TrainConfig()
+
+
+def _opt(*names: str, default: Any, help: str, **kwargs: Any) -> Any:
+    """An option whose ``None`` means "not given" (the config or preset value stays), with
+    the recipe's default shown in ``--help``."""
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+    return typer.Option(None, *names, help=help, show_default=shown, **kwargs)
+
+
 @app.command("train", epilog=_TRAIN_EPILOG)
 def train_command(
-    dataset: str | None = typer.Option(None, "--dataset", help="mars, ilidsvid or prid."),
-    root: Path | None = typer.Option(None, "--root", help="Dataset root directory."),
-    split_id: int | None = typer.Option(None, "--split-id", help="iLIDS-VID / PRID split (0-9)."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1),
-    eval_every: int | None = typer.Option(None, "--eval-every", min=1),
-    arch: str | None = typer.Option(None, "--arch", help="tp, ta or ta_bt."),
-    backbone: str | None = typer.Option(None, "--backbone", help="resnet10/18/34/50/101."),
-    attention: str | None = typer.Option(None, "--attention", help="pooled or full_map."),
-    height: int | None = typer.Option(None, "--height", min=1),
-    width: int | None = typer.Option(None, "--width", min=1),
-    seq_len: int | None = typer.Option(None, "--seq-len", min=1),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
-    num_instances: int | None = typer.Option(None, "--num-instances", min=1),
-    pad: int | None = typer.Option(
-        None, "--pad", min=0, help="Random-crop padding in pixels (10 at 224x112)."
+    dataset: Dataset | None = typer.Option(
+        None, "--dataset", help="Dataset layout (required unless --config)."
     ),
-    lr: float | None = typer.Option(None, "--lr", min=0.0),
-    warmup_epochs: int | None = typer.Option(None, "--warmup-epochs", min=0),
-    milestones: str | None = typer.Option(None, "--milestones", help="e.g. 40,70"),
-    seed: int | None = typer.Option(None, "--seed"),
-    output: Path | None = typer.Option(None, "--output", help="Run directory."),
+    root: Path | None = typer.Option(
+        None, "--root", help="Dataset root directory (required unless --config)."
+    ),
+    split_id: int | None = _opt(
+        "--split-id", default=_D.split_id, min=0, help="iLIDS-VID / PRID train/test split (0-9)."
+    ),
+    preset: PresetName | None = typer.Option(
+        None,
+        "--preset",
+        help="A row of the reference's table (see README); the options below override it.",
+    ),
+    epochs: int | None = _opt("--epochs", default=_T.epochs, min=1, help="Training epochs."),
+    eval_every: int | None = _opt(
+        "--eval-every", default=_T.eval_every, min=1, help="Evaluate and checkpoint every N epochs."
+    ),
+    arch: Arch | None = _opt(
+        "--arch", default=_M.arch, help="TP (average pooling), TA (attention), TA_BT (+ BNNeck)."
+    ),
+    backbone: Backbone | None = _opt("--backbone", default=_M.backbone, help="ResNet depth."),
+    attention: Attention | None = _opt(
+        "--attention", default=_M.attention, help="full_map (faithful, tied to the frame size)."
+    ),
+    last_stride: int | None = _opt(
+        "--last-stride", default=_M.last_stride, min=1, max=2, help="Stride of ResNet layer4."
+    ),
+    height: int | None = _opt("--height", default=_D.height, min=1, help="Frame height."),
+    width: int | None = _opt("--width", default=_D.width, min=1, help="Frame width."),
+    seq_len: int | None = _opt("--seq-len", default=_D.seq_len, min=1, help="Frames per clip."),
+    batch_size: int | None = _opt(
+        "--batch-size", default=_D.batch_size, min=1, help="Clips per batch (P x K)."
+    ),
+    num_instances: int | None = _opt(
+        "--num-instances", default=_D.num_instances, min=1, help="K: clips per id in a batch."
+    ),
+    pad: int | None = _opt(
+        "--pad", default=_D.pad, min=0, help="Padding before the random translation, in pixels."
+    ),
+    random_erasing: float | None = _opt(
+        "--random-erasing", default=_D.random_erasing, min=0.0, max=1.0, help="Probability."
+    ),
+    lr: float | None = _opt("--lr", default=_O.lr, min=0.0, help="Adam learning rate."),
+    weight_decay: float | None = _opt(
+        "--weight-decay", default=_O.weight_decay, min=0.0, help="Adam weight decay."
+    ),
+    warmup_epochs: int | None = _opt(
+        "--warmup-epochs", default=_O.warmup_epochs, min=0, help="Linear warm-up from 0.01x."
+    ),
+    milestones: str | None = _opt(
+        "--milestones", default=_O.milestones, help="Epochs where the LR is multiplied by gamma."
+    ),
+    gamma: float | None = _opt("--gamma", default=_O.gamma, min=0.0, help="LR decay factor."),
+    label_smoothing: float | None = _opt(
+        "--label-smoothing", default=_L.label_smoothing, min=0.0, max=0.99, help="CE epsilon."
+    ),
+    triplet: bool | None = typer.Option(
+        None,
+        "--triplet/--no-triplet",
+        help="Batch-hard triplet term, weight (1 - beta) (default: on)",
+        show_default=False,
+    ),
+    margin: float | None = _opt(
+        "--margin", default=_L.triplet_margin, min=0.0, help="Triplet margin."
+    ),
+    triplet_distance: Distance | None = _opt(
+        "--triplet-distance", default=_L.triplet_distance, help="Triplet distance."
+    ),
+    center: bool | None = typer.Option(
+        None,
+        "--center/--no-center",
+        help=f"Center loss, weight {_L.center_weight:g} (default: on)",
+        show_default=False,
+    ),
+    osm: bool | None = typer.Option(
+        None,
+        "--osm/--no-osm",
+        help="OSM + CAA loss; --osm alone sets beta 1 (the reference's plain training). "
+        "(default: off)",
+        show_default=False,
+    ),
+    beta: float | None = _opt(
+        "--beta", default=_L.beta, min=0.0, max=1.0, help="OSM weight; triplet gets 1 - beta."
+    ),
+    prototypes: Prototypes | None = _opt(
+        "--prototypes", default=_L.prototypes, help="OSM class prototypes (centers: CL centers)."
+    ),
+    sigma: float | None = _opt("--sigma", default=_L.osm_sigma, min=0.0, help="OSM sigma."),
+    alpha: float | None = _opt("--alpha", default=_L.osm_alpha, min=0.0, help="OSM alpha."),
+    osm_l: float | None = _opt(
+        "--osm-l", default=_L.osm_l, min=0.0, max=1.0, help="OSM l (negative-pair share)."
+    ),
+    init_from: Path | None = typer.Option(
+        None,
+        "--init-from",
+        help="Start from this checkpoint's backbone and temporal attention (e.g. a MARS model "
+        "for PRID); neck, classifier and centers start afresh.",
+    ),
+    seed: int | None = _opt("--seed", default=_T.seed, help="Random seed."),
+    output: Path | None = _opt("--output", default=_T.output_dir, help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/last.pt."),
-    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="No ImageNet weights."),
-    amp: bool = typer.Option(False, "--amp", help="Mixed precision (CUDA only)."),
+    pretrained: bool | None = typer.Option(
+        None,
+        "--pretrained/--no-pretrained",
+        help="ImageNet weights from the torch hub cache (default: pretrained)",
+        show_default=False,
+    ),
+    amp: Amp | None = _opt(
+        "--amp", default=_T.amp, help="Precision policy (auto: bf16/fp16 on GPU)."
+    ),
     no_validation: bool = typer.Option(
         False, "--no-validation", help="Train on every train id; no evaluation during training."
     ),
     eval_rerank: bool = typer.Option(
         False, "--eval-rerank", help="Also report re-ranked validation metrics."
     ),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    num_workers: int | None = typer.Option(None, "--num-workers", min=0),
+    device: str | None = _opt("--device", default=_T.device, help="auto, cpu, cuda, cuda:1, ..."),
+    num_workers: int | None = _opt(
+        "--num-workers", default=_D.num_workers, min=0, help="Data-loading processes."
+    ),
     config: Path | None = typer.Option(
-        None, "--config", help="TrainConfig JSON (e.g. a run's config.json); flags override it."
+        None, "--config", help="TrainConfig JSON (e.g. a run's config.json); options override it."
     ),
 ) -> None:
-    """Train one model (validation metrics only; the test set is left to `evaluate`)."""
+    """Train one model (validation metrics only; the test set is left to `evaluate`).
+
+    Order: the defaults (the reference's full-size MARS recipe) or --config, then --preset,
+    then every option given.
+    """
     base = _read_config(config) if config is not None else TrainConfig()
     if config is None and (dataset is None or root is None):
         raise ConfigError("--dataset and --root are required (or give --config)")
+    if preset is not None:
+        base = apply_preset(base, preset.value)
     cfg = build_train_config(
         base,
         data={
-            "dataset": dataset,
+            "dataset": _value(dataset),
             "root": None if root is None else str(root),
             "split_id": split_id,
             "height": height,
@@ -153,25 +332,46 @@ def train_command(
             "num_instances": num_instances,
             "num_workers": num_workers,
             "pad": pad,
+            "random_erasing": random_erasing,
         },
         model={
-            "arch": arch,
-            "backbone": backbone,
-            "attention": attention,
-            "pretrained": False if no_pretrained else None,
+            "arch": _value(arch),
+            "backbone": _value(backbone),
+            "attention": _value(attention),
+            "last_stride": last_stride,
+            "pretrained": pretrained,
         },
+        loss=loss_overrides(
+            base.loss,
+            triplet=triplet,
+            center=center,
+            osm=osm,
+            beta=beta,
+            values={
+                "label_smoothing": label_smoothing,
+                "triplet_margin": margin,
+                "triplet_distance": _value(triplet_distance),
+                "prototypes": _value(prototypes),
+                "osm_sigma": sigma,
+                "osm_alpha": alpha,
+                "osm_l": osm_l,
+            },
+        ),
         optim={
             "lr": lr,
+            "weight_decay": weight_decay,
             "warmup_epochs": warmup_epochs,
             "milestones": _parse_milestones(milestones),
+            "gamma": gamma,
         },
         top={
             "epochs": epochs,
             "eval_every": eval_every,
             "seed": seed,
             "output_dir": None if output is None else str(output),
-            "amp": True if amp else None,
+            "amp": _value(amp),
             "device": device,
+            "init_from": None if init_from is None else str(init_from),
         },
         validation=not no_validation,
     )
@@ -186,26 +386,78 @@ def train_command(
     console = Console()
     if result.final_metrics:
         console.print(_metrics_table("Validation (final epoch)", result.final_metrics))
+    if trainer.init_source:
+        console.print(f"initialised from: {trainer.init_source['checkpoint']}")
     console.print(f"checkpoint: {result.checkpoint}")
     console.print(f"results:    {Path(cfg.output_dir) / 'results.json'}")
+
+
+def loss_overrides(
+    base: LossConfig,
+    *,
+    triplet: bool | None,
+    center: bool | None,
+    osm: bool | None,
+    beta: float | None,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    """The LossConfig overrides of the loss switches and values (``None`` = not given).
+
+    ``--osm`` without ``--beta`` sets beta 1 (the reference's plain training: OSM replaces the
+    triplet); ``--no-osm`` sets beta 0; ``--no-triplet`` and ``--no-center`` set their weight 0.
+
+    Raises:
+        ConfigError: ``--osm`` with ``--beta 0``, or ``--no-osm`` with ``--beta`` > 0.
+    """
+    if osm is True and beta == 0.0:
+        raise ConfigError("--osm with --beta 0 leaves the OSM loss out; give --beta > 0")
+    if osm is False and beta is not None and beta > 0.0:
+        raise ConfigError(f"--no-osm with --beta {beta}: beta is the OSM weight; drop one")
+    if beta is None and osm is not None:
+        beta = (1.0 if base.beta == 0.0 else base.beta) if osm else 0.0
+    overrides = {**values, "beta": beta}
+    if triplet is not None:
+        overrides["triplet_weight"] = 1.0 if triplet else 0.0
+    if center is not None:
+        overrides["center_weight"] = LossConfig().center_weight if center else 0.0
+    return overrides
+
+
+def _value(choice: StrEnum | None) -> str | None:
+    return None if choice is None else choice.value
 
 
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (.pt), last.pt or a run directory."),
-    root: Path | None = typer.Option(None, "--root", help="Dataset root, if it moved."),
+    root: Path | None = typer.Option(
+        None, "--root", help="Dataset root, if it moved since training.", show_default=False
+    ),
     rerank: bool = typer.Option(False, "--rerank", help="Also report k-reciprocal re-ranking."),
-    device: str = typer.Option("auto", "--device"),
-    num_workers: int | None = typer.Option(None, "--num-workers", min=0),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    num_workers: int | None = typer.Option(
+        None, "--num-workers", min=0, help="Data-loading processes (default: the run's)."
+    ),
+    amp: Amp | None = typer.Option(
+        None, "--amp", help="Precision of the features (default: the run's policy)."
+    ),
 ) -> None:
-    """Evaluate a checkpoint once on the TEST split; writes <checkpoint>.test.json beside it."""
+    """Evaluate a checkpoint once on the TEST split; writes <checkpoint>.test.json beside it.
+
+    Example: reid-hpo evaluate runs/train/last.pt --rerank
+    """
     from reid_core.engine import evaluate_checkpoint
     from reid_core.engine import resolve_checkpoint
     from reid_core.engine import write_json_atomic
 
     path = resolve_checkpoint(checkpoint)
     result, info = evaluate_checkpoint(
-        path, root=root, rerank=rerank, device=device, num_workers=num_workers
+        path,
+        root=root,
+        rerank=rerank,
+        device=device,
+        num_workers=num_workers,
+        amp=_value(amp),
     )
     out = path.with_name(path.stem + ".test.json")
     try:

@@ -1,0 +1,332 @@
+"""Retrain a trial's parameters on every training id with the plain-training length, then
+evaluate once on the test split: how the reference's published numbers were made.
+
+The search scores a trial on a validation split carved from the training ids, for the search's
+epochs (121 on MARS). The reference then trains the searched parameters on all training ids
+(no carve-out) for up to 400 epochs, with random erasing (p = 0.5), and tests that model.
+:func:`retrain_trial` does the same for the best trial (or a chosen one), in its own folder
+``<artifacts.root>/<study uuid>/retrain/trial_<n>/``, resumable like a trial, and stores the
+result in the study user attr ``"retrain_result"`` next to the best trial's own test result.
+Nothing reads it back for selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from hpo import __version__
+from hpo.errors import NoCompletedTrialError
+from hpo.errors import ReidHpoError
+from hpo.spec import to_train_config
+from hpo.study._artifacts import config_hash
+from hpo.study._artifacts import stored_path
+from hpo.study._artifacts import study_dir
+from hpo.study._final_eval import TestEvaluator
+from hpo.study._final_eval import reid_core_evaluator
+from hpo.study._lifecycle import ensure_study_uuid
+from hpo.study.records import StudyAttr
+from hpo.study.records import TrialAttr
+from hpo.study.records import best_of_study
+from hpo.study.records import stored_retrain_result
+from reid_core.config import TrainConfig
+from reid_core.errors import EvaluationError
+
+if TYPE_CHECKING:
+    from hpo.spec import StudySpec
+
+logger = logging.getLogger(__name__)
+
+PLAIN_TRAINING_EPOCHS = 400
+"""The reference's plain training: ``args.max_epoch = 400`` on all training ids."""
+PLAIN_TRAINING_ERASING = 0.5
+"""Random erasing of the reference's plain training (its search has none)."""
+RETRAIN_DIR = "retrain"
+IDENTITY_FILE = "retrain.json"
+TEST_FILE = "test.json"
+
+TrainerFactory = Callable[[TrainConfig], Any]
+"""``cfg -> trainer`` with ``fit(*, callbacks, resume_from)`` and ``num_classes``."""
+
+
+class RetrainError(ReidHpoError):
+    """A retrain that cannot run: done already, a folder that is not its own, a bad trial."""
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """What to retrain and how.
+
+    Attributes:
+        trial: The trial whose parameters are retrained (None: the best trial).
+        epochs: Training length (the reference's plain training: 400).
+        random_erasing: Random-erasing probability (plain training: 0.5).
+        output: The run folder (None: ``<artifacts.root>/<uuid>/retrain/trial_<n>/``).
+        force: Retrain although a result is stored (a finished folder is cleared first).
+        rerank: Also evaluate with k-reciprocal re-ranking.
+        device: ``"auto"``, ``"cpu"``, ``"cuda:0"``, ...
+    """
+
+    trial: int | None = None
+    epochs: int = PLAIN_TRAINING_EPOCHS
+    random_erasing: float = PLAIN_TRAINING_ERASING
+    output: Path | None = None
+    force: bool = False
+    rerank: bool = True
+    device: str = "auto"
+
+
+def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """The best trial, or trial ``number`` (COMPLETE or PRUNED: it has all its parameters).
+
+    Raises:
+        NoCompletedTrialError: No trial has completed (and none was named).
+        RetrainError: The named trial does not exist or never finished.
+    """
+    if number is None:
+        best = best_of_study(study)
+        if best is None:
+            raise NoCompletedTrialError(
+                f"study {study.study_name!r} has no complete trial: nothing to retrain"
+            )
+        return best
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise RetrainError(f"study {study.study_name!r} has no trial {number}")
+    trial = trials[number]
+    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+        raise RetrainError(
+            f"trial {number} of {study.study_name!r} is {trial.state.name}; only COMPLETE or "
+            "PRUNED trials can be retrained"
+        )
+    return trial
+
+
+def refuse_if_retrained(study: optuna.Study, *, force: bool) -> None:
+    """Refuse a second retrain of ``study`` unless ``force``.
+
+    Raises:
+        RetrainError: A retrain result is stored.
+    """
+    stored = stored_retrain_result(study.user_attrs)
+    if stored is not None and not force:
+        raise RetrainError(
+            f"study {study.study_name!r} already has a retrain result (trial "
+            f"{stored.get('trial')}, {stored.get('epochs')} epochs, in "
+            f"{stored.get('output_dir')}); add --force to retrain again"
+        )
+
+
+def retrain_config(
+    spec: StudySpec, trial: FrozenTrial, options: RetrainOptions, output_dir: Path
+) -> TrainConfig:
+    """The trial's configuration, on every training id, for ``options.epochs`` epochs.
+
+    The seed is the trial's; the schedule (warm-up, milestones) is the study's recipe.
+    """
+    cfg = to_train_config(spec, trial.params, trial_number=trial.number, output_dir=".")
+    seed = trial.user_attrs.get(TrialAttr.SEED, cfg.seed)
+    data = dataclasses.replace(cfg.data, validation=None, random_erasing=options.random_erasing)
+    return dataclasses.replace(
+        cfg,
+        data=data,
+        epochs=options.epochs,
+        seed=int(seed),
+        output_dir=str(output_dir),
+        device=options.device,
+    )
+
+
+def default_folder(study: optuna.Study, spec: StudySpec, trial: int) -> Path:
+    """``<artifacts.root>/<study uuid>/retrain/trial_<n>``."""
+    return study_dir(spec.artifacts.root, ensure_study_uuid(study)) / RETRAIN_DIR / f"trial_{trial}"
+
+
+def retrain_trial(
+    study: optuna.Study,
+    spec: StudySpec,
+    options: RetrainOptions,
+    *,
+    trainer_factory: TrainerFactory | None = None,
+    evaluator: TestEvaluator | None = None,
+) -> dict[str, Any]:
+    """Retrain a trial on all training ids, evaluate it once on the test split, store it.
+
+    A folder holding an unfinished retrain of the same study, trial and configuration is
+    resumed from its newest verified checkpoint (a killed retrain continues).
+
+    Args:
+        study: The study (its trials and user attrs).
+        spec: Its spec.
+        options: Trial, epochs, folder, device, ...
+        trainer_factory: Builds the trainer (the ``reid_core`` one when None).
+        evaluator: Test-split evaluation (:func:`reid_core_evaluator` when None).
+
+    Returns:
+        The stored result: ``{"trial", "epochs", "train_ids", "metrics", "cmc",
+        "checkpoint", "config", "code_version", "evaluated_at", ...}``.
+
+    Raises:
+        RetrainError: A result is stored (without ``force``), or the folder is not this
+            retrain's.
+        NoCompletedTrialError: No trial to retrain.
+        reid_core.errors.ReidError: Training or evaluation failed (checkpoints are kept).
+    """
+    refuse_if_retrained(study, force=options.force)
+    trial = pick_trial(study, options.trial)
+    folder = options.output or default_folder(study, spec, trial.number)
+    cfg = retrain_config(spec, trial, options, folder)
+    identity = {
+        "study_uuid": ensure_study_uuid(study),
+        "trial": trial.number,
+        "config_hash": config_hash(cfg),
+    }
+    resume_from = _prepare_folder(folder, identity, force=options.force)
+    _write_json(folder / IDENTITY_FILE, identity)
+    logger.info(
+        "study %r: retraining trial %d on every training id for %d epochs in %s%s",
+        study.study_name,
+        trial.number,
+        cfg.epochs,
+        folder,
+        f", resuming from {resume_from}" if resume_from else "",
+    )
+    trainer = (trainer_factory or _build_trainer)(cfg)
+    callbacks = _tensorboard(folder)
+    fit = trainer.fit(callbacks=callbacks, resume_from=resume_from)
+    if fit.checkpoint is None or fit.epochs_run < cfg.epochs:
+        raise RetrainError(
+            f"retrain of trial {trial.number} stopped after {fit.epochs_run} of {cfg.epochs} "
+            "epochs; run the command again to continue"
+        )
+    raw = (evaluator or reid_core_evaluator)(
+        Path(fit.checkpoint), root=Path(spec.dataset.root), rerank=options.rerank, device=cfg.device
+    )
+    result = _result(trial, cfg, trainer, fit, raw, spec.artifacts.root)
+    _write_json(folder / TEST_FILE, result)
+    study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
+    return result
+
+
+def _prepare_folder(folder: Path, identity: dict[str, Any], *, force: bool) -> Path | None:
+    """The checkpoint to resume from (None: start afresh), after clearing a finished retrain
+    when ``force``.
+
+    Raises:
+        RetrainError: The folder holds something else, or another retrain without ``force``.
+    """
+    from reid_core.engine import find_resumable_checkpoint
+
+    if not folder.exists() or not any(folder.iterdir()):
+        return None
+    recorded = _read_json(folder / IDENTITY_FILE)
+    if recorded is None:
+        raise RetrainError(
+            f"{folder} is not empty and holds no retrain ({IDENTITY_FILE}); choose another --output"
+        )
+    same = recorded == identity
+    finished = (folder / TEST_FILE).is_file()
+    if same and not (finished and force):
+        return find_resumable_checkpoint(folder)
+    if not same and not force:
+        raise RetrainError(
+            f"{folder} holds a retrain of another trial or configuration (trial "
+            f"{recorded.get('trial')}); add --force to replace it, or choose another --output"
+        )
+    logger.info("removing the previous retrain in %s (--force)", folder)
+    shutil.rmtree(folder)
+    return None
+
+
+def _result(
+    trial: FrozenTrial,
+    cfg: TrainConfig,
+    trainer: Any,
+    fit: Any,
+    raw: dict[str, Any],
+    root: str,
+) -> dict[str, Any]:
+    """The stored record; paths under the artifacts root are stored relative to it."""
+    from reid_core.engine import code_version
+
+    metrics = raw.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise EvaluationError(
+            f"test evaluation of the retrained trial {trial.number} gave no metrics"
+        )
+    return {
+        **{k: v for k, v in raw.items() if k not in ("metrics", "cmc")},
+        "trial": trial.number,
+        "params": dict(trial.params),
+        "epochs": cfg.epochs,
+        "epochs_run": fit.epochs_run,
+        "train_ids": int(trainer.num_classes),
+        "metrics": {str(k): _finite_or_none(v) for k, v in metrics.items()},
+        "cmc": [float(v) for v in raw.get("cmc") or []],
+        "checkpoint": stored_path(root, fit.checkpoint),
+        "output_dir": stored_path(root, cfg.output_dir),
+        "config": cfg.to_dict(),
+        "code_version": {"hpo": __version__, **code_version()},
+        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _build_trainer(cfg: TrainConfig) -> Any:
+    from reid_core.engine import Trainer
+
+    return Trainer(cfg)
+
+
+def _tensorboard(folder: Path) -> list[Any]:
+    from reid_core.engine import TENSORBOARD_DIR
+    from reid_core.engine import TensorBoardLog
+
+    return [TensorBoardLog(folder / TENSORBOARD_DIR)]
+
+
+def _finite_or_none(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from reid_core.engine import write_json_atomic
+
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:
+        raise RetrainError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+__all__ = [
+    "PLAIN_TRAINING_EPOCHS",
+    "PLAIN_TRAINING_ERASING",
+    "RetrainError",
+    "RetrainOptions",
+    "default_folder",
+    "pick_trial",
+    "refuse_if_retrained",
+    "retrain_config",
+    "retrain_trial",
+]
