@@ -65,8 +65,9 @@ def free_study_name(base: str, storage_url: str) -> str:
 
 
 def _demo_spec(spec: StudySpec, *, out: Path, data_root: Path, name: str) -> StudySpec:
-    dataset = spec.dataset.model_copy(update={"root": str(data_root)})
-    artifacts = spec.artifacts.model_copy(update={"root": str(out / "runs")})
+    # Absolute roots: `study test` and `study report` then work from any working directory.
+    dataset = spec.dataset.model_copy(update={"root": str(data_root.resolve())})
+    artifacts = spec.artifacts.model_copy(update={"root": str((out / "runs").resolve())})
     return spec.model_copy(update={"name": name, "dataset": dataset, "artifacts": artifacts})
 
 

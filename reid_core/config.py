@@ -23,17 +23,19 @@ class ValidationConfig:
     """How a validation split is carved out of the training ids (never from the test set).
 
     ``sampling="random"`` draws ``fraction`` of the train ids with ``seed``; ``"guided"`` takes
-    the hardest ids (``guided_ids`` when given, else the ids with the lowest per-id AP under a
-    model-free colour-histogram embedding, see :func:`reid_core.data.carve_validation`).
-    ``distractor_fraction`` of the remaining training tracklets are added to the validation
-    gallery as distractors.
+    a fixed list of hard ids: ``guided_ids``, or the named ``preset`` (``"paper"``: the
+    reference's 32 MARS ids); ``"colour_hardness"`` takes the ``fraction`` of ids with the
+    lowest per-id AP under a model-free colour-histogram embedding (see
+    :func:`reid_core.data.carve_validation`). ``distractor_fraction`` of the remaining training
+    tracklets are added to the validation gallery as distractors.
     """
 
-    sampling: Literal["random", "guided"] = "random"
+    sampling: Literal["random", "guided", "colour_hardness"] = "random"
     fraction: float = 0.1
     distractor_fraction: float = 0.25
     seed: int = 0
     guided_ids: tuple[int, ...] | None = None
+    preset: Literal["paper"] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,17 @@ class DataConfig:
     pad: int = 10
     cache_frames: bool = False
     validation: ValidationConfig | None = field(default_factory=ValidationConfig)
+    #: "per_id": each training id once per epoch with K tracklets (the reference's sampler:
+    #: floor(ids * K / batch) batches); "per_tracklet": every tracklet once per epoch.
+    epoch_sampling: Literal["per_id", "per_tracklet"] = "per_id"
+    #: "reference": pad + the reference's random 2-D translation (x1.125 resize + crop half the
+    #: time, else a resize); "pad_crop": pad + random crop back to size.
+    translation: Literal["reference", "pad_crop"] = "reference"
+    #: Random flip / translation / erasing drawn per "frame" (the reference) or once per "clip".
+    augment_scope: Literal["frame", "clip"] = "frame"
+    #: Test clips: the "first" test_max_clips consecutive clips (the reference) or that many
+    #: "spaced" evenly over the whole tracklet.
+    test_clips: Literal["first", "spaced"] = "first"
 
 
 @dataclass(frozen=True)
@@ -67,9 +80,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Total loss ``CE_ls + (1-beta)*triplet + center_weight*center + beta*OSM_CAA``."""
+    """Total loss ``CE_ls + triplet_weight*(1-beta)*triplet + center_weight*center +
+    beta*OSM_CAA``; ``triplet_weight`` 0 switches the triplet term off (``--no-triplet``)."""
 
     label_smoothing: float = 0.1
+    triplet_weight: float = 1.0
     triplet_margin: float = 0.3
     triplet_distance: Literal["euclidean", "cosine"] = "cosine"
     center_weight: float = 5e-4
@@ -140,6 +155,9 @@ class TrainConfig:
     device: str = "auto"
     output_dir: str = "runs/train"
     deterministic: bool = False
+    #: A checkpoint whose backbone and temporal attention start this run (cross-dataset
+    #: fine-tuning); the neck, classifier and centers start afresh for this run's ids.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "amp", normalize_amp(self.amp))
@@ -190,12 +208,24 @@ _NESTED_TYPES: dict[str, type] = {
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; anything else unchanged."""
-    if device != "auto":
+    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; anything else unchanged.
+
+    Raises:
+        ConfigError: ``device`` names a CUDA device this machine does not have.
+    """
+    name, _, index = device.partition(":")
+    if device != "auto" and not (name == "cuda" and (index == "" or index.isdigit())):
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available() or int(index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {device}: no such CUDA device on this machine "
+            f"({torch.cuda.device_count()} visible); use --device cpu or auto"
+        )
+    return device
 
 
 def config_path(output_dir: str | Path) -> Path:

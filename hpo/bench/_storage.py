@@ -248,7 +248,7 @@ _WORKER_BOOTSTRAP = "from hpo.bench._storage_worker import worker_main; worker_m
 def _run_scenario(
     scenario: Scenario, url: str, config: StorageBenchConfig, scenario_dir: Path
 ) -> dict[str, Any]:
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url)
     try:
         optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="minimize")
     finally:
@@ -331,7 +331,7 @@ def _verify(url: str, records: list[dict[str, Any]], params: int) -> dict[str, A
     """Read the study back (uncached) and check every told trial is COMPLETE exactly once."""
     told = [(n, v) for r in records for n, v in zip(r["numbers"], r["values"], strict=True)]
     told_numbers = [n for n, _ in told]
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url)
     try:
         study_id = storage.get_study_id_from_name(STUDY_NAME)
         trials = storage.get_all_trials(study_id, deepcopy=False)

@@ -52,7 +52,7 @@ def worker_main() -> None:
     out = Path(job["out"])
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(job["url"], heartbeat=False)
+        storage = open_storage(job["url"])
         study = optuna.load_study(
             study_name=STUDY_NAME,
             storage=storage,

@@ -69,7 +69,18 @@ def _root(
 
 
 # Command groups, one module each; a module registers its commands on ``app`` at import.
-_COMMAND_MODULES = ("data", "train", "study", "report", "worker", "dashboard", "demo", "bench")
+_COMMAND_MODULES = (
+    "data",
+    "train",
+    "study",
+    "retrain",
+    "plan",
+    "report",
+    "worker",
+    "dashboard",
+    "demo",
+    "bench",
+)
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"hpo.cli.{_name}")

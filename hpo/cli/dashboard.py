@@ -28,16 +28,43 @@ def dashboard_command(
         "--artifact-dir",
         help="Folder of an Optuna FileSystemArtifactStore whose artifacts the dashboard lists.",
     ),
+    allowed_host: list[str] = typer.Option(
+        [],
+        "--allowed-host",
+        help="Host name the dashboard also answers for (repeatable); IP addresses always work.",
+    ),
+    read_only: bool | None = typer.Option(
+        None,
+        "--read-only/--read-write",
+        help="Refuse deleting, renaming and editing studies. Default: read-only unless bound "
+        "to a loopback address.",
+        show_default=False,
+    ),
 ) -> None:
-    """Serve optuna-dashboard on the study storage until Ctrl-C."""
+    """Serve optuna-dashboard on the study storage until Ctrl-C.
+
+    Only requests naming this server in their Host header are answered (no DNS rebinding), and
+    changes need the token in the printed URL (a cookie once it is opened).
+
+    Example: reid-hpo dashboard --port 8080
+    """
     from hpo.storage import resolve_storage_url
 
     url = resolve_storage_url(storage)
-    wsgi_app = dashboard.build_app(url, artifact_dir=artifact_dir)
-    for line in dashboard.startup_lines(url, host, port):
+    loopback = dashboard.is_loopback(host)
+    token = dashboard.new_token()
+    guarded = dashboard.DashboardGuard(
+        dashboard.build_app(url, artifact_dir=artifact_dir),
+        port=port,
+        token=token,
+        loopback=loopback,
+        allowed_hosts=allowed_host,
+        read_only=(not loopback) if read_only is None else read_only,
+    )
+    for line in dashboard.startup_lines(url, host, port, token=token, read_only=guarded.read_only):
         typer.echo(line, err=line.startswith("WARNING"))
     try:
-        dashboard.serve(wsgi_app, host=host, port=port)
+        dashboard.serve(guarded, host=host, port=port)
     except OSError as exc:
         typer.echo(f"Error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -57,7 +57,7 @@ def report_cmd(
     from hpo.storage import resolve_storage_url
 
     url = resolve_storage_url(storage)
-    opened = open_storage(url, heartbeat=False)
+    opened = open_storage(url, must_exist=True)
     try:
         study = _load_any_study(name, opened)
         path = build_report(study, out, storage_url=url)
@@ -92,7 +92,7 @@ def test_cmd(
     from hpo.study import evaluate_best_on_test
     from hpo.study import load_study
 
-    opened = open_storage(resolve_storage_url(storage), heartbeat=False)
+    opened = open_storage(resolve_storage_url(storage), must_exist=True)
     try:
         study, spec = load_study(name, opened)
         result = evaluate_best_on_test(study, spec, force=force, rerank=rerank, device=device)

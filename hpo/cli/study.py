@@ -110,6 +110,9 @@ def create_cmd(
 ) -> None:
     """Validate SPEC and create its study (refuses an existing name unless --resume).
 
+    When this machine sees the dataset, the spec is also checked against it (guided ids,
+    the validation carve-out) before anything is written.
+
     Example: reid-hpo study create studies/mars_map_random.yaml
     """
     from hpo.spec import load_spec
@@ -117,18 +120,23 @@ def create_cmd(
     from hpo.storage import mask_url
     from hpo.storage import open_storage
     from hpo.storage import resolve_storage_url
+    from hpo.study import check_spec_fits_its_dataset
     from hpo.study import create_study
 
     spec = load_spec(spec_file)
+    check_spec_fits_its_dataset(spec)
     opened = open_storage(resolve_storage_url(storage))
     try:
         existed = spec.name in {s.study_name for s in opened.get_all_studies()}
         study = create_study(spec, opened, resume=resume)
         n_trials = len(study.trials)
+        queued = 0 if existed else n_trials
     finally:
         close_storage(opened)
     verb = "Resumed" if existed else "Created"
     typer.echo(f"{verb} study {spec.name!r} in {mask_url(opened.url)} ({n_trials} trials so far).")
+    if queued:
+        typer.echo(f"Queued {queued} warm-start trial(s) first (warm_start in the spec).")
     typer.echo(f"Next: reid-hpo worker {spec.name} --gpus all   (on every GPU machine)")
 
 
@@ -319,6 +327,15 @@ def _print_best(best: BestTrial) -> None:
         console.print(f"test set (trial #{test.get('trial')}): {_pct_metrics(metrics)}")
     else:
         console.print("test set: not evaluated yet")
+    retrained = best.retrain_result
+    if retrained:
+        console.print(
+            f"retrained (trial #{retrained.get('trial')}, {retrained.get('train_ids')} ids, "
+            f"{retrained.get('epochs')} epochs), test set: "
+            f"{_pct_metrics(retrained.get('metrics') or {})}"
+        )
+    else:
+        console.print("retrained on all training ids: not yet ('study retrain')")
 
 
 @study_app.command("best")
@@ -371,8 +388,15 @@ def delete_cmd(
     name: NameArgument,
     storage: StorageOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    keep_artifacts: Annotated[
+        bool,
+        typer.Option("--keep-artifacts", help="Leave the study's checkpoint folder on disk."),
+    ] = False,
 ) -> None:
-    """Delete a study and all its trials (checkpoint files are left on disk).
+    """Delete a study, all its trials and its artifact folder (checkpoints, logs).
+
+    The folder is named by the study's uuid, so no other study's files are touched; one this
+    machine does not see is reported, not removed.
 
     Example: reid-hpo study delete old-study --yes
     """
@@ -382,9 +406,23 @@ def delete_cmd(
 
     url = resolve_storage_url(storage)
     if not yes:
-        typer.confirm(f"Delete study {name!r} and all its trials from {mask_url(url)}?", abort=True)
-    n_trials = delete_study(name, url)
-    typer.echo(f"Deleted study {name!r} ({n_trials} trials) from {mask_url(url)}.")
+        what = "all its trials" if keep_artifacts else "all its trials and checkpoints"
+        typer.confirm(f"Delete study {name!r} and {what} from {mask_url(url)}?", abort=True)
+    deleted = delete_study(name, url, keep_artifacts=keep_artifacts)
+    typer.echo(f"Deleted study {name!r} ({deleted.n_trials} trials) from {mask_url(url)}.")
+    if deleted.artifacts is None:
+        return
+    if deleted.artifacts_removed:
+        typer.echo(f"Removed its artifacts: {deleted.artifacts}")
+    elif keep_artifacts:
+        typer.echo(f"Its artifacts are kept in {deleted.artifacts}")
+    elif deleted.artifacts_error is not None:
+        typer.echo(
+            f"Could not remove all of {deleted.artifacts} ({deleted.artifacts_error}); remove "
+            "it once the study's workers have stopped."
+        )
+    else:
+        typer.echo(f"Its artifacts are not on this machine; remove {deleted.artifacts} there.")
 
 
 __all__ = ["study_app"]

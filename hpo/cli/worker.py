@@ -90,7 +90,7 @@ def run(
 
     url = resolve_storage_url(storage)
     path = Path(target)
-    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+    if path.suffix.lower() in (".yaml", ".yml") or _is_file(path):
         spec = load_spec(path)
         check_spec_can_run(spec)
         create_study(spec, url, resume=True)
@@ -99,3 +99,11 @@ def run(
         name = target
         check_study_can_run(name, url)
     raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials, device=device))
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the file system cannot hold (e.g. too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import os
@@ -15,6 +16,7 @@ import plotly.offline
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from hpo.errors import ReidHpoError
 from hpo.report import _figures
 from hpo.report._figures import Section
 from hpo.report._metric import Metric
@@ -27,6 +29,7 @@ from hpo.storage import mask_url
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
 from hpo.study.records import read_spec_or_none
+from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = No
         _figures.cmc_curve(best, test_result),
     ]
     header = _summary_html(study, trials, metric, best, test_result, storage_url)
+    header += _retrain_html(stored_retrain_result(study.user_attrs))
     header += setup_section(read_spec_or_none(study.user_attrs, study.study_name))
     document = _document(study.study_name, header, sections, trials_table(trials, metric, best))
     _write_atomically(out, document)
@@ -154,6 +158,30 @@ def _summary_html(
     return "\n".join(parts)
 
 
+def _retrain_html(result: dict[str, Any] | None) -> str:
+    """The retrained model's test result (``study retrain``), or a note that there is none."""
+    parts = [
+        "<section id='retrain'><h2>Retrained on all training ids (test split, evaluated once)</h2>"
+    ]
+    if result is None:
+        parts.append(
+            "<p class='note'>Not retrained yet: <code>reid-hpo study retrain NAME</code> trains "
+            "the best trial's parameters on every training id for the plain-training length."
+            "</p>"
+        )
+    else:
+        parts.append(
+            f"<p>trial {_e(result.get('trial'))}, {_e(result.get('train_ids'))} training ids, "
+            f"{_e(result.get('epochs'))} epochs; checkpoint <code>"
+            f"{_e(result.get('checkpoint'))}</code></p>"
+        )
+        metrics = result.get("metrics")
+        if isinstance(metrics, dict):
+            parts.append(_pct_table(metrics))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 def _section_html(index: int, section: Section) -> str:
     anchor = f"section-{index}"
     body = (
@@ -191,12 +219,24 @@ def _document(name: str, header: str, sections: list[Section], trials_table: str
 
 
 def _write_atomically(out: Path, text: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``out`` through a temporary file; a path that cannot hold a file is one line.
+
+    Raises:
+        ReidHpoError: ``out`` is a directory (``''`` is the working directory), lies under a
+            file, or cannot be written.
+    """
+    if out.is_dir() or not out.name:
+        raise ReidHpoError(f"cannot write the report to {str(out) or repr('')}: it is a directory")
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "x", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+            raise ReidHpoError(f"cannot write the report to {out}: {reason}") from None
         raise

@@ -74,14 +74,17 @@ def epochs_of(trial: FrozenTrial) -> int | None:
 
 def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | None) -> str:
     """One row per trial: state, objective, validation mAP/R1/R5/R10 in %, epochs, one column
-    per parameter, worker, start (ISO 8601), duration, fail reason. The best row is marked."""
+    per parameter, worker, start (ISO 8601), duration, warm-start source (when a trial has
+    one), fail reason. The best row is marked."""
     if not trials:
         return "<p class='note'>The study has no trials.</p>"
     params = list(dict.fromkeys(name for t in trials for name in t.params))
+    warm = any(TrialAttr.WARM_START in t.user_attrs for t in trials)
     headers = ["#", "state", metric.label, *(f"{h} (%)" for _, h in VAL_COLUMNS), "epochs"]
-    headers += [*params, "worker", "started", "duration (s)", "fail reason"]
+    headers += [*params, "worker", "started", "duration (s)"]
+    headers += [*(["warm start"] if warm else []), "fail reason"]
     head = "".join(f"<th title='click to sort'>{_e(h)}</th>" for h in headers)
-    rows = [_trial_row(t, params, metric, best) for t in trials]
+    rows = [_trial_row(t, params, metric, best, warm) for t in trials]
     return (
         "<p class='note'>Click a column header to sort; &#9733; marks the best trial "
         "(validation). Metrics are on the validation split.</p>"
@@ -90,7 +93,9 @@ def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | 
     )
 
 
-def _trial_row(t: FrozenTrial, params: list[str], metric: Metric, best: FrozenTrial | None) -> str:
+def _trial_row(
+    t: FrozenTrial, params: list[str], metric: Metric, best: FrozenTrial | None, warm: bool
+) -> str:
     is_best = best is not None and t.number == best.number
     value = t.value if t.values is not None and len(t.values) == 1 else None
     val = t.user_attrs.get(TrialAttr.VAL_METRICS)
@@ -114,6 +119,7 @@ def _trial_row(t: FrozenTrial, params: list[str], metric: Metric, best: FrozenTr
         _cell(str(t.user_attrs.get(TrialAttr.WORKER, ""))),
         _cell(started),
         _cell("" if duration is None else f"{duration:.0f}", duration),
+        *([_cell(str(t.user_attrs.get(TrialAttr.WARM_START, "")))] if warm else []),
         _cell(str(t.user_attrs.get(TrialAttr.FAIL_REASON, ""))),
     ]
     row_class = " class='best'" if is_best else ""

@@ -4,6 +4,7 @@
 - :mod:`~hpo.spec._paths`: search-space names -> TrainConfig paths.
 - :mod:`~hpo.spec._options`: the options each sampler and pruner accepts.
 - :mod:`~hpo.spec._schedule`: pruner defaults derived from the training schedule.
+- :mod:`~hpo.spec._warm_start`: the warm-start presets and fitting values into the space.
 - :mod:`~hpo.spec._loading`: YAML / JSON loading and one-line errors.
 - :mod:`~hpo.spec._train_config`: one trial's :class:`~reid_core.config.TrainConfig`.
 
@@ -31,6 +32,8 @@ from hpo.spec._schema import BudgetSpec
 from hpo.spec._schema import CategoricalParam
 from hpo.spec._schema import DatasetSpec
 from hpo.spec._schema import FloatParam
+from hpo.spec._schema import FromStudySpec
+from hpo.spec._schema import HeartbeatSpec
 from hpo.spec._schema import IntParam
 from hpo.spec._schema import ModelSpec
 from hpo.spec._schema import ObjectiveSpec
@@ -40,10 +43,16 @@ from hpo.spec._schema import SamplerSpec
 from hpo.spec._schema import StudySpec
 from hpo.spec._schema import TrainingSpec
 from hpo.spec._schema import ValidationSpec
+from hpo.spec._schema import WarmStartConfig
+from hpo.spec._schema import WarmStartSpec
 from hpo.spec._schema import known_archs
 from hpo.spec._schema import known_backbones
 from hpo.spec._schema import known_datasets
+from hpo.spec._schema import warm_start_configs
 from hpo.spec._train_config import to_train_config
+from hpo.spec._warm_start import WARM_START_PRESETS
+from hpo.spec._warm_start import fit_to_space
+from hpo.spec._warm_start import preset_values
 
 __all__ = [
     "PARAM_ALIASES",
@@ -51,11 +60,14 @@ __all__ = [
     "SAMPLER_OPTIONS",
     "TRAINING_PATHS",
     "TRUSTED_NAMES",
+    "WARM_START_PRESETS",
     "ArtifactsSpec",
     "BudgetSpec",
     "CategoricalParam",
     "DatasetSpec",
     "FloatParam",
+    "FromStudySpec",
+    "HeartbeatSpec",
     "IntParam",
     "ModelSpec",
     "ObjectiveSpec",
@@ -65,16 +77,21 @@ __all__ = [
     "StudySpec",
     "TrainingSpec",
     "ValidationSpec",
+    "WarmStartConfig",
+    "WarmStartSpec",
     "check_pruner_options",
     "check_sampler_options",
     "first_comparable_step",
+    "fit_to_space",
     "known_archs",
     "known_backbones",
     "known_datasets",
     "load_spec",
     "parse_spec",
+    "preset_values",
     "pruner_options",
     "resolve_param_path",
     "spec_from_json",
     "to_train_config",
+    "warm_start_configs",
 ]

@@ -55,6 +55,10 @@ TRAINING_PATHS: dict[str, str] = {
             "random_erasing",
             "pad",
             "cache_frames",
+            "epoch_sampling",
+            "translation",
+            "augment_scope",
+            "test_clips",
         )
     },
     **{
@@ -65,6 +69,7 @@ TRAINING_PATHS: dict[str, str] = {
         name: f"loss.{name}"
         for name in (
             "label_smoothing",
+            "triplet_weight",
             "triplet_margin",
             "triplet_distance",
             "center_weight",
@@ -79,7 +84,7 @@ TRAINING_PATHS: dict[str, str] = {
 }
 
 # TrainConfig paths a study fixes in other sections; searching them is refused.
-_UNSEARCHABLE = ("seed", "output_dir", "data.dataset", "data.root", "data.split_id")
+_UNSEARCHABLE = ("seed", "output_dir", "device", "data.dataset", "data.root", "data.split_id")
 _UNSEARCHABLE_PREFIXES = ("data.validation", "data.mars_gallery")
 
 
@@ -124,7 +129,10 @@ def resolve_param_path(name: str) -> str:
             f"unknown parameter {name!r}; use one of {known} or a dotted TrainConfig path"
         )
     if path in _UNSEARCHABLE or path.startswith(_UNSEARCHABLE_PREFIXES):
-        raise SpecError(f"{path!r} is fixed by the study (dataset / validation / seed sections)")
+        raise SpecError(
+            f"{path!r} is fixed by the study (dataset / validation / seed sections) or, for "
+            "device, by the worker that runs the trial"
+        )
     field_owner(path)
     return path
 

@@ -33,7 +33,7 @@ Examples: the demo schedule (6 epochs, warm-up 1, milestone 4) gives first compa
 a pruned trial stops after 5 of its 6 epochs at best; the MARS recipe (121 epochs, warm-up 10,
 milestones 40 and 70, evaluated every 10) gives 70, so the first comparison is at the evaluation
 of epoch index 79 and a pruned trial saves at most 41 of its 121 epochs. Explicit options always
-win (the shipped MARS studies set ``n_warmup_steps: 29``).
+win; the shipped studies leave them to these defaults.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import typing
+from dataclasses import dataclass
 from typing import Annotated
 from typing import Any
 from typing import Literal
@@ -40,12 +42,16 @@ from hpo.spec._paths import TRAINING_PATHS
 from hpo.spec._paths import field_owner
 from hpo.spec._paths import resolve_param_path
 from hpo.spec._schedule import pruner_options
+from hpo.spec._warm_start import fit_to_space
+from hpo.spec._warm_start import preset_values
+from hpo.spec._warm_start import value_problem
 from reid_core.config import DataConfig
 from reid_core.config import LossConfig
 from reid_core.config import ModelConfig
 from reid_core.config import OptimConfig
 from reid_core.config import TrainConfig
 from reid_core.config import normalize_amp
+from reid_core.presets import PRESETS
 
 _D = DataConfig()
 _L = LossConfig()
@@ -93,7 +99,9 @@ def _check_name(kind: str, value: str, known: Any, info: ValidationInfo) -> str:
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # Strict: a bool is not a number (``epochs: true`` is refused, not taken as 1), a string
+    # is not a number, and a float is not an integer.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 class DatasetSpec(_Spec):
@@ -113,11 +121,12 @@ class DatasetSpec(_Spec):
 class ValidationSpec(_Spec):
     """How the validation split is carved from the training ids (the test set is never used)."""
 
-    sampling: Literal["random", "guided"] = "random"
+    sampling: Literal["random", "guided", "colour_hardness"] = "random"
     fraction: float = Field(0.1, gt=0, lt=1)
     distractor_fraction: float = Field(0.25, ge=0, le=1)
     seed: int = 0
     guided_ids: list[int] | None = None
+    preset: Literal["paper"] | None = None
 
     @field_validator("guided_ids")
     @classmethod
@@ -129,6 +138,18 @@ class ValidationSpec(_Spec):
         if value is not None and not value:
             raise ValueError("guided_ids must list at least one id (or be null)")
         return value
+
+    @model_validator(mode="after")
+    def _guided_needs_one_list(self) -> ValidationSpec:
+        if self.preset is not None and self.sampling != "guided":
+            raise ValueError("preset is only used with sampling: guided")
+        if self.sampling == "guided" and (self.preset is None) == (self.guided_ids is None):
+            raise ValueError(
+                "sampling: guided takes its ids from exactly one of preset (paper: the "
+                "reference's 32 MARS ids) or guided_ids; for the hardest ids under a "
+                "colour-histogram embedding use sampling: colour_hardness"
+            )
+        return self
 
 
 class ModelSpec(_Spec):
@@ -167,6 +188,10 @@ class TrainingSpec(_Spec):
     random_erasing: float = Field(_D.random_erasing, ge=0, le=1)
     pad: int = Field(_D.pad, ge=0)
     cache_frames: bool = _D.cache_frames
+    epoch_sampling: Literal["per_id", "per_tracklet"] = _D.epoch_sampling
+    translation: Literal["reference", "pad_crop"] = _D.translation
+    augment_scope: Literal["frame", "clip"] = _D.augment_scope
+    test_clips: Literal["first", "spaced"] = _D.test_clips
     lr: float = Field(_O.lr, gt=0)
     weight_decay: float = Field(_O.weight_decay, ge=0)
     warmup_epochs: int = Field(_O.warmup_epochs, ge=0)
@@ -174,6 +199,7 @@ class TrainingSpec(_Spec):
     milestones: list[int] = Field(default_factory=lambda: list(_O.milestones))
     gamma: float = Field(_O.gamma, gt=0)
     label_smoothing: float = Field(_L.label_smoothing, ge=0, lt=1)
+    triplet_weight: float = Field(_L.triplet_weight, ge=0)
     triplet_margin: float = Field(_L.triplet_margin, ge=0)
     triplet_distance: Literal["euclidean", "cosine"] = _L.triplet_distance
     center_weight: float = Field(_L.center_weight, ge=0)
@@ -187,7 +213,8 @@ class TrainingSpec(_Spec):
     channels_last: bool = _T.channels_last
     compile: bool = _T.compile
     deterministic: bool = _T.deterministic
-    device: str = _T.device
+    device: str = Field(_T.device, pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
+    """Kept for ``TrainConfig``; a study's trials run where their worker puts them (``--gpus``)."""
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -334,6 +361,89 @@ class ArtifactsSpec(_Spec):
     root: str = Field("runs", min_length=1)
 
 
+class HeartbeatSpec(_Spec):
+    """How often a running trial signals life, and how long a silence fails it (seconds).
+
+    Stored with the study, so every worker uses the same values: a worker with a shorter
+    grace would fail the healthy trials of a worker with a longer interval.
+    """
+
+    interval: int = Field(30, ge=1)
+    grace: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _grace_covers_beats(self) -> HeartbeatSpec:
+        if self.grace is not None and self.grace < 2 * self.interval:
+            raise ValueError(
+                f"grace={self.grace} must be at least two intervals ({2 * self.interval} s), "
+                "or one late beat fails a healthy trial"
+            )
+        return self
+
+    @property
+    def grace_s(self) -> int:
+        """The grace period in seconds (three intervals when not set)."""
+        return self.grace if self.grace is not None else 3 * self.interval
+
+
+WarmStartValue = bool | int | float | str | None
+
+# user:password@ in a URL, or password=... in its query string.
+_URL_PASSWORD = re.compile(r"://[^/@]*:[^/@]*@|[?&](?:password|passwd|pwd)=", re.I)
+
+
+class FromStudySpec(_Spec):
+    """A finished study whose best ``top_k`` COMPLETE trials seed this one."""
+
+    name: str = Field(min_length=1)
+    top_k: int = Field(3, ge=1)
+    storage: str | None = Field(None, min_length=1)
+    """Its storage URL; this study's storage when null. Stored with the spec, so it may not
+    hold a password (give it through ``PGPASSWORD`` or ``~/.pgpass``)."""
+
+    @field_validator("storage")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is not None and _URL_PASSWORD.search(value):
+            raise ValueError(
+                "the URL holds a password, which would be stored with the study; give it "
+                "through PGPASSWORD or ~/.pgpass instead"
+            )
+        return value
+
+
+class WarmStartSpec(_Spec):
+    """Configurations enqueued when the study is created, before the sampler proposes any.
+
+    In this order: ``configs`` (each a full or partial assignment of search-space names;
+    every value must lie in its distribution), the ``preset`` (:mod:`hpo.spec._warm_start`
+    says where its numbers come from; values outside the search range are moved to the
+    nearest bound) and the best ``from_study.top_k`` trials of another study (parameters of
+    the same TrainConfig path, moved into range likewise). Parameters a configuration leaves
+    out are drawn by the sampler.
+    """
+
+    configs: list[dict[str, WarmStartValue]] = Field(default_factory=list)
+    preset: Literal["paper", "bot_defaults"] | None = None
+    from_study: FromStudySpec | None = None
+
+    @property
+    def max_trials(self) -> int:
+        """The most trials this section can enqueue."""
+        top_k = self.from_study.top_k if self.from_study is not None else 0
+        return len(self.configs) + (self.preset is not None) + top_k
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    """One configuration to enqueue, and where it came from (stored with its trial)."""
+
+    source: str
+    params: dict[str, Any]
+    notes: tuple[str, ...] = ()
+    """One line per value moved into the search range."""
+
+
 class StudySpec(_Spec):
     """A whole study. ``StudySpec.model_validate_json(spec.model_dump_json()) == spec``."""
 
@@ -348,7 +458,31 @@ class StudySpec(_Spec):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     budget: BudgetSpec
     artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
+    heartbeat: HeartbeatSpec = Field(default_factory=HeartbeatSpec)
+    warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     seed: int = 0
+    preset: str | None = None
+    """A variant of the reference's table (:data:`reid_core.presets.PRESETS`): its values fill
+    the ``model`` and ``training`` keys the spec does not give."""
+    init_from: str | None = None
+    """A checkpoint whose backbone and temporal attention start every trial."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or raw.get("preset") is None:
+            return raw
+        name = raw["preset"]
+        if name not in PRESETS:
+            raise ValueError(f"preset: unknown preset {name!r}; available: {', '.join(PRESETS)}")
+        filled = {**raw}
+        for path, value in PRESETS[name].values.items():
+            section, key = _spec_key_of(path)
+            given = filled.get(section)
+            given = given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
+            given.setdefault(key, list(value) if isinstance(value, tuple) else value)
+            filled[section] = given
+        return filled
 
     @model_validator(mode="after")
     def _cross_field(self, info: ValidationInfo) -> StudySpec:
@@ -365,6 +499,8 @@ class StudySpec(_Spec):
             _check_param_fits(self, where, path, param, info.context)
         _check_divisible(self)
         _check_eval_every(self)
+        warm_start_configs(self)
+        _check_warm_start(self)
         try:
             pruner_options(self)
         except ValueError as exc:
@@ -374,6 +510,57 @@ class StudySpec(_Spec):
     def fingerprint(self) -> str:
         """Canonical JSON of the spec (sorted keys): equal specs give equal strings."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def warm_start_configs(spec: StudySpec) -> list[WarmStartConfig]:
+    """The ``configs`` and ``preset`` of ``spec.warm_start``, checked against the search space,
+    in enqueue order (``from_study`` needs the storage: :mod:`hpo.study` adds it).
+
+    Raises:
+        ValueError: ``warm_start.configs.<i>.<name>: <reason>`` for an empty configuration, a
+            name outside the search space or a value outside its distribution; a preset that
+            sets none of the searched parameters or sets a categorical one to a non-choice.
+    """
+    found: list[WarmStartConfig] = []
+    for index, config in enumerate(spec.warm_start.configs):
+        where = f"warm_start.configs.{index}"
+        if not config:
+            raise ValueError(f"{where}: empty; give at least one search-space parameter")
+        for name, value in config.items():
+            param = spec.search_space.get(name)
+            if param is None:
+                known = ", ".join(spec.search_space)
+                raise ValueError(f"{where}.{name}: not in this study's search space ({known})")
+            problem = value_problem(param, value)
+            if problem is not None:
+                raise ValueError(f"{where}.{name}: {problem}")
+        found.append(WarmStartConfig(f"configs.{index}", dict(config)))
+    preset = spec.warm_start.preset
+    if preset is not None:
+        where = f"warm_start.preset {preset}"
+        params, notes = fit_to_space(spec.search_space, preset_values(preset), where)
+        if not params:
+            raise ValueError(f"{where}: sets none of this study's parameters")
+        found.append(WarmStartConfig(f"preset:{preset}", params, tuple(notes)))
+    return found
+
+
+def _check_warm_start(spec: StudySpec) -> None:
+    source = spec.warm_start.from_study
+    if source is not None and source.storage is None and source.name == spec.name:
+        raise ValueError("warm_start.from_study.name: is this study's own name")
+    most, n_trials = spec.warm_start.max_trials, spec.budget.n_trials
+    if n_trials is not None and most > n_trials:
+        raise ValueError(
+            f"warm_start: enqueues up to {most} trials but budget.n_trials is {n_trials}; "
+            "raise the budget or enqueue fewer"
+        )
+
+
+def _spec_key_of(path: str) -> tuple[str, str]:
+    """The spec section (``model`` or ``training``) and key of a TrainConfig path."""
+    section_cls, key = _spec_field_of(path)
+    return ("model" if section_cls is ModelSpec else "training"), key
 
 
 def _spec_field_of(path: str) -> tuple[type[_Spec], str]:
@@ -457,6 +644,8 @@ __all__ = [
     "CategoricalParam",
     "DatasetSpec",
     "FloatParam",
+    "FromStudySpec",
+    "HeartbeatSpec",
     "IntParam",
     "ModelSpec",
     "ObjectiveSpec",
@@ -466,7 +655,10 @@ __all__ = [
     "StudySpec",
     "TrainingSpec",
     "ValidationSpec",
+    "WarmStartConfig",
+    "WarmStartSpec",
     "known_archs",
     "known_backbones",
     "known_datasets",
+    "warm_start_configs",
 ]

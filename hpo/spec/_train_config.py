@@ -44,11 +44,13 @@ def to_train_config(
                 "distractor_fraction": validation.distractor_fraction,
                 "seed": validation.seed,
                 "guided_ids": validation.guided_ids,
+                "preset": validation.preset,
             },
         },
         "model": spec.model.model_dump(),
         "seed": spec.seed + trial_number,
         "output_dir": str(output_dir),
+        "init_from": spec.init_from,
     }
     for key, path in TRAINING_PATHS.items():
         set_path(raw, path, getattr(spec.training, key))

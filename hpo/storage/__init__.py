@@ -13,11 +13,12 @@ from hpo.storage._locks import StudyLock
 from hpo.storage._locks import lock_key
 from hpo.storage._locks import open_study_lock
 from hpo.storage._open import ENV_HEARTBEAT
-from hpo.storage._open import GRACE_FACTOR
-from hpo.storage._open import HEARTBEAT_INTERVAL
 from hpo.storage._open import MAX_RETRY
+from hpo.storage._open import Heartbeat
+from hpo.storage._open import check_heartbeat_override
 from hpo.storage._open import close_storage
-from hpo.storage._open import heartbeat_interval
+from hpo.storage._open import env_heartbeat_interval
+from hpo.storage._open import missing_sqlite_file
 from hpo.storage._open import open_storage
 from hpo.storage._optuna_adapter import ReconnectingRDBStorage
 from hpo.storage._optuna_adapter import heartbeat_ages
@@ -38,19 +39,20 @@ __all__ = [
     "ENV_HEARTBEAT",
     "ENV_RECONNECT",
     "ENV_STORAGE",
-    "GRACE_FACTOR",
-    "HEARTBEAT_INTERVAL",
     "MAX_RETRY",
     "RECONNECT_S",
+    "Heartbeat",
     "ReconnectingRDBStorage",
     "StudyLock",
+    "check_heartbeat_override",
     "close_storage",
+    "env_heartbeat_interval",
     "heartbeat_ages",
-    "heartbeat_interval",
     "is_connection_error",
     "is_postgres",
     "lock_key",
     "mask_url",
+    "missing_sqlite_file",
     "normalise_url",
     "open_storage",
     "open_study_lock",

@@ -1,12 +1,12 @@
 """Opening and closing the study database, with heartbeats, bounded pools and reconnects.
 
-Heartbeats: storages opened with ``heartbeat=True`` record a heartbeat every
-:func:`heartbeat_interval` seconds (``$REID_HPO_HEARTBEAT``, default 30) while a trial runs; a
-RUNNING trial silent for ``GRACE_FACTOR`` intervals is failed by the next worker (or watchdog)
-calling ``optuna.storages.fail_stale_trials`` and re-queued up to ``MAX_RETRY`` times with its
-params, user attrs and intermediate values, so it can resume from its checkpoint. Every process
-that touches a study must open its storage with the same settings: callbacks are not stored in
-the database.
+Heartbeats: a worker opens its storage with the study's :class:`Heartbeat` (the spec's
+``heartbeat`` section, stored with the study): a heartbeat every ``interval`` seconds while a
+trial runs; a RUNNING trial silent for ``grace`` seconds is failed by the next worker (or
+watchdog) calling ``optuna.storages.fail_stale_trials`` and re-queued up to ``MAX_RETRY`` times
+with its params, user attrs and intermediate values, so it can resume from its checkpoint.
+Every worker of a study therefore uses the same settings; ``$REID_HPO_HEARTBEAT`` may only
+repeat the study's interval (:func:`check_heartbeat_override`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,8 +32,6 @@ from hpo.storage._urls import normalise_url
 logger = logging.getLogger(__name__)
 
 ENV_HEARTBEAT = "REID_HPO_HEARTBEAT"
-HEARTBEAT_INTERVAL = 30
-GRACE_FACTOR = 3
 MAX_RETRY = 3
 CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -40,15 +40,23 @@ _SCHEMA_RACE_MARKERS = ("already exists", "duplicate key", "database is locked",
 _SCHEMA_RACE_ATTEMPTS = 6
 
 
-def heartbeat_interval() -> int:
-    """Seconds between two heartbeats of a running trial (``$REID_HPO_HEARTBEAT`` or 30).
+@dataclass(frozen=True)
+class Heartbeat:
+    """Heartbeat settings of a study's storage (seconds): the study's, for every worker."""
+
+    interval: int
+    grace: int
+
+
+def env_heartbeat_interval() -> int | None:
+    """``$REID_HPO_HEARTBEAT`` as an integer, or None when it is not set.
 
     Raises:
-        StorageError: ``$REID_HPO_HEARTBEAT`` is not a positive integer.
+        StorageError: It is set but not a positive integer.
     """
     raw = os.environ.get(ENV_HEARTBEAT, "").strip()
     if not raw:
-        return HEARTBEAT_INTERVAL
+        return None
     try:
         value = int(raw)
     except ValueError:
@@ -58,7 +66,24 @@ def heartbeat_interval() -> int:
     return value
 
 
-def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+def check_heartbeat_override(study_name: str, interval: int) -> None:
+    """Refuse a ``$REID_HPO_HEARTBEAT`` that disagrees with the study's heartbeat interval.
+
+    Raises:
+        StorageError: The variable is set to another value (one line naming both).
+    """
+    override = env_heartbeat_interval()
+    if override is not None and override != interval:
+        raise StorageError(
+            f"${ENV_HEARTBEAT}={override} disagrees with study {study_name!r} "
+            f"(heartbeat.interval: {interval} s): the heartbeat is a study setting, so that "
+            "workers do not fail each other's trials; unset the variable"
+        )
+
+
+def open_storage(
+    url: str, *, heartbeat: Heartbeat | None = None, must_exist: bool = False
+) -> optuna.storages.RDBStorage:
     """Open (and on first use create the tables of) the study database at ``url``.
 
     PostgreSQL connections are checked before use (``pool_pre_ping``), the pool is bounded
@@ -70,7 +95,10 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
 
     Args:
         url: Any SQLAlchemy URL; ``postgresql://`` is mapped to psycopg2.
-        heartbeat: Record heartbeats and retry heartbeat-stale trials (see module docs).
+        heartbeat: Record heartbeats with these settings and retry heartbeat-stale trials
+            (see module docs); None for a process that runs no trial.
+        must_exist: Refuse a SQLite file that does not exist instead of creating it (for
+            commands that only read or remove a study).
 
     Returns:
         The storage.
@@ -81,6 +109,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
     """
     url = normalise_url(url)
     masked = mask_url(url)
+    if must_exist:
+        _check_sqlite_file_exists(url, masked)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _open_with_retries(_storage_kwargs(url, heartbeat=heartbeat), url, masked)
@@ -116,7 +146,23 @@ def close_storage(storage: optuna.storages.BaseStorage) -> None:
         engine.dispose()
 
 
-def _storage_kwargs(url: str, *, heartbeat: bool) -> dict[str, Any]:
+def missing_sqlite_file(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist (opening would create it)."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return False  # reported, masked, when the storage is opened
+    database = parsed.database
+    is_file_db = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+    return is_file_db and not Path(str(database)).is_file()
+
+
+def _check_sqlite_file_exists(url: str, masked: str) -> None:
+    if missing_sqlite_file(url):
+        raise StorageError(f"no study database at {masked} (the file does not exist)")
+
+
+def _storage_kwargs(url: str, *, heartbeat: Heartbeat | None) -> dict[str, Any]:
     engine_kwargs: dict[str, Any] = {}
     if is_postgres(url):
         engine_kwargs = {
@@ -133,11 +179,10 @@ def _storage_kwargs(url: str, *, heartbeat: bool) -> dict[str, Any]:
         "url": url.replace("{", "{{").replace("}", "}}"),
         "engine_kwargs": engine_kwargs,
     }
-    if heartbeat:
-        interval = heartbeat_interval()
+    if heartbeat is not None:
         kwargs.update(
-            heartbeat_interval=interval,
-            grace_period=GRACE_FACTOR * interval,
+            heartbeat_interval=heartbeat.interval,
+            grace_period=heartbeat.grace,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=MAX_RETRY, inherit_intermediate_values=True
             ),
@@ -184,10 +229,11 @@ def _scrub(text: str, url: str) -> str:
 
 __all__ = [
     "ENV_HEARTBEAT",
-    "GRACE_FACTOR",
-    "HEARTBEAT_INTERVAL",
     "MAX_RETRY",
+    "Heartbeat",
+    "check_heartbeat_override",
     "close_storage",
-    "heartbeat_interval",
+    "env_heartbeat_interval",
+    "missing_sqlite_file",
     "open_storage",
 ]

@@ -6,17 +6,36 @@ the best-trial rule; everything else here builds on it.
 
 from __future__ import annotations
 
+from hpo.study._artifacts import ArtifactPathError
+from hpo.study._artifacts import AttemptIdentity
+from hpo.study._artifacts import attempt_dir
+from hpo.study._artifacts import config_hash
+from hpo.study._artifacts import drop_checkpoints
+from hpo.study._artifacts import keep_the_best_checkpoint
+from hpo.study._artifacts import read_identity
+from hpo.study._artifacts import resolve_stored
+from hpo.study._artifacts import stored_path
+from hpo.study._artifacts import study_dir
+from hpo.study._artifacts import take_over
+from hpo.study._artifacts import write_identity
 from hpo.study._export import export_trials
 from hpo.study._final_eval import CHECKPOINT_ATTRS
 from hpo.study._final_eval import TestEvaluator
 from hpo.study._final_eval import evaluate_best_on_test
 from hpo.study._final_eval import reid_core_evaluator
 from hpo.study._final_eval import trial_checkpoint
+from hpo.study._lifecycle import DeletedStudy
 from hpo.study._lifecycle import StorageLike
 from hpo.study._lifecycle import create_study
 from hpo.study._lifecycle import delete_study
+from hpo.study._lifecycle import ensure_study_uuid
 from hpo.study._lifecycle import load_study
+from hpo.study._plan import StudyPlan
+from hpo.study._plan import build_plan
+from hpo.study._plan import first_prune_epoch
+from hpo.study._plan import measure_costs
 from hpo.study._preflight import check_spec_can_run
+from hpo.study._preflight import check_spec_fits_its_dataset
 from hpo.study._preflight import check_study_can_run
 from hpo.study._queries import BestTrial
 from hpo.study._queries import RunningTrial
@@ -27,33 +46,64 @@ from hpo.study._queries import best_trial_of
 from hpo.study._queries import list_studies
 from hpo.study._queries import state_counts
 from hpo.study._queries import study_status
+from hpo.study._retrain import PLAIN_TRAINING_EPOCHS
+from hpo.study._retrain import PLAIN_TRAINING_ERASING
+from hpo.study._retrain import RetrainError
+from hpo.study._retrain import RetrainOptions
+from hpo.study._retrain import refuse_if_retrained
+from hpo.study._retrain import retrain_trial
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import spec_of
 
 __all__ = [
     "CHECKPOINT_ATTRS",
+    "PLAIN_TRAINING_EPOCHS",
+    "PLAIN_TRAINING_ERASING",
+    "ArtifactPathError",
+    "AttemptIdentity",
     "BestTrial",
+    "DeletedStudy",
+    "RetrainError",
+    "RetrainOptions",
     "RunningTrial",
     "StorageLike",
     "StudyAttr",
     "StudyInfo",
+    "StudyPlan",
     "StudyStatus",
     "TestEvaluator",
     "TrialAttr",
     "TrialSummary",
+    "attempt_dir",
     "best_trial_of",
+    "build_plan",
     "check_spec_can_run",
+    "check_spec_fits_its_dataset",
     "check_study_can_run",
+    "config_hash",
     "create_study",
     "delete_study",
+    "drop_checkpoints",
+    "ensure_study_uuid",
     "evaluate_best_on_test",
     "export_trials",
+    "first_prune_epoch",
+    "keep_the_best_checkpoint",
     "list_studies",
     "load_study",
+    "measure_costs",
+    "read_identity",
+    "refuse_if_retrained",
     "reid_core_evaluator",
+    "resolve_stored",
+    "retrain_trial",
     "spec_of",
     "state_counts",
+    "stored_path",
+    "study_dir",
     "study_status",
+    "take_over",
     "trial_checkpoint",
+    "write_identity",
 ]

@@ -17,6 +17,7 @@ from hpo.study._lifecycle import opened
 from hpo.study._lifecycle import study_id_of
 from hpo.study.records import direction_name
 from hpo.study.records import read_spec_or_none
+from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
 
 
@@ -93,6 +94,7 @@ def export_trials(
             "direction": direction,
             "spec": spec.model_dump(mode="json") if spec else None,
             "test_result": stored_test_result(attrs),
+            "retrain_result": stored_retrain_result(attrs),
             "trials": records,
         }
         text = json.dumps(document, indent=2, default=str) + "\n"

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpo.errors import NoCompletedTrialError
+from hpo.study._artifacts import resolve_stored
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
@@ -59,8 +60,12 @@ def reid_core_evaluator(
     return {**info, **result.to_dict()}
 
 
-def trial_checkpoint(trial: FrozenTrial) -> Path:
+def trial_checkpoint(trial: FrozenTrial, root: str | Path = ".") -> Path:
     """The checkpoint (file or run directory) a trial recorded in its user attrs.
+
+    Args:
+        trial: The trial.
+        root: The artifacts root the recorded paths are relative to (``artifacts.root``).
 
     Raises:
         CheckpointError: The trial recorded none, or the recorded path does not exist here.
@@ -68,7 +73,7 @@ def trial_checkpoint(trial: FrozenTrial) -> Path:
     for key in CHECKPOINT_ATTRS:
         value = trial.user_attrs.get(key)
         if value:
-            path = Path(str(value))
+            path = resolve_stored(root, str(value))
             if not path.exists():
                 raise CheckpointError(
                     f"trial {trial.number}: {key} {path} does not exist on this machine "
@@ -125,7 +130,7 @@ def evaluate_best_on_test(
             existing.get("trial"),
             best.number,
         )
-    checkpoint = trial_checkpoint(best)
+    checkpoint = trial_checkpoint(best, spec.artifacts.root)
     logger.info(
         "study %r: evaluating trial %d (%s) once on the test split",
         study.study_name,

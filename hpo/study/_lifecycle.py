@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -33,9 +36,13 @@ from hpo.spec import StudySpec
 from hpo.storage import close_storage
 from hpo.storage import mask_url
 from hpo.storage import open_storage
+from hpo.study._artifacts import remove_study_artifacts
+from hpo.study._artifacts import study_dir
+from hpo.study._warm_start import enqueue_warm_start
 from hpo.study.records import METRIC_NAMES
 from hpo.study.records import StudyAttr
 from hpo.study.records import read_spec
+from hpo.study.records import read_spec_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +66,14 @@ def storage_errors(where: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def opened(
-    storage: StorageLike, *, heartbeat: bool = False
-) -> Iterator[tuple[optuna.storages.BaseStorage, str]]:
-    """Yield ``(storage, masked description)``; close it afterwards if it was opened here."""
+def opened(storage: StorageLike) -> Iterator[tuple[optuna.storages.BaseStorage, str]]:
+    """Yield ``(storage, masked description)``; close it afterwards if it was opened here.
+
+    A URL is opened for reading an existing study: a SQLite file that does not exist is
+    refused, not created.
+    """
     if isinstance(storage, str):
-        opened = open_storage(storage, heartbeat=heartbeat)
+        opened = open_storage(storage, must_exist=True)
         try:
             with storage_errors(mask_url(opened.url)):
                 yield opened, mask_url(opened.url)
@@ -105,7 +114,9 @@ def create_study(
     """Create the study described by ``spec`` (or, with ``resume``, reuse the same one).
 
     Safe to call concurrently from several processes with ``resume=True``: exactly one
-    study is created and every caller gets it.
+    study is created and every caller gets it. The creator enqueues the spec's
+    ``warm_start`` configurations (:func:`~hpo.study._warm_start.enqueue_warm_start`); a
+    resumed study is not enqueued again.
 
     Args:
         spec: The validated study spec.
@@ -119,6 +130,8 @@ def create_study(
         StudyExistsError: The name is taken (without ``resume``), or taken by a study with a
             different spec or one not created by reid-hpo.
         StorageError: The storage cannot be used.
+        StudyNotFoundError, SpecError: ``warm_start.from_study`` cannot be used (nothing is
+            left behind).
     """
     storage = open_storage(storage_url) if isinstance(storage_url, str) else storage_url
     where = mask_url(getattr(storage, "url", type(storage).__name__))
@@ -139,7 +152,11 @@ def create_study(
                 ) from None
             return _resume(spec, storage, where)
         try:
+            # Before the spec: a concurrent `create --resume` waits for the spec, so it never
+            # returns the study before its warm-start trials are queued.
+            enqueue_warm_start(study, spec, storage)
             study.set_user_attr(StudyAttr.SPEC, spec.model_dump_json())
+            study.set_user_attr(StudyAttr.UUID, uuid.uuid4().hex)
             study.set_user_attr(StudyAttr.VERSION, __version__)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -182,14 +199,15 @@ def _resume(spec: StudySpec, storage: optuna.storages.BaseStorage, where: str) -
 
 
 def load_study(
-    name: str, storage_url: StorageLike, *, heartbeat: bool = True, seed_offset: int = 0
+    name: str, storage_url: StorageLike, *, seed_offset: int = 0
 ) -> tuple[optuna.Study, StudySpec]:
     """Load a study and its spec, with the sampler and pruner rebuilt from the stored spec.
 
     Args:
         name: The study name.
-        storage_url: Storage URL or an open storage (kept open: the study uses it).
-        heartbeat: When opening a URL, enable heartbeats and stale-trial retries.
+        storage_url: Storage URL (opened without heartbeats: a worker opens its own storage
+            with the study's heartbeat settings) or an open storage (kept open: the study
+            uses it).
         seed_offset: Passed to :func:`hpo.search.build_sampler` (distinct per worker).
 
     Returns:
@@ -201,9 +219,7 @@ def load_study(
         StorageError: The storage cannot be used.
     """
     storage = (
-        open_storage(storage_url, heartbeat=heartbeat)
-        if isinstance(storage_url, str)
-        else storage_url
+        open_storage(storage_url, must_exist=True) if isinstance(storage_url, str) else storage_url
     )
     where = mask_url(getattr(storage, "url", type(storage).__name__))
     with storage_errors(where):
@@ -223,27 +239,62 @@ def load_study(
     return study, spec
 
 
-def delete_study(name: str, storage_url: StorageLike) -> int:
-    """Delete a study and all its trials (checkpoints on disk are left alone).
+@dataclass(frozen=True)
+class DeletedStudy:
+    """What :func:`delete_study` did."""
 
-    Returns:
-        The number of trials deleted.
+    n_trials: int
+    artifacts: Path | None
+    """The study's artifact folder (None for a study without reid-hpo spec or uuid)."""
+    artifacts_removed: bool
+    artifacts_error: str | None = None
+    """Why the folder was not removed completely, when it was not."""
+
+
+def delete_study(
+    name: str, storage_url: StorageLike, *, keep_artifacts: bool = False
+) -> DeletedStudy:
+    """Delete a study, all its trials and, unless ``keep_artifacts``, its artifact folder.
+
+    The folder is named by the study's uuid, so nothing of another study (a re-created one of
+    the same name included) is touched. A folder this machine does not see is reported, not
+    removed.
 
     Raises:
         StudyNotFoundError: No such study.
     """
     with opened(storage_url) as (storage, where):
         study_id = study_id_of(name, storage, where)
+        attrs = storage.get_study_user_attrs(study_id)
         n_trials = storage.get_n_trials(study_id)
         storage.delete_study(study_id)
     logger.info("deleted study %r (%d trials) from %s", name, n_trials, where)
-    return n_trials
+    spec, study_uuid = read_spec_or_none(attrs, name), attrs.get(StudyAttr.UUID)
+    if spec is None or not isinstance(study_uuid, str):
+        return DeletedStudy(n_trials, None, artifacts_removed=False)
+    if keep_artifacts:
+        return DeletedStudy(n_trials, study_dir(spec.artifacts.root, study_uuid), False)
+    removed = remove_study_artifacts(spec.artifacts.root, study_uuid)
+    return DeletedStudy(n_trials, removed.folder, removed.removed, removed.error)
+
+
+def ensure_study_uuid(study: optuna.Study) -> str:
+    """The study's uuid; a study created before uuids existed is given one (call it under the
+    study lock, so that concurrent first workers agree)."""
+    value = study.user_attrs.get(StudyAttr.UUID)
+    if isinstance(value, str):
+        return value
+    value = uuid.uuid4().hex
+    study.set_user_attr(StudyAttr.UUID, value)
+    return value
 
 
 __all__ = [
+    "DeletedStudy",
     "StorageLike",
     "create_study",
     "delete_study",
+    "ensure_study_uuid",
     "load_study",
     "opened",
     "storage_errors",

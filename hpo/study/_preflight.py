@@ -1,4 +1,4 @@
-"""Checks a worker runs before it takes anything: the dataset and the artifacts root.
+"""Checks a worker runs before it takes anything: dataset, frames, weights, artifacts root.
 
 Each failure is one line (a user error, exit 2 in the CLI) raised in the launching process,
 before any worker process is spawned or trial is asked for.
@@ -8,43 +8,146 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from hpo.errors import ReidHpoError
 from hpo.spec import StudySpec
+from hpo.spec import to_train_config
 from hpo.storage import close_storage
 from hpo.storage import open_storage
 from hpo.study._lifecycle import load_study
 
+if TYPE_CHECKING:
+    from reid_core.data import VideoDataset
 
-def check_spec_can_run(spec: StudySpec) -> None:
-    """Refuse a spec whose dataset this machine cannot read or whose artifacts root it cannot
-    write.
+SAMPLE_FRAMES = 16
+"""Frames a preflight decodes by default (``--sample-frames``)."""
+
+
+def check_spec_can_run(
+    spec: StudySpec, *, root: str | None = None, sample_frames: int = SAMPLE_FRAMES
+) -> VideoDataset:
+    """Refuse a spec this machine cannot run: dataset, frames, weights, artifacts root.
+
+    Checks, in order: the dataset's index parses (``root`` overrides ``dataset.root``),
+    ``sample_frames`` frames spread over the training tracklets decode (0 skips), the ImageNet
+    weights are cached when ``model.pretrained``, and ``artifacts.root`` is writable.
+
+    Returns:
+        The parsed dataset (reused by a later build in this process).
 
     Raises:
         reid_core.errors.DatasetNotFoundError: The dataset root or one of its files is missing.
+        reid_core.errors.DatasetFormatError: The index is malformed or a sampled frame is
+            missing or corrupt (named).
+        reid_core.errors.PretrainedWeightsError: ``pretrained`` and no weights file.
+        reid_core.errors.CheckpointError: ``init_from`` is unusable or does not fit the model.
         ReidHpoError: ``artifacts.root`` is not a writable directory.
     """
-    _check_dataset(spec)
+    dataset = _check_dataset(spec, root)
+    _check_validation(spec, dataset)
+    _check_frames(dataset, sample_frames)
+    _check_weights(spec)
+    _check_init_from(spec)
     _check_artifacts(spec)
+    return dataset
 
 
-def _check_dataset(spec: StudySpec) -> None:
-    """Refuse to start when this machine cannot read the study's dataset (one-line error)."""
+def check_spec_fits_its_dataset(spec: StudySpec) -> bool:
+    """What ``study create`` checks when this machine sees the dataset: its index parses and
+    the validation carve-out fits it (guided ids exist, enough ids are left for a batch).
+
+    Returns:
+        False when the dataset root is not readable here (nothing was checked), else True.
+
+    Raises:
+        reid_core.errors.ReidError: One line naming what does not fit.
+    """
+    if not Path(spec.dataset.root).is_dir():
+        return False
+    _check_validation(spec, _check_dataset(spec, None))
+    return True
+
+
+def _check_dataset(spec: StudySpec, root: str | None) -> VideoDataset:
+    """Parse the study's dataset index (a missing root or file raises a one-line error)."""
     from reid_core.data import build_dataset
 
     dataset = build_dataset(
         spec.dataset.name,
-        spec.dataset.root,
+        root or spec.dataset.root,
         split_id=spec.dataset.split_id,
         mars_gallery=spec.dataset.mars_gallery,
     )
-    _ = dataset.split  # parses the layout: a missing root or file raises DatasetNotFoundError
+    _ = dataset.split
+    return dataset
+
+
+def _check_validation(spec: StudySpec, dataset: VideoDataset) -> None:
+    """Carve the validation split as a trial would: guided ids must be training ids, and the
+    ids left must fill a P x K batch of the fixed recipe.
+
+    Raises:
+        reid_core.errors.ConfigError: A guided id is not a training id, or no id is left.
+        ReidHpoError: Too few training ids are left for one batch.
+    """
+    from reid_core.data import carve_validation
+
+    data = to_train_config(spec, {}, trial_number=0, output_dir=".").data
+    # The guided colour hardness reads every frame; the counts do not depend on it.
+    split = carve_validation(dataset.train, data.validation, hardness=lambda train: {})
+    left = len({t.pid for t in split.train})
+    per_batch = data.batch_size // data.num_instances
+    if left < per_batch:
+        raise ReidHpoError(
+            f"validation: the carve-out leaves {left} training ids, fewer than the "
+            f"{per_batch} ids of one batch (batch_size {data.batch_size} / num_instances "
+            f"{data.num_instances}); lower validation.fraction"
+        )
+
+
+def _check_frames(dataset: VideoDataset, count: int) -> None:
+    """Decode ``count`` frames spread evenly over the training tracklets."""
+    from reid_core.data._frames import decode_frame
+
+    train = dataset.train
+    if count <= 0 or not train:
+        return
+    for i in np.linspace(0, len(train) - 1, count).round().astype(int).tolist():
+        frames = train[i].frames
+        decode_frame(frames[len(frames) // 2])
+
+
+def _check_weights(spec: StudySpec) -> None:
+    """Refuse ``pretrained: true`` when the ImageNet weights are not on this machine."""
+    if spec.model.pretrained:
+        from reid_core.models import require_pretrained_weights
+
+        require_pretrained_weights(spec.model.backbone)
+
+
+def _check_init_from(spec: StudySpec) -> None:
+    """Refuse an ``init_from`` checkpoint that is missing, corrupt or does not fit the model."""
+    if spec.init_from is None:
+        return
+    from reid_core.config import ModelConfig
+    from reid_core.engine import transferable_state
+    from reid_core.models import build_model_from_config
+
+    fields = {**spec.model.model_dump(), "pretrained": False}
+    training = spec.training
+    model = build_model_from_config(
+        ModelConfig(**fields), num_classes=1, input_size=(training.height, training.width)
+    )
+    transferable_state(model, Path(spec.init_from))
 
 
 def check_study_can_run(name: str, url: str) -> StudySpec:
     """Fail in this process (one line, exit 2) before any worker process is spawned when the
     storage, the study or its dataset is unusable."""
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url, must_exist=True)
     try:
         _, spec = load_study(name, storage)
     finally:
@@ -66,4 +169,9 @@ def _check_artifacts(spec: StudySpec) -> None:
         ) from None
 
 
-__all__ = ["check_spec_can_run", "check_study_can_run"]
+__all__ = [
+    "SAMPLE_FRAMES",
+    "check_spec_can_run",
+    "check_spec_fits_its_dataset",
+    "check_study_can_run",
+]

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from hpo.errors import NoCompletedTrialError
 from hpo.storage import heartbeat_ages
+from hpo.storage import missing_sqlite_file
 from hpo.study._lifecycle import StorageLike
 from hpo.study._lifecycle import opened
 from hpo.study._lifecycle import study_id_of
@@ -21,6 +22,7 @@ from hpo.study.records import TrialAttr
 from hpo.study.records import best_trial
 from hpo.study.records import direction_name
 from hpo.study.records import read_spec_or_none
+from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -46,7 +48,12 @@ def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
 
 
 def list_studies(storage_url: StorageLike) -> list[StudyInfo]:
-    """Every study in the storage, sorted by name, with trial counts by state and best value."""
+    """Every study in the storage, sorted by name, with trial counts by state and best value.
+
+    A SQLite file that does not exist holds no study (and is not created).
+    """
+    if isinstance(storage_url, str) and missing_sqlite_file(storage_url):
+        return []
     infos = []
     with opened(storage_url) as (storage, _):
         for frozen in storage.get_all_studies():
@@ -210,6 +217,8 @@ class BestTrial:
     checkpoint_dir: str | None
     seed: int | None
     test_result: dict[str, Any] | None
+    retrain_result: dict[str, Any] | None = None
+    """The test result of a trial retrained on all training ids (``study retrain``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -245,6 +254,7 @@ def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
         checkpoint_dir=user.get(TrialAttr.CHECKPOINT_DIR),
         seed=user.get(TrialAttr.SEED),
         test_result=stored_test_result(attrs),
+        retrain_result=stored_retrain_result(attrs),
     )
 
 

@@ -32,6 +32,9 @@ class StudyAttr:
 
     SPEC = "spec"
     """The whole spec as JSON text (never the storage URL)."""
+    UUID = "study_uuid"
+    """A random identity given at creation: the study's artifact folder is named by it, never
+    by the (free-form, renamable) study name, so a re-created study shares nothing."""
     VERSION = "reid_hpo_version"
     """``hpo.__version__`` of the process that created the study."""
     STARTED_AT = "started_at"
@@ -41,12 +44,17 @@ class StudyAttr:
     """Workers that have joined the study (each takes the next index as its seed offset)."""
     TEST_RESULT = "test_result"
     """The best trial's one-off test-split evaluation (``evaluate_best_on_test``)."""
+    RETRAIN_RESULT = "retrain_result"
+    """The test-split evaluation of a trial's parameters retrained on every training id with
+    the plain-training length (``retrain``), with its configuration, checkpoint and code."""
 
 
 class TrialAttr:
     """Names of the trial user attributes the objective writes."""
 
     SEED = "seed"
+    ORIGIN_TRIAL = "origin_trial"
+    """The number of the trial's first attempt: its retries inherit it and share its folder."""
     CHECKPOINT_DIR = "checkpoint_dir"
     """The trial's artifact folder (a retry inherits it and resumes there)."""
     CHECKPOINT = "checkpoint"
@@ -68,6 +76,9 @@ class TrialAttr:
     VAL_RANK10_PCT = "val_rank10_pct"
     EPOCHS_DONE = "epochs_done"
     """Epochs trained so far (a count: the last finished epoch, 1-based)."""
+    WARM_START = "warm_start"
+    """Where an enqueued warm-start configuration came from: ``configs.<i>``,
+    ``preset:<name>`` or ``study:<name>#<trial number>`` (retries inherit it)."""
 
 
 METRIC_NAMES: dict[str, str] = {
@@ -154,16 +165,20 @@ def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | N
     Returns:
         The trial, or ``None`` when no trial has completed with a finite value.
     """
+    top = top_trials(trials, direction, 1)
+    return top[0] if top else None
+
+
+def top_trials(trials: Iterable[FrozenTrial], direction: str, k: int) -> list[FrozenTrial]:
+    """The ``k`` best COMPLETE trials with a finite value, best first (the rule of
+    :func:`best_trial`: ties go to the earlier trial)."""
     done = [
         t
         for t in trials
         if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
     ]
-    if not done:
-        return None
-    if direction == "maximize":
-        return max(done, key=lambda t: (t.value, -t.number))
-    return min(done, key=lambda t: (t.value, t.number))
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(done, key=lambda t: (sign * t.value, t.number))[:k]
 
 
 def direction_name(directions: list[optuna.study.StudyDirection]) -> str:
@@ -184,6 +199,12 @@ def stored_test_result(attrs: dict[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def stored_retrain_result(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored retrain result in a study's user attributes, or ``None``."""
+    value = attrs.get(StudyAttr.RETRAIN_RESULT)
+    return value if isinstance(value, dict) else None
+
+
 __all__ = [
     "FLAT_METRICS",
     "METRIC_NAMES",
@@ -196,5 +217,7 @@ __all__ = [
     "read_spec",
     "read_spec_or_none",
     "spec_of",
+    "stored_retrain_result",
     "stored_test_result",
+    "top_trials",
 ]

@@ -129,9 +129,8 @@ def study_started_at(study: optuna.Study) -> float:
     """
     started = study.user_attrs.get(StudyAttr.STARTED_AT)
     if started is None:
-        now = dt.datetime.now(dt.UTC)
-        study.set_user_attr(StudyAttr.STARTED_AT, now.isoformat(timespec="milliseconds"))
-        return now.timestamp()
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        study.set_user_attr(StudyAttr.STARTED_AT, started)
     if isinstance(started, str):
         return dt.datetime.fromisoformat(started).timestamp()
     return float(started)  # Unix seconds, as studies of earlier versions stored it

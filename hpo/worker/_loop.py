@@ -35,13 +35,18 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpo.errors import StudyNotFoundError
+from hpo.spec import StudySpec
+from hpo.storage import Heartbeat
 from hpo.storage import StudyLock
+from hpo.storage import check_heartbeat_override
 from hpo.storage import close_storage
-from hpo.storage import heartbeat_interval
 from hpo.storage import normalise_url
 from hpo.storage import open_storage
 from hpo.storage import open_study_lock
 from hpo.storage import retry_on_disconnect
+from hpo.study import ensure_study_uuid
+from hpo.study import keep_the_best_checkpoint
 from hpo.study import load_study
 from hpo.study.records import StudyAttr
 from hpo.worker._budget import Decision
@@ -107,14 +112,15 @@ def run_worker(
         stop_event: Set it to stop after the current epoch (SIGTERM/SIGINT set it too when
             this runs in the main thread).
         poll_interval_s: Seconds between budget checks while waiting for other workers;
-            the heartbeat interval if None.
+            the study's heartbeat interval if None.
         trainer_factory: Passed to :func:`~hpo.worker.make_objective` (tests).
 
     Returns:
         What the worker did and why it stopped.
 
     Raises:
-        hpo.errors.StudyNotFoundError: No such study.
+        hpo.errors.StudyNotFoundError: No such study, or it was deleted while this worker ran.
+        hpo.errors.StorageError: ``$REID_HPO_HEARTBEAT`` disagrees with the study's interval.
         hpo.errors.SpecError, reid_core.errors.DatasetNotFoundError: A trial failed in a way
             every later trial would (the trial is recorded FAIL first).
         WorkerError: Trials keep failing the same way (flapping guard).
@@ -122,14 +128,18 @@ def run_worker(
             with ``EXIT_RESTART`` so that the supervisor starts a fresh process.
     """
     url = normalise_url(storage_url)
+    spec = _stored_spec(study_name, url)
+    check_heartbeat_override(study_name, spec.heartbeat.interval)
+    heartbeat = Heartbeat(spec.heartbeat.interval, spec.heartbeat.grace_s)
     # A worker (re)started while the database restarts waits for it instead of dying.
     storage = retry_on_disconnect(
-        lambda: open_storage(url, heartbeat=True), what="opening the storage"
+        lambda: open_storage(url, heartbeat=heartbeat, must_exist=True),
+        what="opening the storage",
     )
     lock = open_study_lock(url, study_name)
     try:
         study, spec = load_study(study_name, storage)
-        index = _claim_worker_index(study, lock)
+        index, study_uuid = _join(study, lock)
         if index:
             # Distinct sampler seeds, else N workers propose the same first points; the first
             # worker (index 0) reproduces a single-worker study exactly.
@@ -137,6 +147,7 @@ def run_worker(
         objective = make_objective(
             spec,
             study_name=study_name,
+            study_uuid=study_uuid,
             device=device,
             stop_event=stop_event,
             trainer_factory=trainer_factory,
@@ -148,7 +159,7 @@ def run_worker(
             objective,
             n_trials=spec.budget.n_trials,
             timeout_s=hours * 3600.0 if hours is not None else None,
-            poll_s=poll_interval_s if poll_interval_s is not None else heartbeat_interval(),
+            poll_s=poll_interval_s if poll_interval_s is not None else spec.heartbeat.interval,
         )
         stop = objective.stop_event
         with _stop_on_signals(stop):
@@ -167,15 +178,28 @@ def run_worker(
     return result
 
 
-def _claim_worker_index(study: optuna.Study, lock: StudyLock) -> int:
-    """0 for the first worker of a study, 1 for the next, ... (a study user attr)."""
+def _stored_spec(study_name: str, url: str) -> StudySpec:
+    """The study's spec, read before the worker's own storage is opened with its heartbeat."""
+    storage = retry_on_disconnect(
+        lambda: open_storage(url, must_exist=True), what="opening the storage"
+    )
+    try:
+        return load_study(study_name, storage)[1]
+    finally:
+        close_storage(storage)
+
+
+def _join(study: optuna.Study, lock: StudyLock) -> tuple[int, str]:
+    """This worker's index (0 for the first worker of a study, 1 for the next, ...; a study
+    user attr) and the study's uuid (given now to a study created before uuids existed)."""
     lock.acquire()
     try:
         index = int(study.user_attrs.get(StudyAttr.WORKERS_STARTED, 0))
         study.set_user_attr(StudyAttr.WORKERS_STARTED, index + 1)
+        study_uuid = ensure_study_uuid(study)
     finally:
         lock.release()
-    return index
+    return index, study_uuid
 
 
 class _WorkerLoop:
@@ -238,11 +262,14 @@ class _WorkerLoop:
     def _run_one_trial(self, deadline: float | None) -> TrialResult:
         """Ask for one trial under the held lock, release it once the trial exists, train it."""
         try:
-            return run_trial(
+            result = run_trial(
                 self.study, self.objective, deadline=deadline, on_start=self.lock.release
             )
         finally:
             self.lock.release()
+        if result.state is TrialState.COMPLETE:
+            keep_the_best_checkpoint(self.study, self.objective.artifacts_root)
+        return result
 
 
 def _check_budget(
@@ -260,6 +287,12 @@ def _check_budget(
             elapsed_s=time.time() - started,
             timeout_s=timeout_s,
         )
+    except KeyError:
+        lock.release()
+        # Optuna's storages answer KeyError for a study id that no longer exists.
+        raise StudyNotFoundError(
+            f"study {study.study_name!r} was deleted while this worker ran; stopping"
+        ) from None
     except BaseException:
         lock.release()
         raise

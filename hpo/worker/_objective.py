@@ -1,16 +1,20 @@
 """The trial objective: one Optuna trial = one training run of ``reid_core`` on validation data.
 
 Flow: sampled params -> :func:`hpo.spec.to_train_config` -> ``Trainer.fit`` with the pruning
-adapter -> the validation metric named by ``spec.objective`` at the last evaluation. Each trial
-trains in ``<artifacts.root>/<study>/trial_<n>/``; a retried trial (a WAITING copy of a trial
-whose worker died or was stopped) inherits the user attr ``checkpoint_dir`` and resumes from
-the last checkpoint there instead of epoch 0.
+adapter -> the validation metric named by ``spec.objective`` at the last evaluation. Each
+attempt of a trial trains in its own ``<artifacts.root>/<study uuid>/trial_<n>/attempt_<k>/``
+(:mod:`hpo.study._artifacts`); a retried trial (a WAITING copy of a trial whose worker died or
+was stopped) inherits the predecessor's folder and, when its ``attempt.json`` records the same
+study, trial and configuration, takes over its last verified checkpoint and resumes from it
+instead of epoch 0. Each epoch first checks that the trial is still RUNNING: a worker whose trial
+was failed by another one (or whose study was deleted) stops writing for it at once.
 
 Failures are sorted (STYLE.md §5.12): :class:`optuna.TrialPruned` -> PRUNED; a NaN loss, CUDA
 out-of-memory, a data error or any other exception -> FAIL with a machine-readable user attr
-``fail_reason``, memory released, the worker goes on; :class:`~hpo.errors.SpecError` and
-:class:`~reid_core.errors.DatasetNotFoundError` are :data:`FATAL_ERRORS` (every later trial
-would fail the same way), which the worker re-raises to stop.
+``fail_reason``, memory released, the worker goes on; :class:`~hpo.errors.SpecError`,
+:class:`~reid_core.errors.DatasetNotFoundError` and :class:`~hpo.errors.StudyNotFoundError`
+(the study was deleted) are :data:`FATAL_ERRORS` (every later trial would fail the same way),
+which the worker re-raises to stop.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import gc
 import logging
 import math
 import os
+import shutil
 import socket
 import threading
 import time
@@ -36,8 +41,19 @@ from optuna.trial import TrialState
 
 from hpo import __version__
 from hpo.errors import SpecError
+from hpo.errors import StudyNotFoundError
 from hpo.search import suggest
 from hpo.spec import to_train_config
+from hpo.study import AttemptIdentity
+from hpo.study import attempt_dir
+from hpo.study import config_hash
+from hpo.study import drop_checkpoints
+from hpo.study import ensure_study_uuid
+from hpo.study import read_identity
+from hpo.study import resolve_stored
+from hpo.study import stored_path
+from hpo.study import take_over
+from hpo.study import write_identity
 from hpo.study.records import TrialAttr
 from hpo.study.records import flat_metric_attrs
 from hpo.worker._faults import CUDA_ERROR
@@ -48,6 +64,7 @@ from hpo.worker._progress import format_params
 from hpo.worker._progress import trial_label
 from hpo.worker._pruning import OptunaPruningCallback
 from reid_core.config import resolve_device
+from reid_core.engine import METRICS_LOG_NAME
 from reid_core.engine import TENSORBOARD_DIR
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
@@ -60,6 +77,7 @@ from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import EvaluationError
 from reid_core.errors import NonFiniteLossError
+from reid_core.errors import PretrainedWeightsError
 
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
@@ -79,7 +97,12 @@ __all__ = [
 OBJECTIVE_METRICS: dict[str, str] = {"map": "mAP", "rerank_map": "rerank_mAP", "rank1": "rank1"}
 """``spec.objective.metric`` -> key of the trainer's validation metrics."""
 
-FATAL_ERRORS: tuple[type[Exception], ...] = (SpecError, DatasetNotFoundError)
+FATAL_ERRORS: tuple[type[Exception], ...] = (
+    SpecError,
+    DatasetNotFoundError,
+    PretrainedWeightsError,
+    StudyNotFoundError,
+)
 """Errors after which a worker stops: every later trial would fail the same way."""
 
 INTERRUPTED = "interrupted"
@@ -125,26 +148,33 @@ def fail_reason(exc: BaseException) -> str:
     return f"exception:{type(exc).__name__}"
 
 
+class TrialFenced(Exception):
+    """This worker's trial was finished by someone else; nothing more is written for it."""
+
+
 class _Recorder(Callback):
     """Keeps the last validation metrics and checkpoint, mirrored into trial user attrs.
 
     On a resumed run the first epoch it sees is recorded as ``resumed_from_epoch``.
     """
 
-    def __init__(self, trial: optuna.Trial, *, resumed: bool) -> None:
+    def __init__(self, trial: optuna.Trial, *, resumed: bool, root: Path) -> None:
         self._trial = trial
         self._resumed = resumed
+        self._root = root
         self.first_epoch: int | None = None
         self.metrics: dict[str, float] | None = None
 
     def on_epoch_end(self, report: EpochReport) -> None:
+        _still_running(self._trial)
         if self.first_epoch is None:
             self.first_epoch = report.epoch
             if self._resumed:
                 self._trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, report.epoch)
         self._trial.set_user_attr(TrialAttr.EPOCHS_DONE, report.epoch + 1)
         if report.checkpoint is not None:
-            self._trial.set_user_attr(TrialAttr.CHECKPOINT, str(report.checkpoint))
+            stored = stored_path(self._root, report.checkpoint)
+            self._trial.set_user_attr(TrialAttr.CHECKPOINT, stored)
             self._trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, report.epoch)
         if report.metrics is not None:
             self.metrics = {k: float(v) for k, v in report.metrics.items()}
@@ -196,6 +226,7 @@ class TrialObjective:
         spec: StudySpec,
         *,
         study_name: str,
+        study_uuid: str | None,
         artifacts_root: Path,
         device: str,
         stop_event: threading.Event,
@@ -204,6 +235,7 @@ class TrialObjective:
     ) -> None:
         self.spec = spec
         self.study_name = study_name
+        self._study_uuid = study_uuid
         self.artifacts_root = Path(artifacts_root)
         self.device = device
         self.stop_event = stop_event
@@ -230,32 +262,56 @@ class TrialObjective:
             return self._run(trial, deadline)
         except optuna.TrialPruned as exc:
             logger.info("trial #%d %s", trial.number, exc)
+            self._drop_checkpoints(trial)
             raise
         except TrialInterrupted:
             raise
+        except StudyNotFoundError:
+            raise
         except Exception as exc:
+            _raise_if_study_gone(trial)  # e.g. its folder vanished under a checkpoint write
             reason = fail_reason(exc)
             _set_attr_if_running(trial, TrialAttr.FAIL_REASON, reason)
+            if not isinstance(exc, TrialFenced):  # a fenced trial's retry takes them over
+                self._drop_checkpoints(trial)
             logger.warning("trial %d failed (%s): %s", trial.number, reason, exc, exc_info=True)
             raise
         finally:
             _release_memory()
 
+    def _drop_checkpoints(self, trial: optuna.Trial) -> None:
+        """A pruned or failed (not handed back) attempt never resumes: free its checkpoints."""
+        value = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
+        if value:
+            drop_checkpoints(resolve_stored(self.artifacts_root, str(value)))
+
+    def _uuid_of(self, study: optuna.Study) -> str:
+        if self._study_uuid is None:
+            self._study_uuid = ensure_study_uuid(study)
+        return self._study_uuid
+
     def _run(self, trial: optuna.Trial, deadline: float | None) -> float:
+        study_uuid = self._uuid_of(trial.study)
         params = suggest(trial, self.spec)
         inherited = trial.user_attrs
         seed = int(inherited.get(TrialAttr.SEED, self.spec.seed + trial.number))
-        default_dir = self.artifacts_root / self.study_name / f"trial_{trial.number}"
-        trial_dir = Path(inherited.get(TrialAttr.CHECKPOINT_DIR) or default_dir)
-        cfg = to_train_config(
-            self.spec, params, trial_number=trial.number, output_dir=str(trial_dir)
-        )
+        origin = int(inherited.get(TrialAttr.ORIGIN_TRIAL, trial.number))
+        folder = attempt_dir(self.artifacts_root, study_uuid, trial=origin, attempt=trial.number)
+        cfg = to_train_config(self.spec, params, trial_number=trial.number, output_dir=str(folder))
         device = resolve_device(self.device)
         cfg = dataclasses.replace(cfg, seed=seed, device=device)
-        resume_from = _last_checkpoint(trial_dir)
+        identity = AttemptIdentity(study_uuid, origin, trial.number, config_hash(cfg))
+        previous = inherited.get(TrialAttr.CHECKPOINT_DIR)
+        resume_from = (
+            _take_over(resolve_stored(self.artifacts_root, str(previous)), folder, identity)
+            if previous
+            else None
+        )
+        write_identity(folder, identity)
 
         trial.set_user_attr(TrialAttr.SEED, seed)
-        trial.set_user_attr(TrialAttr.CHECKPOINT_DIR, str(trial_dir))
+        trial.set_user_attr(TrialAttr.ORIGIN_TRIAL, origin)
+        trial.set_user_attr(TrialAttr.CHECKPOINT_DIR, stored_path(self.artifacts_root, folder))
         trial.set_user_attr(TrialAttr.CODE_VERSION, _code_version())
         trial.set_user_attr(TrialAttr.DEVICE, describe_device(device))
         trial.set_user_attr(TrialAttr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
@@ -264,14 +320,14 @@ class TrialObjective:
             "%s: %s; in %s%s",
             label,
             format_params(params),
-            trial_dir,
+            folder,
             f", resuming from {resume_from}" if resume_from else "",
         )
 
-        recorder = _Recorder(trial, resumed=resume_from is not None)
+        recorder = _Recorder(trial, resumed=resume_from is not None, root=self.artifacts_root)
         stopper = _StopWhenAsked(self.stop_event, deadline)
         progress = TrialProgress(label, epochs=cfg.epochs)
-        tensorboard = TensorBoardLog(trial_dir / TENSORBOARD_DIR)
+        tensorboard = TensorBoardLog(folder / TENSORBOARD_DIR)
         callbacks = [
             recorder,
             tensorboard,
@@ -284,7 +340,8 @@ class TrialObjective:
         if resume_from is not None and recorder.first_epoch is None:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.epochs_run)
         if result.checkpoint is not None:
-            trial.set_user_attr(TrialAttr.CHECKPOINT, str(result.checkpoint))
+            stored = stored_path(self.artifacts_root, result.checkpoint)
+            trial.set_user_attr(TrialAttr.CHECKPOINT, stored)
             trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, result.epochs_run - 1)
 
         if stopper.reason == INTERRUPTED:
@@ -324,6 +381,7 @@ def make_objective(
     spec: StudySpec,
     *,
     study_name: str,
+    study_uuid: str | None = None,
     artifacts_root: str | Path | None = None,
     device: str = "cpu",
     stop_event: threading.Event | None = None,
@@ -334,7 +392,10 @@ def make_objective(
 
     Args:
         spec: The study spec.
-        study_name: The study name (per-trial dirs are ``<artifacts_root>/<study_name>/``).
+        study_name: The study name (for messages; it never becomes a path).
+        study_uuid: The study's uuid, which names its artifact folder
+            (``<artifacts_root>/<uuid>/trial_<n>/attempt_<k>/``); read from (or, for a study
+            that has none, given to) the trial's study when None.
         artifacts_root: Root of the shared checkpoint location; ``spec.artifacts.root`` if None.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:0"`` or ``"auto"``.
         stop_event: When set, training stops after the current epoch and the trial is handed
@@ -351,6 +412,7 @@ def make_objective(
     return TrialObjective(
         spec,
         study_name=study_name,
+        study_uuid=study_uuid,
         artifacts_root=Path(artifacts_root if artifacts_root is not None else spec.artifacts.root),
         device=device,
         stop_event=stop_event if stop_event is not None else threading.Event(),
@@ -392,7 +454,7 @@ def run_trial(
         except (optuna.TrialPruned, TrialInterrupted):
             raise
         except Exception as exc:
-            outcome["reason"] = fail_reason(exc)
+            outcome["error"] = exc
             raise
 
     def record(_: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
@@ -406,9 +468,13 @@ def run_trial(
     except FATAL_ERRORS:
         raise
     except Exception:
-        if "reason" not in outcome:
+        error = outcome.get("error")
+        if error is None:
             raise  # not the trial's fault (e.g. the storage went away): let the caller see it
-        return TrialResult(outcome["number"], TrialState.FAIL, reason=outcome["reason"])
+        if isinstance(error, FATAL_ERRORS):
+            # Optuna could not record the failure either (e.g. the study is gone): say why.
+            raise error from None
+        return TrialResult(outcome["number"], TrialState.FAIL, reason=fail_reason(error))
     if "result" not in outcome:
         raise RuntimeError("study.optimize returned without running a trial")
     return outcome["result"]
@@ -449,9 +515,59 @@ def _build_trainer(cfg: Any, *, rerank: bool) -> Trainer:
     return Trainer(cfg, evaluate_rerank=rerank)
 
 
-def _last_checkpoint(trial_dir: Path) -> Path | None:
-    """The newest checkpoint of the trial that passes its checksum (None: start at epoch 0)."""
-    return find_resumable_checkpoint(trial_dir)
+def _take_over(previous: Path, folder: Path, identity: AttemptIdentity) -> Path | None:
+    """The checkpoint a retry resumes from: the predecessor attempt's newest verified one,
+    taken over into this attempt's folder, if that attempt belongs to the same study, trial and
+    configuration; else None (start from epoch 0, said once)."""
+    recorded = read_identity(previous)
+    if recorded is None or not identity.same_run(recorded):
+        logger.warning(
+            "trial %d: not resuming from %s: it does not record this study, trial and "
+            "configuration; starting from epoch 0",
+            identity.attempt,
+            previous,
+        )
+        return None
+    checkpoint = find_resumable_checkpoint(previous)
+    if checkpoint is None:
+        return None
+    metrics_log = previous / METRICS_LOG_NAME
+    if metrics_log.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(metrics_log, folder / METRICS_LOG_NAME)
+    taken = take_over(checkpoint, folder)
+    drop_checkpoints(previous)  # taken over: the predecessor's copies are no longer needed
+    return taken
+
+
+def _running_numbers(trial: optuna.Trial) -> set[int]:
+    """Numbers of the study's RUNNING trials.
+
+    Raises:
+        StudyNotFoundError: The trial's study was deleted.
+    """
+    try:
+        running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    except KeyError:  # what Optuna's storages answer for a deleted study
+        raise StudyNotFoundError(
+            f"study {trial.study.study_name!r} was deleted while trial {trial.number} trained"
+        ) from None
+    return {t.number for t in running}
+
+
+def _raise_if_study_gone(trial: optuna.Trial) -> None:
+    """Raise :class:`StudyNotFoundError` when the trial's study was deleted."""
+    _running_numbers(trial)
+
+
+def _still_running(trial: optuna.Trial) -> None:
+    """Stop a trial that is no longer this worker's to write: failed by another worker (its
+    heartbeat went stale while this process was paused) or deleted with its study."""
+    if trial.number not in _running_numbers(trial):
+        raise TrialFenced(
+            f"trial {trial.number} is no longer RUNNING (another worker failed it after a "
+            "stale heartbeat); this worker stops writing for it"
+        )
 
 
 def _code_version() -> dict[str, Any]:
@@ -474,6 +590,8 @@ def _set_attr_if_running(trial: optuna.Trial, key: str, value: Any) -> None:
         trial.set_user_attr(key, value)
     except optuna.exceptions.UpdateFinishedTrialError:
         logger.warning("trial %d was already finished by another process", trial.number)
+    except KeyError:  # what Optuna's storages answer for a trial whose study was deleted
+        logger.warning("trial %d is gone with its study", trial.number)
 
 
 def _release_memory() -> None:

@@ -13,9 +13,14 @@ from __future__ import annotations
 from reid_core.data._check import check_dataset
 from reid_core.data._frames import frame_number
 from reid_core.data._frames import sort_frames
+from reid_core.data._guided import GUIDED_PRESETS
+from reid_core.data._guided import PAPER_GUIDED_IDS
+from reid_core.data._guided import guided_preset
 from reid_core.data._loaders import TrackletDataset
 from reid_core.data._loaders import build_test_loader
 from reid_core.data._loaders import build_train_loader
+from reid_core.data._metadata import MarsSize
+from reid_core.data._metadata import write_mars_metadata
 from reid_core.data._samplers import RandomIdentitySampler
 from reid_core.data._samplers import sample_test_clips
 from reid_core.data._samplers import sample_train_clip
@@ -41,14 +46,17 @@ from reid_core.data.records import Tracklet
 
 __all__ = [
     "DATASETS",
+    "GUIDED_PRESETS",
     "ILIDSVID",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LAYOUTS",
+    "PAPER_GUIDED_IDS",
     "PRID2011",
     "DatasetSummary",
     "HardnessFn",
     "Mars",
+    "MarsSize",
     "RandomIdentitySampler",
     "ReidSplit",
     "SubsetSummary",
@@ -64,8 +72,10 @@ __all__ = [
     "check_dataset",
     "colour_histogram_hardness",
     "frame_number",
+    "guided_preset",
     "sample_test_clips",
     "sample_train_clip",
     "sort_frames",
+    "write_mars_metadata",
     "write_synthetic",
 ]

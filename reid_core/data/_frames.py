@@ -44,6 +44,24 @@ def sort_frames(paths: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(sorted(paths, key=lambda p: (frame_number(p), p.name)))
 
 
+def sort_frame_names(names: Iterable[str], folder: Path | str = "") -> list[str]:
+    """File names sorted as :func:`sort_frames` sorts their paths (no path objects made).
+
+    Raises:
+        DatasetFormatError: a name holds no digits (names ``folder / name``).
+    """
+    keyed = []
+    for name in names:
+        match = _LAST_NUMBER.search(name.rsplit(".", 1)[0] if "." in name else name)
+        if match is None:
+            raise DatasetFormatError(
+                f"{Path(folder, name)}: no frame number in the file name (expected digits)"
+            )
+        keyed.append((int(match.group(1)), name))
+    keyed.sort()
+    return [name for _, name in keyed]
+
+
 def load_frame(path: Path) -> np.ndarray:
     """Decode one frame as an ``uint8`` RGB array of shape (H, W, 3).
 

@@ -56,6 +56,8 @@ class TrackletDataset(Dataset[TrainItem]):
         train: training or test mode.
         size: (height, width) every frame is resized to.
         max_clips: test mode cap on clips per tracklet (None: no cap).
+        test_clips: which clips the cap keeps, ``"first"`` or ``"spaced"``
+            (:func:`sample_test_clips`).
         cache_frames: keep resized frames in a bounded per-process cache (a hit skips decoding
             and resizing).
     """
@@ -69,6 +71,7 @@ class TrackletDataset(Dataset[TrainItem]):
         train: bool,
         size: tuple[int, int],
         max_clips: int | None = None,
+        test_clips: str = "first",
         cache_frames: bool = False,
     ) -> None:
         self.records = tuple(records)
@@ -77,6 +80,7 @@ class TrackletDataset(Dataset[TrainItem]):
         self.train = train
         self.size = size
         self.max_clips = max_clips
+        self.test_clips = test_clips
         self._read = partial(decode_resized, size=tuple(size))
         self._cache = FrameCache(CACHE_BYTES, load=self._read) if cache_frames else None
 
@@ -99,7 +103,9 @@ class TrackletDataset(Dataset[TrainItem]):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 return self.transform(frames), record.pid, record.camid
-        clips = sample_test_clips(len(record.frames), self.seq_len, self.max_clips)
+        clips = sample_test_clips(
+            len(record.frames), self.seq_len, self.max_clips, mode=self.test_clips
+        )
         needed = sorted({i for clip in clips for i in clip})
         stack = self.transform(self._load([record.frames[i] for i in needed]))
         position = {frame: p for p, frame in enumerate(needed)}
@@ -191,13 +197,14 @@ def build_train_loader(
     conversion, normalisation and random erasing run once per batch in the iterating process
     (:func:`normalize_clips`). Call ``loader.sampler.set_epoch(e)`` before
     each epoch (or build the loader with ``epoch=e``). With ``finish_on_host=False`` the
-    batches stay ``((uint8 clips, erase boxes[B, 4]), pids, camids)`` (pinned when CUDA is
+    batches stay ``((uint8 clips, erase boxes[B, T, 4]), pids, camids)`` (pinned when CUDA is
     available) for the caller to finish on its device (the trainer does).
 
     Args:
         records: training tracklets, pids ``0..N-1``.
         cfg: ``seq_len``, ``height``, ``width``, ``batch_size``, ``num_instances``,
-            ``random_erasing``, ``num_workers`` and ``cache_frames`` are used.
+            ``epoch_sampling``, ``random_erasing``, ``pad``, ``translation``,
+            ``augment_scope``, ``num_workers`` and ``cache_frames`` are used.
         seed: base seed of the sampler and of the clip augmentation.
         epoch: the first epoch.
 
@@ -206,14 +213,23 @@ def build_train_loader(
             ids than a batch needs.
     """
     sampler = RandomIdentitySampler(
-        [t.pid for t in records], cfg.batch_size, cfg.num_instances, seed
+        [t.pid for t in records],
+        cfg.batch_size,
+        cfg.num_instances,
+        seed,
+        epoch_sampling=cfg.epoch_sampling,
     )
     sampler.set_epoch(epoch)
     dataset = TrackletDataset(
         records,
         seq_len=cfg.seq_len,
         transform=ClipAugment(
-            cfg.height, cfg.width, random_erasing=cfg.random_erasing, pad=cfg.pad
+            cfg.height,
+            cfg.width,
+            random_erasing=cfg.random_erasing,
+            pad=cfg.pad,
+            translation=cfg.translation,
+            scope=cfg.augment_scope,
         ),
         train=True,
         size=(cfg.height, cfg.width),
@@ -237,7 +253,8 @@ def build_test_loader(records: Sequence[Tracklet], cfg: DataConfig) -> DataLoade
     """Test loader: one tracklet per item, in ``records`` order.
 
     Items are ``(clips[N_clips, T, 3, H, W] float32, pid: int, camid: int)``: every
-    consecutive ``cfg.seq_len``-frame clip, at most ``cfg.test_max_clips`` evenly spaced ones.
+    consecutive ``cfg.seq_len``-frame clip, at most ``cfg.test_max_clips``: the first ones or
+    evenly spaced ones (``cfg.test_clips``).
     The caller chunks the clips by ``cfg.test_batch_size`` and averages their features.
     """
     dataset = TrackletDataset(
@@ -247,6 +264,7 @@ def build_test_loader(records: Sequence[Tracklet], cfg: DataConfig) -> DataLoade
         train=False,
         size=(cfg.height, cfg.width),
         max_clips=cfg.test_max_clips,
+        test_clips=cfg.test_clips,
         cache_frames=cfg.cache_frames,
     )
     return _ReidDataLoader(

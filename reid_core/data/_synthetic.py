@@ -169,7 +169,7 @@ def _save(frame: np.ndarray, path: Path) -> None:
         image.save(path, format="PNG")
 
 
-def _savemat(path: Path, key: str, value: np.ndarray) -> None:
+def savemat_fixed(path: Path, key: str, value: np.ndarray) -> None:
     """``scipy.io.savemat`` with a fixed header (scipy stamps the current time otherwise)."""
     buffer = io.BytesIO()
     scipy.io.savemat(buffer, {key: value})
@@ -321,7 +321,9 @@ def _write_mars(
         info = root / "info"
         info.mkdir(exist_ok=True)
         (info / f"{subset}_name.txt").write_text("".join(n + "\n" for n in all_names))
-        _savemat(info / f"tracks_{subset}_info.mat", f"track_{subset}_info", np.array(rows, float))
+        savemat_fixed(
+            info / f"tracks_{subset}_info.mat", f"track_{subset}_info", np.array(rows, float)
+        )
         if subset == "test":
             query_rows = []
             seen: set[tuple[int, int]] = set()
@@ -329,7 +331,7 @@ def _write_mars(
                 if pid > 0 and (pid, cam) not in seen:
                     seen.add((pid, cam))
                     query_rows.append(i)
-            _savemat(info / "query_IDX.mat", "query_IDX", np.array([query_rows], float))
+            savemat_fixed(info / "query_IDX.mat", "query_IDX", np.array([query_rows], float))
 
 
 def _write_ilidsvid(
@@ -349,7 +351,7 @@ def _write_ilidsvid(
                 _save(frame, folder / f"{cam_name}_person{number:03d}_{f:05d}.png")
     ls_set = np.stack([rng.permutation(ids) + 1 for _ in range(10)]).astype(float)
     (root / ILIDS_SPLIT_FILE).parent.mkdir(parents=True)
-    _savemat(root / ILIDS_SPLIT_FILE, "ls_set", ls_set)
+    savemat_fixed(root / ILIDS_SPLIT_FILE, "ls_set", ls_set)
 
 
 def _write_prid(

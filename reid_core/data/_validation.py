@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from reid_core.config import ValidationConfig
+from reid_core.data._guided import guided_preset
 from reid_core.data.datasets._base import relabel
 from reid_core.data.records import ReidSplit
 from reid_core.data.records import Tracklet
@@ -34,10 +35,12 @@ def carve_validation(
     for training):
 
     - ``sampling="random"``: drawn uniformly with ``cfg.seed``.
-    - ``sampling="guided"``: ``cfg.guided_ids`` when given (training pids as in ``train``),
-      else the hardest ids according to ``hardness`` (higher = harder; ties by pid). The
-      default, :func:`colour_histogram_hardness`, is ``1 - AP`` of each id under a cheap,
-      deterministic, model-free embedding.
+    - ``sampling="guided"``: a fixed list (training pids as in ``train``, ``fraction`` unused):
+      ``cfg.guided_ids``, or the preset ``cfg.preset`` (``"paper"``: the reference's 32 hard
+      MARS ids, :data:`~reid_core.data.PAPER_GUIDED_IDS`).
+    - ``sampling="colour_hardness"``: the hardest ids according to ``hardness`` (higher =
+      harder; ties by pid). The default, :func:`colour_histogram_hardness`, is ``1 - AP`` of
+      each id under a cheap, deterministic, model-free embedding.
 
     Validation query = one tracklet per (validation id, camera), for every camera of the id,
     except that an id whose tracklets would all become queries keeps its last one in the gallery.
@@ -56,7 +59,7 @@ def carve_validation(
 
     Raises:
         ConfigError: a fraction is out of range, no id has two cameras, no training id would
-            be left, or a guided id does not exist.
+            be left, or a guided id (or preset id) is not a training id.
     """
     if not 0 < cfg.fraction < 1:
         raise ConfigError(f"validation fraction={cfg.fraction} must be in (0, 1)")
@@ -69,21 +72,20 @@ def carve_validation(
     if not pool:
         raise ConfigError("no training id is seen by two cameras; cannot build a validation split")
 
-    if cfg.sampling == "guided" and cfg.guided_ids:
-        unknown = sorted(set(cfg.guided_ids) - set(by_pid))
-        if unknown:
-            raise ConfigError(f"guided_ids {unknown} are not training ids (0..{len(by_pid) - 1})")
-        val_ids = sorted(set(cfg.guided_ids))
+    if cfg.sampling == "guided":
+        val_ids = _guided_ids(cfg, set(by_pid))
     else:
         wanted = min(max(1, round(cfg.fraction * len(by_pid))), len(pool))
-        if cfg.sampling == "guided":
+        if cfg.sampling == "colour_hardness":
             scores = (hardness or colour_histogram_hardness)(train)
             val_ids = sorted(sorted(pool, key=lambda p: (-scores.get(p, 0.0), p))[:wanted])
         elif cfg.sampling == "random":
             rng = np.random.default_rng([cfg.seed, 0])
             val_ids = sorted(rng.choice(pool, size=wanted, replace=False).tolist())
         else:
-            raise ConfigError(f"sampling={cfg.sampling!r}; expected 'random' or 'guided'")
+            raise ConfigError(
+                f"sampling={cfg.sampling!r}; expected 'random', 'guided' or 'colour_hardness'"
+            )
     if len(val_ids) >= len(by_pid):
         raise ConfigError(f"{len(val_ids)} validation ids leave no training id")
 
@@ -121,6 +123,24 @@ def carve_validation(
         len(by_pid) - len(val_ids),
     )
     return ReidSplit(train=relabel(remaining), query=tuple(query), gallery=tuple(gallery))
+
+
+def _guided_ids(cfg: ValidationConfig, train_ids: set[int]) -> list[int]:
+    """The ids of guided sampling: ``cfg.guided_ids`` or the preset ``cfg.preset``."""
+    if (cfg.preset is None) == (not cfg.guided_ids):
+        raise ConfigError(
+            "sampling='guided' takes its ids from exactly one of preset or guided_ids "
+            "(colour-histogram hardness is sampling='colour_hardness')"
+        )
+    ids = guided_preset(cfg.preset) if cfg.preset is not None else cfg.guided_ids or ()
+    what = f"preset {cfg.preset!r}" if cfg.preset is not None else "guided_ids"
+    unknown = sorted(set(ids) - train_ids)
+    if unknown:
+        raise ConfigError(
+            f"{what}: {unknown} are not training ids (0..{len(train_ids) - 1})"
+            + ("; the paper preset is for MARS (625 training ids)" if cfg.preset else "")
+        )
+    return sorted(set(ids))
 
 
 def colour_histogram_hardness(

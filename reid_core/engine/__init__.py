@@ -35,7 +35,11 @@ from reid_core.engine._evaluation import squared_euclidean
 from reid_core.engine._inference import LoadedModel
 from reid_core.engine._inference import evaluate_checkpoint
 from reid_core.engine._inference import load_model
+from reid_core.engine._init_from import InitSource
+from reid_core.engine._init_from import init_from_checkpoint
+from reid_core.engine._init_from import transferable_state
 from reid_core.engine._io import write_json_atomic
+from reid_core.engine._metrics_log import METRICS_LOG_NAME
 from reid_core.engine._metrics_log import MetricsLog
 from reid_core.engine._precision import Precision
 from reid_core.engine._precision import resolve_precision
@@ -47,6 +51,7 @@ from reid_core.engine._tensorboard import TensorBoardLog
 from reid_core.engine._trainer import Trainer
 
 __all__ = [
+    "METRICS_LOG_NAME",
     "TENSORBOARD_DIR",
     "Callback",
     "CheckpointManager",
@@ -54,6 +59,7 @@ __all__ = [
     "EpochReport",
     "EvaluationResult",
     "FitResult",
+    "InitSource",
     "LoadedModel",
     "LossConfig",
     "MetricsLog",
@@ -74,6 +80,7 @@ __all__ = [
     "extract_features",
     "find_resumable_checkpoint",
     "finish_on_device",
+    "init_from_checkpoint",
     "load_checkpoint",
     "load_model",
     "resolve_checkpoint",
@@ -82,6 +89,7 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "squared_euclidean",
+    "transferable_state",
     "verify_checkpoint",
     "warmup_multistep_factor",
     "write_json_atomic",

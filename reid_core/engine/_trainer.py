@@ -31,6 +31,7 @@ from reid_core.engine._checkpoint import code_version
 from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
+from reid_core.engine._init_from import init_from_checkpoint
 from reid_core.engine._io import write_json_atomic
 from reid_core.engine._metrics_log import MetricsLog
 from reid_core.engine._precision import resolve_precision
@@ -131,6 +132,8 @@ class Trainer:
         )
         self.scaler = self.precision.grad_scaler()
         self.checkpoints = CheckpointManager(self.output_dir)
+        #: Where the initial backbone/attention weights came from (``cfg.init_from``).
+        self.init_source: dict[str, Any] | None = None
         self._loader: Iterable[Any] | None = None
         self._eval_loaders: tuple[Iterable[Any], Iterable[Any]] | None = None
         logger.info(
@@ -321,6 +324,8 @@ class Trainer:
         state = _FitState()
         if resume_from is not None:
             self._resume(Path(resume_from), state)
+        elif self.cfg.init_from:
+            self.init_source = init_from_checkpoint(self.model, Path(self.cfg.init_from)).to_dict()
         config_file = config_path(self.output_dir)
         write_json_atomic(config_file, self.cfg.to_dict())
         hooks = (MetricsLog(self.output_dir, start_epoch=state.next_epoch), *callbacks)
@@ -341,7 +346,12 @@ class Trainer:
             if not failed:
                 write_json_atomic(
                     self.output_dir / RESULTS_NAME,
-                    {**result.to_dict(), "config": self.cfg.to_dict(), "code": code_version()},
+                    {
+                        **result.to_dict(),
+                        "config": self.cfg.to_dict(),
+                        "code": code_version(),
+                        "init_from": self.init_source,
+                    },
                 )
             for callback in hooks:
                 try:
@@ -416,6 +426,7 @@ class Trainer:
             "best_metrics": None if state is None else state.best_metrics,
             "best_epoch": None if state is None else state.best_epoch,
             "config": self.cfg.to_dict(),
+            "init_from": self.init_source,
         }
 
     def _save(self, epoch: int, state: _FitState) -> Path:
@@ -452,6 +463,7 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise CheckpointError(f"checkpoint {path} does not fit this run: {first}") from exc
+        self.init_source = ckpt.get("init_from")
         state.last_metrics = ckpt.get("metrics")
         state.best_metrics = ckpt.get("best_metrics")
         state.best_epoch = ckpt.get("best_epoch")

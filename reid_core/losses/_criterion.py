@@ -25,7 +25,7 @@ LOSS_TERMS: tuple[str, ...] = ("ce", "triplet", "center", "osm", "total")
 
 
 class ReidCriterion(nn.Module):
-    """``total = ce + (1 - beta) * triplet + center_weight * center + beta * osm``.
+    """``total = ce + triplet_weight * (1 - beta) * triplet + center_weight * center + beta * osm``.
 
     ``ce`` is the label-smoothed cross-entropy on the logits; the metric losses (triplet,
     center, OSM+CAA) use ``output.bn_features`` as the reference does. The OSM prototypes are
@@ -34,7 +34,7 @@ class ReidCriterion(nn.Module):
     the center loss alone, whose gradient :func:`rescale_center_grads` multiplies by
     ``1 / center_weight``, an amplification an OSM gradient must not get. Terms with a zero
     weight (``osm`` when ``beta == 0``, ``triplet`` when ``beta == 1``) are not computed and
-    reported as 0.
+    reported as 0; so is ``triplet`` when ``triplet_weight == 0``.
 
     The only parameters are the centers (:meth:`center_parameters`); give them their own SGD
     at ``cfg.center_lr`` and call :func:`rescale_center_grads` before its step.
@@ -54,10 +54,18 @@ class ReidCriterion(nn.Module):
             raise ConfigError(f"loss beta={cfg.beta} must be in [0, 1]")
         if cfg.center_weight < 0:
             raise ConfigError(f"center_weight={cfg.center_weight} must be >= 0")
+        if cfg.triplet_weight < 0:
+            raise ConfigError(f"triplet_weight={cfg.triplet_weight} must be >= 0")
+        if cfg.prototypes == "centers" and cfg.beta > 0 and cfg.center_weight == 0:
+            raise ConfigError(
+                "prototypes='centers' (CL centers) needs the center loss that learns them "
+                "(center_weight > 0), or use prototypes='classifier'"
+            )
         if cfg.prototypes not in ("classifier", "centers"):
             raise ConfigError(f"prototypes={cfg.prototypes!r} must be 'classifier' or 'centers'")
         self.num_classes = num_classes
         self.beta = cfg.beta
+        self.triplet_factor = cfg.triplet_weight * (1.0 - cfg.beta)
         self.center_weight = cfg.center_weight
         self.prototypes = cfg.prototypes
         self.cross_entropy = CrossEntropyLabelSmooth(num_classes, epsilon=cfg.label_smoothing)
@@ -98,7 +106,7 @@ class ReidCriterion(nn.Module):
         feats = output.bn_features
         zero = feats.new_zeros((), dtype=torch.float32)
         terms = {"ce": self.cross_entropy(output.logits, labels)}
-        terms["triplet"] = self.triplet(feats, labels) if self.beta < 1.0 else zero
+        terms["triplet"] = self.triplet(feats, labels) if self.triplet_factor > 0 else zero
         terms["center"] = self.center(feats, labels)
         if self.beta > 0.0:
             terms["osm"] = self.osm(feats, labels, self._prototypes(classifier_weight))
@@ -106,7 +114,7 @@ class ReidCriterion(nn.Module):
             terms["osm"] = zero
         terms["total"] = (
             terms["ce"]
-            + (1.0 - self.beta) * terms["triplet"]
+            + self.triplet_factor * terms["triplet"]
             + self.center_weight * terms["center"]
             + self.beta * terms["osm"]
         )

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,8 +54,10 @@ def spec_dict(
     sampler: str = "random",
     pruner: str = "none",
     timeout_hours: float | None = None,
+    heartbeat_s: int = 1,
 ) -> dict[str, Any]:
-    """A study spec (as a dict) that trains in a few seconds on one CPU thread."""
+    """A study spec (as a dict) that trains in a few seconds on one CPU thread, with 1 s
+    heartbeats (a dead worker's trial is failed after 3 s)."""
     return {
         "name": name,
         "dataset": {"name": "mars", "root": str(data_root), "split_id": 0},
@@ -91,6 +94,7 @@ def spec_dict(
         "pruner": {"name": pruner},
         "budget": {"n_trials": n_trials, "timeout_hours": timeout_hours},
         "artifacts": {"root": str(artifacts)},
+        "heartbeat": {"interval": heartbeat_s},
         "seed": 0,
     }
 
@@ -100,11 +104,40 @@ def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- dead workers
+
+
+class WorkerDeath(BaseException):
+    """A worker process dying mid-trial (SIGKILL), in-process: nothing handles it, so the
+    trial stays RUNNING with its checkpoints on disk."""
+
+
+def fail_and_queue_retry(study: optuna.Study, url: str, number: int) -> None:
+    """What a live worker's watchdog does to a dead worker's trial: FAIL, then a WAITING copy
+    with its params, user attrs and intermediate values."""
+    from hpo.storage import close_storage
+    from hpo.storage import open_storage
+
+    storage = open_storage(url)
+    try:
+        study_id = storage.get_study_id_from_name(study.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    finally:
+        close_storage(storage)
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
+        retry(study, frozen)
+
+
 # --------------------------------------------------------------------------- fake trainer
 
 
 def _trial_number(cfg: TrainConfig) -> int:
-    return int(Path(cfg.output_dir).name.removeprefix("trial_"))
+    """The Optuna trial number of the attempt that trains in ``cfg.output_dir``."""
+    return int(Path(cfg.output_dir).name.removeprefix("attempt_"))
 
 
 class FakeTrainer:
@@ -179,11 +212,12 @@ def fake_trainer_factory(
 
 
 def child_env(storage_url: str, **extra: str) -> dict[str, str]:
-    """Environment of a worker process: one torch thread, 1 s heartbeats, the storage URL."""
+    """Environment of a worker process: one torch thread, the storage URL (the heartbeat is
+    the study's, see :func:`spec_dict`)."""
     env = dict(os.environ)
+    env.pop("REID_HPO_HEARTBEAT", None)
     env.update(
         OMP_NUM_THREADS="1",
-        REID_HPO_HEARTBEAT="1",
         REID_HPO_STORAGE=storage_url,
         PYTHONPATH=str(REPO_ROOT),
         CUDA_VISIBLE_DEVICES="",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -78,6 +79,10 @@ def _optuna_private_names() -> set[str]:
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 
 
+# A dotted Optuna path with a private part, e.g. "optuna.storages._cached_storage".
+_PRIVATE_PATH = re.compile(r"\boptuna(?:\.[A-Za-z]\w*)*\._[A-Za-z]\w*")
+
+
 def _private_optuna_uses(path: Path, optuna_private: set[str]) -> list[str]:
     """Imports of private Optuna modules or names, and accesses ``x._name`` of an Optuna
     private name that this module does not define itself."""
@@ -106,10 +111,9 @@ def _private_optuna_uses(path: Path, optuna_private: set[str]) -> list[str]:
         elif (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
-            and "optuna." in node.value
-            and "._" in node.value
+            and (found := _PRIVATE_PATH.search(node.value))
         ):
-            uses.append(f"line {node.lineno}: {node.value!r}")
+            uses.append(f"line {node.lineno}: {found.group(0)!r}")
     return uses
 
 
@@ -128,9 +132,11 @@ def test_the_checker_sees_a_private_optuna_use(tmp_path: Path) -> None:
     module.write_text(
         "from optuna.storages._cached_storage import _CachedStorage\n"
         "def f(study):\n    return study._storage\n"
+        "NAME = 'optuna.storages.RDBStorage._get_trials'\n"
+        "DOC = 'optuna.TrialPruned and hpo.study._artifacts are fine'\n"
     )
     uses = _private_optuna_uses(module, _optuna_private_names())
-    assert len(uses) == 3, uses  # the private module, the private class, the attribute
+    assert len(uses) == 4, uses  # private module and class, the attribute, the dotted string
 
 
 @pytest.mark.parametrize("name", [n for n in PRIVATE_OPTUNA_NAMES if n.startswith("optuna.")])
@@ -179,7 +185,7 @@ def finished_study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tests._helpers.specs import tiny_spec
 
     url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'reid_hpo.db'}"
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url)
     try:
         study = create_study(tiny_spec(name="light"), storage)
         trial = study.ask()

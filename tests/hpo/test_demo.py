@@ -35,6 +35,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "reid-hpo dashboard" in result.output
     assert str(out / "report.html") in result.output.replace("\n", "")
     json.dumps(test_result)  # what the report and `study best` read is plain JSON
+    # Retention: only the best complete trial keeps a checkpoint (the one `study test` used).
+    checkpoints = sorted(p.name for p in (out / "runs").rglob("epoch_*.pt"))
+    assert len(checkpoints) == 1, checkpoints
+    used = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    assert used < 100 * 2**20, f"the demo leaves {used / 2**20:.0f} MiB"
+    # Paths are stored relative to the (absolute) artifacts root: testing again works from
+    # any working directory.
+    assert not Path(study.best_trial.user_attrs["checkpoint"]).is_absolute()
 
 
 def test_demo_never_reuses_a_study_name(sqlite_url: str) -> None:

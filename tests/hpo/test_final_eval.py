@@ -139,7 +139,7 @@ def test_an_evaluation_without_metrics_stores_nothing(study: optuna.Study, spec:
 def test_study_test_cli_reports_an_unusable_checkpoint_in_one_line(
     sqlite_url: str, spec: StudySpec, tmp_path: Path
 ) -> None:
-    study = create_study(spec, open_storage(sqlite_url, heartbeat=False))
+    study = create_study(spec, open_storage(sqlite_url))
     add_fake_trials(study, checkpoint_root=tmp_path / "runs")  # dummy bytes, no checksum
     result = CliRunner().invoke(app, ["study", "test", spec.name, "--storage", sqlite_url])
     assert result.exit_code == 2
@@ -193,7 +193,7 @@ def test_study_test_cli_evaluates_a_real_checkpoint_once(
             "budget": {"n_trials": 1},
         }
     )
-    study = create_study(spec, open_storage(sqlite_url, heartbeat=False))
+    study = create_study(spec, open_storage(sqlite_url))
     trial = study.ask()
     trial.suggest_float("sigma", 0.1, 1.0)
     trial.set_user_attr("checkpoint", str(checkpoint))
@@ -203,7 +203,7 @@ def test_study_test_cli_evaluates_a_real_checkpoint_once(
     first = CliRunner().invoke(app, command)
     assert first.exit_code == 0, first.output
     assert "Test split, trial 0: mAP=" in first.output
-    stored = load_study(spec.name, sqlite_url, heartbeat=False)[0].user_attrs[StudyAttr.TEST_RESULT]
+    stored = load_study(spec.name, sqlite_url)[0].user_attrs[StudyAttr.TEST_RESULT]
     assert stored["trial"] == 0
     assert stored["split"] == "test"
     assert 0.0 <= stored["metrics"]["mAP"] <= 1.0
@@ -212,5 +212,5 @@ def test_study_test_cli_evaluates_a_real_checkpoint_once(
 
     second = CliRunner().invoke(app, command)
     assert second.exit_code == 0, second.output
-    again = load_study(spec.name, sqlite_url, heartbeat=False)[0].user_attrs[StudyAttr.TEST_RESULT]
+    again = load_study(spec.name, sqlite_url)[0].user_attrs[StudyAttr.TEST_RESULT]
     assert again["evaluated_at"] == stored["evaluated_at"]

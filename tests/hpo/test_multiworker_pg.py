@@ -83,7 +83,6 @@ def test_killed_worker_is_restarted_and_its_trial_resumes_from_the_checkpoint(
     tmp_path: Path, data_root: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _create(tmp_path, data_root, postgres_url, n_trials=1, epochs=6)
-    monkeypatch.setenv("REID_HPO_HEARTBEAT", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     killed: list[int] = []

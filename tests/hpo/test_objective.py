@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import optuna
@@ -14,7 +18,12 @@ from optuna.trial import TrialState
 
 from hpo.errors import SpecError
 from hpo.spec import StudySpec
+from hpo.storage import close_storage
+from hpo.storage import open_storage
+from hpo.study import ArtifactPathError
+from hpo.study import attempt_dir
 from hpo.study import create_study
+from hpo.study import delete_study
 from hpo.worker import TrialResult
 from hpo.worker import fail_reason
 from hpo.worker import make_objective
@@ -25,6 +34,9 @@ from reid_core.engine import Trainer
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import NonFiniteLossError
+from tests.hpo._worker_support import FakeTrainer
+from tests.hpo._worker_support import WorkerDeath
+from tests.hpo._worker_support import fail_and_queue_retry
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
@@ -57,9 +69,13 @@ def test_real_training_records_value_and_every_user_attr(
     assert 0.0 <= trial.value <= 1.0
     assert set(trial.intermediate_values) == {0, 1}
     assert attrs["seed"] == spec.seed + trial.number
-    assert attrs["checkpoint_dir"] == str(tmp_path / "runs" / "obj" / "trial_0")
+    study_uuid = study.user_attrs["study_uuid"]
+    attempt = tmp_path / "runs" / study_uuid / "trial_0" / "attempt_0"
+    assert attrs["checkpoint_dir"] == str(attempt.relative_to(tmp_path / "runs"))
+    assert attrs["origin_trial"] == 0
+    assert json.loads((attempt / "attempt.json").read_text())["study_uuid"] == study_uuid
     assert attrs["last_checkpoint_epoch"] == 1
-    assert Path(attrs["checkpoint"]).is_file()
+    assert (tmp_path / "runs" / attrs["checkpoint"]).is_file()
     assert len(attrs["cmc"]) > 0 and all(0.0 <= v <= 1.0 for v in attrs["cmc"])
     assert attrs["code_version"]["hpo"]
     assert attrs["device"] == "cpu"
@@ -75,10 +91,9 @@ class _CrashAfterEpoch(Callback):
 
     def on_epoch_end(self, report: EpochReport) -> None:
         if report.epoch == self.epoch:
-            raise RuntimeError("worker died")
+            raise WorkerDeath("worker died")
 
 
-@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
     tmp_path: Path, data_root: Path, sqlite_url: str
 ) -> None:
@@ -92,21 +107,155 @@ def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
     crashing = make_objective(
         spec, study_name="obj", trainer_factory=lambda cfg, rerank: CrashingTrainer(cfg)
     )
-    study.optimize(crashing, n_trials=1, catch=(RuntimeError,))
-    # What fail_stale_trials does for a dead worker: a WAITING copy with params + user attrs.
-    optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(
-        study, study.trials[0]
-    )
+    with pytest.raises(WorkerDeath):
+        study.optimize(crashing, n_trials=1)
+    fail_and_queue_retry(study, sqlite_url, 0)
     study.optimize(make_objective(spec, study_name="obj"), n_trials=1)
 
     first, retry = study.trials
     assert retry.state is TrialState.COMPLETE
     assert retry.params == first.params
-    assert retry.user_attrs["checkpoint_dir"] == first.user_attrs["checkpoint_dir"]
+    root = tmp_path / "runs"
+    trial_dir = (root / first.user_attrs["checkpoint_dir"]).parent
+    # Each attempt writes its own folder of the same trial; the retry took the checkpoint over
+    # and freed the predecessor's copy.
+    assert root / retry.user_attrs["checkpoint_dir"] == trial_dir / "attempt_1"
+    assert retry.user_attrs["origin_trial"] == 0
+    assert not list((trial_dir / "attempt_0").glob("*.pt"))
+    assert (trial_dir / "attempt_0" / "attempt.json").is_file()
     assert retry.user_attrs["resumed_from_epoch"] == 1
     assert retry.user_attrs["seed"] == first.user_attrs["seed"]
     assert set(retry.intermediate_values) == {0, 1, 2}
-    assert not (tmp_path / "runs" / "obj" / "trial_1").exists()
+    assert sorted(p.name for p in trial_dir.parent.iterdir()) == ["trial_0"]
+
+
+def _retry_of_first_trial(study: optuna.Study) -> None:
+    """What fail_stale_trials does for a dead worker: a WAITING copy with params + attrs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(
+            study, study.trials[0]
+        )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest) -> str:
+    """The study storage: SQLite, and the real PostgreSQL server."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+def test_a_recreated_study_never_resumes_the_deleted_ones_checkpoints(
+    tmp_path: Path, data_root: Path, url: str
+) -> None:
+    # study run a.yaml; study delete sec; study run b.yaml (same name, another lr): before,
+    # every trial "resumed" from runs/sec/trial_N and reported the deleted study's value.
+    spec_a = _spec(tmp_path, data_root)
+    study_a = _study(spec_a, url)
+    study_a.optimize(make_objective(spec_a, study_name="obj"), n_trials=1)
+    folder_a = tmp_path / "runs" / study_a.trials[0].user_attrs["checkpoint_dir"]
+    uuid_a = study_a.user_attrs["study_uuid"]
+    deleted = delete_study("obj", url)
+    assert deleted.artifacts_removed and not folder_a.exists()
+
+    raw = spec_dict(name="obj", data_root=data_root, artifacts=tmp_path / "runs")
+    raw["training"]["lr"] = 5.0e-4
+    spec_b = StudySpec.model_validate(raw)
+    study_b = _study(spec_b, url)
+    study_b.optimize(make_objective(spec_b, study_name="obj"), n_trials=1)
+    trial = study_b.trials[0]
+    assert trial.state is TrialState.COMPLETE
+    assert "resumed_from_epoch" not in trial.user_attrs
+    assert set(trial.intermediate_values) == {0, 1}  # trained every epoch itself
+    assert study_b.user_attrs["study_uuid"] != uuid_a
+    assert uuid_a not in trial.user_attrs["checkpoint_dir"]
+
+
+def test_a_retry_resumes_only_a_checkpoint_of_its_own_study_and_config(
+    tmp_path: Path, data_root: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = _spec(tmp_path, data_root, epochs=3)
+    study = _study(spec, sqlite_url)
+    crash = fake_trainer_factory({0: RuntimeError("worker died")})
+    study.optimize(
+        make_objective(spec, study_name="obj", trainer_factory=crash),
+        n_trials=1,
+        catch=(RuntimeError,),
+    )
+    first = tmp_path / "runs" / study.trials[0].user_attrs["checkpoint_dir"]
+    checkpoint = first / "last.pt"  # a verified checkpoint to resume from
+    checkpoint.write_text(json.dumps({"epoch": 1}))
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    (first / "last.pt.sha256").write_text(f"{digest}  last.pt\n")
+    record = json.loads((first / "attempt.json").read_text())
+    record["config_hash"] = "0" * 64  # as if another study or configuration wrote it
+    (first / "attempt.json").write_text(json.dumps(record))
+    _retry_of_first_trial(study)
+    with caplog.at_level(logging.WARNING, logger="hpo.worker._objective"):
+        study.optimize(
+            make_objective(spec, study_name="obj", trainer_factory=fake_trainer_factory()),
+            n_trials=1,
+        )
+    retry = study.trials[1]
+    assert retry.state is TrialState.COMPLETE
+    assert "resumed_from_epoch" not in retry.user_attrs
+    assert set(retry.intermediate_values) == {0, 1, 2}  # from epoch 0
+    warnings_ = [r.getMessage() for r in caplog.records if "not resuming" in r.getMessage()]
+    assert len(warnings_) == 1 and "starting from epoch 0" in warnings_[0]
+
+
+def test_artifact_paths_never_come_from_the_study_name(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    spec = _spec(tmp_path, data_root)
+    study = _study(spec, sqlite_url)
+    escape = "../" * 5 + "escape" + "x" * 300  # a renamed study: no name is a path here
+    objective = make_objective(spec, study_name=escape, trainer_factory=fake_trainer_factory())
+    study.optimize(objective, n_trials=1)
+    folder = (tmp_path / "runs" / study.trials[0].user_attrs["checkpoint_dir"]).resolve()
+    assert folder.is_relative_to((tmp_path / "runs").resolve())
+    assert folder.parts[-3] == study.user_attrs["study_uuid"]
+    with pytest.raises(ArtifactPathError, match="is not 32 hex digits"):
+        attempt_dir(tmp_path / "runs", "../escape", trial=0, attempt=0)
+
+
+class _FailedBeforeItsFirstEpochEnds(Callback):
+    """Another worker's watchdog fails the trial while this one still trains it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        if report.epoch == 0:
+            other = open_storage(self.url)
+            try:
+                trial_id = other.get_trial_id_from_study_id_trial_number(
+                    other.get_study_id_from_name("obj"), 0
+                )
+                other.set_trial_state_values(trial_id, TrialState.FAIL)
+            finally:
+                close_storage(other)
+
+
+def test_a_trial_failed_elsewhere_stops_writing_at_its_next_epoch_end(
+    tmp_path: Path, data_root: Path, url: str
+) -> None:
+    spec = _spec(tmp_path, data_root, epochs=4)
+    study = _study(spec, url)
+    fence = _FailedBeforeItsFirstEpochEnds(url)
+
+    class Fenced(FakeTrainer):
+        def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
+            return super().fit(callbacks=[fence, *callbacks], resume_from=resume_from)
+
+    objective = make_objective(spec, study_name="obj", trainer_factory=Fenced)
+    assert run_trial(study, objective, deadline=None).state is TrialState.FAIL
+    trial = study.trials[0]
+    assert trial.state is TrialState.FAIL
+    # Epoch 0 ended after the trial was failed: nothing of epochs 1-3 was ever written.
+    folder = tmp_path / "runs" / trial.user_attrs["checkpoint_dir"]
+    # The fenced attempt keeps its checkpoint: the retry of the other worker takes it over.
+    assert json.loads((folder / "last.pt").read_text()) == {"epoch": 0}
+    assert trial.intermediate_values == {}
 
 
 @pytest.mark.parametrize(

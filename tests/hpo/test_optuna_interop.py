@@ -23,7 +23,7 @@ def written_url(request: pytest.FixtureRequest) -> str:
     """URL of a storage holding the fake study, written through ``hpo.storage.open_storage``."""
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(fixture)
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url)
     make_study(storage, name=STUDY)
     close_storage(storage)
     return url

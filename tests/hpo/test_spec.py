@@ -189,6 +189,53 @@ def test_study_fixed_paths_cannot_be_searched() -> None:
     assert "fixed by the study" in error.reason
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "field"),
+    [
+        ("training", "epochs", True, "training.epochs"),  # was taken as 1
+        ("training", "milestones", [True], "training.milestones.0"),
+        ("training", "batch_size", "16", "training.batch_size"),
+        ("training", "lr", True, "training.lr"),
+        ("training", "amp", 1, "training.amp"),
+        ("validation", "seed", 1.5, "validation.seed"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_strictly(
+    section: str, key: str, value: Any, field: str
+) -> None:
+    data = tiny_spec_dict()
+    data[section] = {**data.get(section, {}), key: value}
+    assert _error(data).field == field
+
+
+def test_a_categorical_choice_of_the_wrong_type_for_its_target_is_refused() -> None:
+    data = _with_param("batch_size", {"type": "categorical", "choices": ["16"]})
+    assert _error(data).field == "search_space.batch_size.choices.0"
+
+
+def test_a_bogus_training_device_is_refused() -> None:
+    error = _error(_with("training", device="bogus"))
+    assert error.field == "training.device"
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_real_training_devices_are_accepted(device: str) -> None:
+    assert parse_spec(_with("training", device=device)).training.device == device
+
+
+def test_the_device_cannot_be_searched() -> None:
+    error = _error(_with_param("device", {"type": "categorical", "choices": ["cpu", "cuda"]}))
+    assert "by the worker that runs the trial" in error.reason
+
+
+def test_an_exponent_without_a_dot_is_a_number_in_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    text = yaml.safe_dump(tiny_spec_dict(), sort_keys=False).replace("low: 1.0e-06", "low: 1e-6")
+    assert "low: 1e-6" in text
+    path.write_text(text)
+    assert load_spec(path).search_space["margin"].low == 1e-6
+
+
 def test_two_names_for_one_field_are_refused() -> None:
     data = _with_param("loss.osm_sigma", {"type": "float", "low": 0.1, "high": 1.0})
     assert "already set by 'sigma'" in _error(data).reason
@@ -296,7 +343,8 @@ def test_resolve_param_path_knows_the_seed_names() -> None:
 
 def test_every_alias_and_training_key_maps_onto_a_train_config_field() -> None:
     for name in [*PARAM_ALIASES, *TRAINING_PATHS]:
-        assert resolve_param_path(name)
+        if name != "device":  # a training key, but the worker's to choose (refused above)
+            assert resolve_param_path(name)
 
 
 def test_to_train_config_maps_params_and_fixed_recipe() -> None:

@@ -10,9 +10,10 @@ import pytest
 
 from hpo.errors import StorageError
 from hpo.storage import DEFAULT_STORAGE_URL
-from hpo.storage import GRACE_FACTOR
+from hpo.storage import Heartbeat
+from hpo.storage import check_heartbeat_override
 from hpo.storage import close_storage
-from hpo.storage import heartbeat_interval
+from hpo.storage import env_heartbeat_interval
 from hpo.storage import mask_url
 from hpo.storage import normalise_url
 from hpo.storage import open_storage
@@ -73,21 +74,34 @@ def test_resolve_defaults_to_local_sqlite(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_heartbeat_interval_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REID_HPO_HEARTBEAT", raising=False)
+    assert env_heartbeat_interval() is None
     monkeypatch.setenv("REID_HPO_HEARTBEAT", "2")
-    assert heartbeat_interval() == 2
+    assert env_heartbeat_interval() == 2
     monkeypatch.setenv("REID_HPO_HEARTBEAT", "soon")
     with pytest.raises(StorageError, match="REID_HPO_HEARTBEAT"):
-        heartbeat_interval()
+        env_heartbeat_interval()
 
 
-def test_sqlite_storage_has_heartbeat_and_retry(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+def test_an_environment_heartbeat_may_only_repeat_the_studys(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("REID_HPO_HEARTBEAT", "30")
+    check_heartbeat_override("s", 30)
     monkeypatch.setenv("REID_HPO_HEARTBEAT", "2")
-    storage = open_storage(sqlite_url)
+    with pytest.raises(StorageError) as caught:
+        check_heartbeat_override("s", 30)
+    assert str(caught.value).splitlines() == [str(caught.value)]
+    assert "REID_HPO_HEARTBEAT=2 disagrees with study 's' (heartbeat.interval: 30 s)" in str(
+        caught.value
+    )
+
+
+def test_sqlite_storage_has_heartbeat_and_retry(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url, heartbeat=Heartbeat(interval=2, grace=7))
     try:
         assert storage.get_heartbeat_interval() == 2
-        assert storage.grace_period == 2 * GRACE_FACTOR
+        assert storage.grace_period == 7
         callback = storage.get_heartbeat_stale_trial_callback()
         assert isinstance(callback, optuna.storages.RetryHeartbeatStaleTrialCallback)
         assert callback._max_retry == 3 and callback._inherit_intermediate_values
@@ -95,8 +109,15 @@ def test_sqlite_storage_has_heartbeat_and_retry(
         close_storage(storage)
 
 
+def test_a_read_never_creates_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "new.db"
+    with pytest.raises(StorageError, match=r"no study database at sqlite:///.*new\.db"):
+        open_storage(f"sqlite:///{missing}", must_exist=True)
+    assert not missing.exists()
+
+
 def test_storage_without_heartbeat(sqlite_url: str) -> None:
-    storage = open_storage(sqlite_url, heartbeat=False)
+    storage = open_storage(sqlite_url)
     try:
         assert storage.get_heartbeat_interval() is None
     finally:

@@ -58,7 +58,7 @@ def populated(
 
 def _populate(url: str) -> None:
     """3 trials: complete (0.4), complete (0.7, with attrs), pruned; a 4th left RUNNING."""
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url)
     try:
         study, spec = load_study("tiny", storage)
         for value in (0.4, 0.7):
@@ -116,7 +116,7 @@ def test_resume_with_a_different_spec_is_refused(url: str) -> None:
 
 def test_load_study_rebuilds_sampler_and_pruner(url: str) -> None:
     create_study(tiny_spec(sampler={"name": "random", "seed": 3}, pruner={"name": "none"}), url)
-    study, spec = load_study("tiny", url, heartbeat=False)
+    study, spec = load_study("tiny", url)
     assert isinstance(study.sampler, optuna.samplers.RandomSampler)
     assert isinstance(study.pruner, optuna.pruners.NopPruner)
     assert spec.sampler.seed == 3
@@ -199,8 +199,28 @@ def test_export_json_has_spec_trials_and_test_result(populated: str) -> None:
 def test_delete_removes_the_study(url: str) -> None:
     create_study(tiny_spec(), url)
     _populate(url)
-    assert delete_study("tiny", url) == 4
+    assert delete_study("tiny", url).n_trials == 4
     assert list_studies(url) == []
+
+
+def test_delete_removes_only_this_studys_artifacts_unless_kept(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the tiny spec's artifacts root is the relative "runs"
+    spec = tiny_spec()
+    first = create_study(spec, url).user_attrs["study_uuid"]
+    other = tmp_path / "runs" / ("f" * 32) / "trial_0"  # another study's files, same root
+    other.mkdir(parents=True)
+    (tmp_path / "runs" / first / "trial_0" / "attempt_0").mkdir(parents=True)
+    deleted = delete_study("tiny", url)
+    assert (deleted.artifacts, deleted.artifacts_removed) == (Path("runs") / first, True)
+    assert not (tmp_path / "runs" / first).exists() and other.is_dir()
+
+    kept = create_study(spec, url).user_attrs["study_uuid"]
+    assert kept != first
+    (tmp_path / "runs" / kept).mkdir()
+    deleted = delete_study("tiny", url, keep_artifacts=True)
+    assert (deleted.artifacts_removed, (tmp_path / "runs" / kept).is_dir()) == (False, True)
 
 
 def _create_in_child(url: str, start: multiprocessing.synchronize.Event) -> None:

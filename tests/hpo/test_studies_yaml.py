@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from hpo.spec import first_comparable_step
 from hpo.spec import load_spec
+from hpo.spec import pruner_options
 from hpo.spec import to_train_config
+from hpo.study import first_prune_epoch
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 FULL_SIZE = sorted(p.name for p in STUDIES.glob("*.yaml") if p.name != "demo.yaml")
@@ -47,13 +50,41 @@ def test_full_size_specs_use_the_reference_recipe(filename: str) -> None:
         ("mars_rerank_map_random.yaml", "rerank_map", "random"),
         ("mars_rerank_map_guided.yaml", "rerank_map", "guided"),
         ("ilidsvid.yaml", "rank1", "random"),
-        ("prid.yaml", "map", "random"),
+        ("prid.yaml", "rank1", "random"),
     ],
 )
 def test_objective_and_validation_sampling(filename: str, metric: str, sampling: str) -> None:
     spec = load_spec(STUDIES / filename)
     assert (spec.objective.metric, spec.validation.sampling) == (metric, sampling)
     assert spec.validation.guided_ids is None
+    # Guided = the reference's fixed 32 ids (preset paper), not a colour-histogram guess.
+    assert spec.validation.preset == ("paper" if sampling == "guided" else None)
+
+
+@pytest.mark.parametrize("filename", FULL_SIZE)
+def test_full_size_specs_train_and_test_as_the_reference_search(filename: str) -> None:
+    cfg = to_train_config(load_spec(STUDIES / filename), {}, trial_number=0, output_dir="x")
+    assert cfg.data.epoch_sampling == "per_id"  # each id once per epoch, K=4 tracklets
+    assert cfg.data.random_erasing == 0.0  # no erasing in the reference's search
+    assert (cfg.data.translation, cfg.data.augment_scope, cfg.data.pad) == (
+        "reference",
+        "frame",
+        10,
+    )
+    assert (cfg.data.test_clips, cfg.data.test_max_clips) == ("first", 41)
+
+
+@pytest.mark.parametrize("filename", FULL_SIZE)
+def test_full_size_specs_never_prune_before_every_searched_parameter_has_acted(
+    filename: str,
+) -> None:
+    # gamma (searched) acts from the first LR milestone; the schedule rule waits for the
+    # final rate (epoch 70), so the first comparison is the evaluation at epoch index 79.
+    spec = load_spec(STUDIES / filename)
+    options = pruner_options(spec)
+    assert "gamma" in spec.search_space and spec.training.milestones[0] == 40
+    assert options["n_warmup_steps"] == first_comparable_step(spec) == 70
+    assert first_prune_epoch(spec) == 79
 
 
 def test_study_names_are_unique() -> None:

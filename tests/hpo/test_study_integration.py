@@ -92,8 +92,8 @@ def test_each_objective_is_the_value_of_its_validation_metric(
         assert set(trial.intermediate_values) == {0, 1}
 
 
-@pytest.mark.parametrize("sampling", ["random", "guided"])
-def test_random_and_guided_validation_sampling_both_run_a_study(
+@pytest.mark.parametrize("sampling", ["random", "colour_hardness"])
+def test_random_and_colour_hardness_validation_sampling_both_run_a_study(
     tmp_path: Path, data_root: Path, sqlite_url: str, sampling: str
 ) -> None:
     validation = {"sampling": sampling, "fraction": 0.3, "distractor_fraction": 0.25, "seed": 0}

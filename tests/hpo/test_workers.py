@@ -43,11 +43,6 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data") / "mars")
 
 
-@pytest.fixture(autouse=True)
-def _fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REID_HPO_HEARTBEAT", "1")
-
-
 def _create(tmp_path: Path, data_root: Path, url: str, **kwargs: object) -> StudySpec:
     raw = spec_dict(name="w", data_root=data_root, artifacts=tmp_path / "runs", **kwargs)
     spec = StudySpec.model_validate(raw)
@@ -253,8 +248,8 @@ class _FailedElsewhere(FakeTrainer):
     storage_url = ""
 
     def fit(self, *, callbacks: Sequence[Callback], resume_from: Path | None) -> FitResult:
-        if Path(self.cfg.output_dir).name == "trial_0":
-            other = open_storage(self.storage_url, heartbeat=False)
+        if Path(self.cfg.output_dir).name == "attempt_0":
+            other = open_storage(self.storage_url)
             try:
                 study_id = other.get_study_id_from_name("w")
                 trial_id = other.get_trial_id_from_study_id_trial_number(study_id, 0)

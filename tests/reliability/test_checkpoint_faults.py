@@ -20,6 +20,8 @@ from reid_core.engine import Trainer
 from reid_core.engine import find_resumable_checkpoint
 from reid_core.engine import load_checkpoint
 from reid_core.errors import CheckpointError
+from tests.hpo._worker_support import WorkerDeath
+from tests.hpo._worker_support import fail_and_queue_retry
 from tests.hpo._worker_support import spec_dict
 
 
@@ -86,14 +88,15 @@ class _CrashAfterEpoch(Callback):
 
     def on_epoch_end(self, report: EpochReport) -> None:
         if report.epoch == self.epoch:
-            raise RuntimeError("worker died")
+            raise WorkerDeath("worker died")
 
 
 def _crashed_trial_with_a_retry(tmp_path: Path, mars_root: Path) -> tuple[optuna.Study, StudySpec]:
     """Trial 0 trains epochs 0 and 1 (checkpointed), dies; a WAITING retry is queued."""
     raw = spec_dict(name="ckpt", data_root=mars_root, artifacts=tmp_path / "runs", epochs=3)
     spec = StudySpec.model_validate(raw)
-    study = create_study(spec, f"sqlite:///{tmp_path / 'study.db'}")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = create_study(spec, url)
 
     class CrashingTrainer(Trainer):
         def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
@@ -102,10 +105,9 @@ def _crashed_trial_with_a_retry(tmp_path: Path, mars_root: Path) -> tuple[optuna
     crashing = make_objective(
         spec, study_name="ckpt", trainer_factory=lambda c, rerank: CrashingTrainer(c)
     )
-    study.optimize(crashing, n_trials=1, catch=(RuntimeError,))
-    optuna.storages.RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(
-        study, study.trials[0]
-    )
+    with pytest.raises(WorkerDeath):
+        study.optimize(crashing, n_trials=1)
+    fail_and_queue_retry(study, url, 0)
     return study, spec
 
 
@@ -114,7 +116,7 @@ def test_retry_with_a_truncated_last_checkpoint_resumes_from_the_previous_one(
     tmp_path: Path, mars_root: Path
 ) -> None:
     study, spec = _crashed_trial_with_a_retry(tmp_path, mars_root)
-    trial_dir = Path(study.trials[0].user_attrs["checkpoint_dir"])
+    trial_dir = tmp_path / "runs" / study.trials[0].user_attrs["checkpoint_dir"]
     _truncate(trial_dir / "epoch_0001.pt")
 
     study.optimize(make_objective(spec, study_name="ckpt"), n_trials=1)
@@ -122,7 +124,9 @@ def test_retry_with_a_truncated_last_checkpoint_resumes_from_the_previous_one(
     retry = study.trials[1]
     assert retry.state is TrialState.COMPLETE
     assert retry.user_attrs["resumed_from_epoch"] == 1  # epoch 0's checkpoint, not epoch 1's
-    assert load_checkpoint(trial_dir)["epoch"] == 2  # the damaged file was replaced
+    retry_dir = tmp_path / "runs" / retry.user_attrs["checkpoint_dir"]
+    assert load_checkpoint(retry_dir)["epoch"] == 2  # its own folder holds a sound checkpoint
+    assert not list(trial_dir.glob("epoch_*.pt"))  # the predecessor's files were freed
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -130,7 +134,7 @@ def test_retry_with_only_corrupt_checkpoints_restarts_from_epoch_0(
     tmp_path: Path, mars_root: Path
 ) -> None:
     study, spec = _crashed_trial_with_a_retry(tmp_path, mars_root)
-    trial_dir = Path(study.trials[0].user_attrs["checkpoint_dir"])
+    trial_dir = tmp_path / "runs" / study.trials[0].user_attrs["checkpoint_dir"]
     for path in trial_dir.glob("epoch_*.pt"):
         _flip_a_byte(path)
 
@@ -139,4 +143,4 @@ def test_retry_with_only_corrupt_checkpoints_restarts_from_epoch_0(
     retry = study.trials[1]
     assert retry.state is TrialState.COMPLETE
     assert "resumed_from_epoch" not in retry.user_attrs
-    assert load_checkpoint(trial_dir)["epoch"] == 2
+    assert load_checkpoint(tmp_path / "runs" / retry.user_attrs["checkpoint_dir"])["epoch"] == 2

@@ -72,7 +72,7 @@ def test_disk_full_while_checkpointing_fails_the_trial_cleanly(
     )
     assert done.returncode == 2, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: 3 trials failed"), last
+    assert last.startswith("Error: 3 trials in a row failed"), last
     assert "exception:OSError" in last
 
     found = trials("full", postgres_url)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from reid_core.data.datasets._base import DATASETS
 from reid_core.data.datasets._base import DatasetSummary
@@ -14,6 +16,10 @@ from reid_core.data.datasets._mars import MarsGallery
 from reid_core.data.datasets._prid2011 import PRID2011
 from reid_core.errors import ConfigError
 
+#: Readers kept by :func:`build_dataset`, most recently used last.
+_OPENED: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], VideoDataset]] = OrderedDict()
+_KEEP = 4
+
 
 def build_dataset(
     name: str,
@@ -22,8 +28,14 @@ def build_dataset(
     split_id: int = 0,
     mars_gallery: MarsGallery = "exclude_query",
     min_frames: int | None = None,
+    reuse: bool = True,
 ) -> VideoDataset:
-    """Open the dataset registered as ``name`` at ``root`` (parsed lazily, once).
+    """Open the dataset registered as ``name`` at ``root`` (parsed lazily, once per process).
+
+    With ``reuse`` (the default) the same reader, and so its parse, is returned again for the
+    same arguments as long as the dataset's index files (:meth:`VideoDataset.index_files`)
+    keep their modification time and size: a worker parses MARS's index once, not once per
+    trial. The last four datasets are kept.
 
     Args:
         name: ``"mars"``, ``"ilidsvid"`` or ``"prid"``.
@@ -50,8 +62,20 @@ def build_dataset(
     if cls is Mars:
         if split_id != 0:
             raise ConfigError(f"split_id={split_id}; MARS has a single fixed split (0)")
-        return Mars(root, mars_gallery=mars_gallery, min_frames=min_frames)
-    return cls(root, split_id=split_id, min_frames=min_frames)  # type: ignore[call-arg]
+        dataset: VideoDataset = Mars(root, mars_gallery=mars_gallery, min_frames=min_frames)
+    else:
+        dataset = cls(root, split_id=split_id, min_frames=min_frames)  # type: ignore[call-arg]
+    if not reuse:
+        return dataset
+    key = (name, str(dataset.root.resolve()), split_id, mars_gallery, min_frames)
+    stamp = dataset.fingerprint()
+    kept = _OPENED.pop(key, None)
+    if kept is not None and kept[0] == stamp:
+        dataset = kept[1]
+    _OPENED[key] = (stamp, dataset)
+    while len(_OPENED) > _KEEP:
+        _OPENED.popitem(last=False)
+    return dataset
 
 
 __all__ = [

@@ -73,6 +73,21 @@ class VideoDataset(ABC):
         self.root = Path(root).expanduser()
 
     @abstractmethod
+    def index_files(self) -> list[Path]:
+        """Files and folders whose change means the layout must be parsed again."""
+
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """``(path, mtime_ns, size)`` of every existing :meth:`index_files` entry."""
+        stamps = []
+        for path in self.index_files():
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(stamps)
+
+    @abstractmethod
     def _parse(self) -> ReidSplit:
         """Read the layout and return the split (train already relabelled)."""
 

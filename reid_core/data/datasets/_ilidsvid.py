@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
-from reid_core.data._frames import sort_frames
+from reid_core.data._frames import sort_frame_names
 from reid_core.data.datasets._base import DATASETS
 from reid_core.data.datasets._base import VideoDataset
 from reid_core.data.datasets._base import drop_short
 from reid_core.data.datasets._base import relabel
+from reid_core.data.records import FrameList
 from reid_core.data.records import ReidSplit
 from reid_core.data.records import Tracklet
 from reid_core.errors import ConfigError
@@ -30,16 +32,17 @@ def person_id(folder: str) -> int:
     return int(match.group(1))
 
 
-def read_sequence(folder: Path) -> tuple[Path, ...]:
+def read_sequence(folder: Path) -> FrameList:
     """The ``*.png`` frames of one sequence folder, sorted by frame number.
 
     Raises:
         DatasetFormatError: the folder holds no frame.
     """
-    frames = sort_frames(p for p in folder.iterdir() if p.suffix.lower() == ".png")
-    if not frames:
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if e.name.lower().endswith(".png")]
+    if not names:
         raise DatasetFormatError(f"{folder}: empty tracklet (expected *.png frames)")
-    return frames
+    return FrameList(folder, sort_frame_names(names, folder))
 
 
 def sequences(cam_dirs: list[Path], persons: list[str], cams: tuple[int, ...]) -> list[Tracklet]:
@@ -76,6 +79,11 @@ class ILIDSVID(VideoDataset):
         super().__init__(root)
         self.split_id = split_id
         self.min_frames = min_frames
+
+    def index_files(self) -> list[Path]:
+        """The split file and the camera folders (a person added or removed changes them)."""
+        seq_root = self.root / "i-LIDS-VID" / "sequences"
+        return [self.root / SPLIT_FILE, *(seq_root / cam for cam in _CAMERAS)]
 
     def _parse(self) -> ReidSplit:
         seq_root = self.root / "i-LIDS-VID" / "sequences"

@@ -50,6 +50,11 @@ class PRID2011(VideoDataset):
         self.split_id = split_id
         self.min_frames = DEFAULT_MIN_FRAMES if min_frames is None else min_frames
 
+    def index_files(self) -> list[Path]:
+        """The optional split file and the camera folders."""
+        shot = self.root / "prid_2011" / "multi_shot"
+        return [self.root / SPLIT_FILE, *(shot / cam for cam in _CAMERAS)]
+
     def _parse(self) -> ReidSplit:
         shot = self.root / "prid_2011" / "multi_shot"
         cam_dirs = [self._require(shot / cam, f"{cam} sequences") for cam in _CAMERAS]

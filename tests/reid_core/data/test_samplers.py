@@ -22,8 +22,11 @@ def _batches(sampler: RandomIdentitySampler) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def test_every_batch_is_p_ids_times_k_instances() -> None:
-    sampler = RandomIdentitySampler(PIDS, batch_size=6, num_instances=2, seed=0)
+@pytest.mark.parametrize("epoch_sampling", ["per_id", "per_tracklet"])
+def test_every_batch_is_p_ids_times_k_instances(epoch_sampling: str) -> None:
+    sampler = RandomIdentitySampler(
+        PIDS, batch_size=6, num_instances=2, seed=0, epoch_sampling=epoch_sampling
+    )
     batches = _batches(sampler)
     assert batches
     for batch in batches:
@@ -81,6 +84,43 @@ def test_test_clips_cover_the_tracklet_with_a_padded_tail() -> None:
     assert sample_test_clips(2, 4, None) == [[0, 1, 0, 1]]
 
 
-def test_test_clips_are_capped_evenly() -> None:
-    clips = sample_test_clips(100, 4, max_clips=5)
+def test_test_clips_are_capped_evenly_in_spaced_mode() -> None:
+    clips = sample_test_clips(100, 4, max_clips=5, mode="spaced")
     assert [c[0] for c in clips] == [0, 24, 48, 72, 96]
+
+
+def test_test_clips_default_to_the_first_consecutive_clips_as_the_reference() -> None:
+    # The reference: consecutive 4-frame clips from the first frame, at most 41; the rest of a
+    # long tracklet is unused.
+    clips = sample_test_clips(400, 4, max_clips=41)
+    assert len(clips) == 41 and clips[0] == [0, 1, 2, 3] and clips[-1] == [160, 161, 162, 163]
+
+
+def test_unknown_test_clip_mode_is_refused() -> None:
+    with pytest.raises(ConfigError, match="test_clips='middle'"):
+        sample_test_clips(10, 4, 2, mode="middle")
+
+
+def test_per_id_epoch_visits_every_id_once_with_k_records() -> None:
+    # The reference's sampler: ids * K indices per epoch, incomplete last batch dropped.
+    pids = [pid for pid in range(10) for _ in range(1 + 3 * (pid % 4))]
+    sampler = RandomIdentitySampler(pids, batch_size=8, num_instances=4, seed=0)
+    assert sampler.epoch_sampling == "per_id"  # the default
+    batches = _batches(sampler)
+    assert len(batches) == 10 * 4 // 8
+    seen = Counter(pids[i] for batch in batches for i in batch)
+    assert set(seen.values()) == {4} and len(seen) == 10
+
+
+def test_per_tracklet_epoch_uses_every_record_about_once() -> None:
+    pids = [pid for pid in range(10) for _ in range(12)]
+    per_id = RandomIdentitySampler(pids, 8, 4, seed=0)
+    per_tracklet = RandomIdentitySampler(pids, 8, 4, seed=0, epoch_sampling="per_tracklet")
+    assert len(_batches(per_id)) == 5
+    assert len(_batches(per_tracklet)) == 15
+    assert len({i for batch in _batches(per_tracklet) for i in batch}) == 120
+
+
+def test_unknown_epoch_sampling_is_refused() -> None:
+    with pytest.raises(ConfigError, match="epoch_sampling='all'"):
+        RandomIdentitySampler(PIDS, 4, 2, seed=0, epoch_sampling="all")  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from reid_core.config import ValidationConfig
+from reid_core.data import PAPER_GUIDED_IDS
 from reid_core.data import Tracklet
 from reid_core.data import build_dataset
 from reid_core.data import carve_validation
@@ -63,11 +64,11 @@ def test_same_seed_same_split_other_seed_differs(train) -> None:
     assert {t.pid for t in a.query} != {t.pid for t in c.query}
 
 
-def test_guided_picks_the_hardest_ids_from_the_callable(train) -> None:
+def test_colour_hardness_picks_the_hardest_ids_from_the_callable(train) -> None:
     def planted(records):
         return {t.pid: (1.0 if t.pid in (3, 7) else 0.0) for t in records}
 
-    cfg = ValidationConfig(sampling="guided", fraction=0.1)
+    cfg = ValidationConfig(sampling="colour_hardness", fraction=0.1)
     split = carve_validation(train, cfg, hardness=planted)
     assert {t.pid for t in split.query} == {3, 7}
 
@@ -77,6 +78,22 @@ def test_guided_ids_are_used_verbatim(train) -> None:
     assert {t.pid for t in carve_validation(train, cfg).query} == {0, 5}
     with pytest.raises(ConfigError, match="999"):
         carve_validation(train, ValidationConfig(sampling="guided", guided_ids=(999,)))
+
+
+def test_guided_without_a_list_is_refused_not_guessed(train) -> None:
+    with pytest.raises(ConfigError, match="colour_hardness"):
+        carve_validation(train, ValidationConfig(sampling="guided"))
+
+
+def test_paper_preset_is_the_references_32_ids() -> None:
+    # REFERENCE.md "What the reference code does": exactly these 32 (the pool adds none).
+    assert PAPER_GUIDED_IDS[:4] == (41, 539, 600, 513) and PAPER_GUIDED_IDS[-1] == 353
+    assert len(set(PAPER_GUIDED_IDS)) == 32 and max(PAPER_GUIDED_IDS) == 613
+
+
+def test_paper_preset_on_a_small_dataset_names_the_missing_ids(train) -> None:
+    with pytest.raises(ConfigError, match="paper preset is for MARS"):
+        carve_validation(train, ValidationConfig(sampling="guided", preset="paper"))
 
 
 def test_default_hardness_ranks_a_planted_lookalike_pair_hardest(tmp_path: Path) -> None:
@@ -94,8 +111,8 @@ def test_default_hardness_ranks_a_planted_lookalike_pair_hardest(tmp_path: Path)
     scores = colour_histogram_hardness(records)
     assert set(sorted(scores, key=lambda p: -scores[p])[:2]) == {6, 7}
     assert scores[0] == 0.0
-    split = carve_validation(records, ValidationConfig(sampling="guided", fraction=0.25))
-    assert {t.pid for t in split.query} == {6, 7}
+    cfg = ValidationConfig(sampling="colour_hardness", fraction=0.25)
+    assert {t.pid for t in carve_validation(records, cfg).query} == {6, 7}
 
 
 def test_bad_fraction_is_refused(train) -> None:

@@ -1,8 +1,9 @@
 """Serve optuna-dashboard on the study storage.
 
-optuna-dashboard has no authentication and no read-only mode: whoever reaches it can delete
-studies (and their artifacts). It is therefore bound to 127.0.0.1 unless asked otherwise, and a
-non-loopback address comes with a warning.
+optuna-dashboard has no authentication and no read-only mode of its own: whoever reaches it can
+delete studies (and their artifacts). It is therefore bound to 127.0.0.1 unless asked otherwise,
+put behind :class:`~hpo.dashboard.DashboardGuard` (Host check, per-run token, read-only beyond
+loopback), and a non-loopback address comes with a warning.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 NO_AUTH_WARNING = (
     "WARNING: optuna-dashboard has no authentication; anyone who can reach {host}:{port} can "
-    "read, edit and delete every study in this storage. Bind to 127.0.0.1 or put it behind an "
-    "authenticating reverse proxy."
+    "read every study in this storage (and, with --read-write, edit and delete them with the "
+    "printed URL). Bind to 127.0.0.1 or put it behind an authenticating reverse proxy."
 )
 
 
@@ -67,7 +68,7 @@ def build_app(storage_url: str, *, artifact_dir: Path | None = None) -> Any:
 
     from hpo.storage import open_storage
 
-    storage = open_storage(storage_url, heartbeat=False)
+    storage = open_storage(storage_url)
     store = FileSystemArtifactStore(str(artifact_dir)) if artifact_dir is not None else None
     if artifact_dir is not None:
         Path(artifact_dir).mkdir(parents=True, exist_ok=True)
@@ -100,14 +101,22 @@ def serve(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> No
             logger.info("dashboard stopped")
 
 
-def startup_lines(storage_url: str, host: str, port: int) -> list[str]:
-    """What the CLI prints on start: the masked storage, the URL, and the warning if exposed."""
+def startup_lines(
+    storage_url: str, host: str, port: int, *, token: str | None = None, read_only: bool = False
+) -> list[str]:
+    """What the CLI prints on start: the masked storage, the URL (with the run's token when
+    changes are allowed), whether it is read-only, and the warning if exposed."""
     from hpo.storage import mask_url
 
+    url = dashboard_url(host, port)
+    if token is not None and not read_only:
+        url += f"?token={token}"
     lines = [
         f"optuna-dashboard on {mask_url(storage_url)}",
-        f"Open {dashboard_url(host, port)}  (Ctrl-C to stop)",
+        f"Open {url}  (Ctrl-C to stop)",
     ]
+    if read_only:
+        lines.append("Read-only: deleting, renaming and editing studies is refused.")
     if not is_loopback(host):
         lines.insert(0, NO_AUTH_WARNING.format(host=host, port=port))
     return lines

@@ -1,0 +1,135 @@
+"""A WSGI guard in front of optuna-dashboard: the Host check and the per-run token.
+
+optuna-dashboard answers any ``Host`` header and has no authentication, so a web page open in
+the user's browser could reach a dashboard on 127.0.0.1 through DNS rebinding (its own host
+name resolving to 127.0.0.1) and delete studies. The guard therefore:
+
+- answers only requests whose ``Host`` names this server: an IP literal (a rebinding attack
+  always comes with the attacker's host name), ``localhost`` on a loopback bind, or a name
+  given with ``--allowed-host``; anything else gets ``403``;
+- lets a request change anything (any method but GET, HEAD and OPTIONS: delete, rename, notes,
+  tells) only when it carries the run's token: the URL the CLI prints holds it once
+  (``?token=...``), and the guard turns it into a ``SameSite=Strict`` cookie that other sites'
+  pages never send;
+- refuses every change when read-only (the default for a bind beyond loopback).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Callable
+from collections.abc import Iterable
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+TOKEN_PARAM = "token"
+COOKIE_NAME = "reid_hpo_dashboard"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def new_token() -> str:
+    """A fresh random token for one dashboard run."""
+    return secrets.token_urlsafe(24)
+
+
+def _host_name(header: str) -> tuple[str, str]:
+    """``(name, port)`` of a Host header (brackets of an IPv6 literal removed)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, _, rest = header[1:].partition("]")
+        return name, rest.removeprefix(":")
+    name, _, port = header.partition(":")
+    return name, port
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class DashboardGuard:
+    """Wraps a WSGI app with the Host check and the token (see the module docs).
+
+    Args:
+        app: The optuna-dashboard WSGI application.
+        port: The port the server listens on (a Host naming another port is refused).
+        token: The run's token; mutating requests must carry it.
+        loopback: Whether the server is bound to a loopback address (``localhost`` allowed).
+        allowed_hosts: Further host names to answer (``--allowed-host``).
+        read_only: Refuse every mutating request, token or not.
+    """
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        port: int,
+        token: str,
+        loopback: bool,
+        allowed_hosts: Iterable[str] = (),
+        read_only: bool = False,
+    ) -> None:
+        self._app = app
+        self._port = str(port)
+        self._token = token
+        self._names = {name.strip().lower() for name in allowed_hosts if name.strip()}
+        if loopback:
+            self._names.add("localhost")
+        self.read_only = read_only
+
+    def host_allowed(self, header: str) -> bool:
+        """Whether a ``Host`` header names this server."""
+        name, port = _host_name(header)
+        if port not in ("", self._port):
+            return False
+        return _is_ip(name) or name in self._names
+
+    def _has_token(self, environ: dict[str, Any]) -> bool:
+        cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+        sent = cookie[COOKIE_NAME].value if COOKIE_NAME in cookie else ""
+        return bool(sent) and hmac.compare_digest(sent, self._token)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not self.host_allowed(environ.get("HTTP_HOST", "")):
+            return _refuse(start_response, "this dashboard does not answer for that Host")
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method not in _SAFE_METHODS:
+            if self.read_only:
+                return _refuse(start_response, "this dashboard is read-only")
+            if not self._has_token(environ):
+                return _refuse(start_response, "open the dashboard with the URL it printed")
+            return self._app(environ, start_response)
+        offered = parse_qs(environ.get("QUERY_STRING", "")).get(TOKEN_PARAM, [""])[0]
+        if offered and hmac.compare_digest(offered, self._token):
+            return self._app(environ, _with_cookie(start_response, self._token))
+        return self._app(environ, start_response)
+
+
+def _with_cookie(start_response: StartResponse, token: str) -> StartResponse:
+    cookie = f"{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict"
+
+    def start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        return start_response(status, [*headers, ("Set-Cookie", cookie)], *args)
+
+    return start
+
+
+def _refuse(start_response: StartResponse, reason: str) -> list[bytes]:
+    body = f"403 Forbidden: {reason}\n".encode()
+    start_response(
+        "403 Forbidden",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+__all__ = ["COOKIE_NAME", "TOKEN_PARAM", "DashboardGuard", "new_token"]

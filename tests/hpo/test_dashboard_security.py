@@ -1,0 +1,171 @@
+"""The dashboard answers only its owner: Host check (DNS rebinding), per-run token for changes,
+read-only beyond loopback. Real HTTP requests against a running ``reid-hpo dashboard``."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpo.dashboard import DashboardGuard
+from tests._helpers.fake_study import make_study
+from tests.hpo.test_dashboard import _free_port
+
+
+def _request(
+    port: int, method: str, path: str, *, host: str | None = None, cookie: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Host": host or f"127.0.0.1:{port}"}
+    if cookie:
+        headers["Cookie"] = cookie
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+class _Dashboard:
+    def __init__(self, port: int, proc: subprocess.Popen[str], url_line: str) -> None:
+        self.port, self.proc, self.url_line = port, proc, url_line
+
+    @property
+    def token(self) -> str | None:
+        found = re.search(r"\?token=([\w-]+)", self.url_line)
+        return found.group(1) if found else None
+
+    def study_ids(self) -> list[int]:
+        status, _, body = _request(self.port, "GET", "/api/studies")
+        assert status == 200
+        return [s["study_id"] for s in json.loads(body)["study_summaries"]]
+
+
+def _start(tmp_path: Path, *extra: str) -> _Dashboard:
+    storage = f"sqlite:///{tmp_path / 'dash.db'}"
+    make_study(storage, name="first")
+    make_study(storage, name="second")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REID_HPO_STORAGE"}
+    command = [str(Path(sys.executable).parent / "reid-hpo"), "dashboard", "--storage", storage]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port), *extra],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(2 if not extra else 3)]
+    url_line = next(line for line in lines if line.startswith("Open "))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _request(port, "GET", "/api/studies")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+    return _Dashboard(port, proc, url_line)
+
+
+def _stop(dashboard: _Dashboard) -> None:
+    dashboard.proc.terminate()
+    try:
+        dashboard.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        dashboard.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Dashboard]:
+    served = _start(tmp_path_factory.mktemp("guarded"))
+    try:
+        yield served
+    finally:
+        _stop(served)
+
+
+def test_a_foreign_host_header_is_refused_even_for_reading(dashboard: _Dashboard) -> None:
+    # What a DNS-rebinding page sends: its own host name, resolved to 127.0.0.1.
+    port = dashboard.port
+    for host in (f"evil.example.com:{port}", "evil.example.com", f"127.0.0.1:{port + 1}"):
+        status, _, body = _request(port, "GET", "/api/studies", host=host)
+        assert status == 403, host
+        assert b"does not answer for that Host" in body
+    assert _request(port, "GET", "/api/studies", host=f"localhost:{port}")[0] == 200
+
+
+def test_the_rebinding_delete_of_the_issue_is_refused(dashboard: _Dashboard) -> None:
+    first, _ = dashboard.study_ids()
+    port = dashboard.port
+    status, _, _ = _request(
+        port, "DELETE", f"/api/studies/{first}", host=f"evil.example.com:{port}"
+    )
+    assert status == 403
+    assert first in dashboard.study_ids()
+
+
+def test_changes_need_the_token_of_the_printed_url(dashboard: _Dashboard) -> None:
+    first, second = dashboard.study_ids()
+    token = dashboard.token
+    assert token, dashboard.url_line
+    assert _request(dashboard.port, "DELETE", f"/api/studies/{second}")[0] == 403
+    assert (
+        _request(
+            dashboard.port, "DELETE", f"/api/studies/{second}", cookie="reid_hpo_dashboard=guess"
+        )[0]
+        == 403
+    )
+    # Opening the printed URL hands the browser the token as a same-site cookie.
+    status, headers, _ = _request(dashboard.port, "GET", f"/dashboard/?token={token}")
+    assert status == 200
+    cookie = headers["Set-Cookie"]
+    assert "SameSite=Strict" in cookie and "HttpOnly" in cookie
+    pair = cookie.split(";", 1)[0]
+    assert _request(dashboard.port, "DELETE", f"/api/studies/{second}", cookie=pair)[0] == 204
+    assert dashboard.study_ids() == [first]
+
+
+def test_a_read_only_dashboard_refuses_changes_and_prints_no_token(tmp_path: Path) -> None:
+    served = _start(tmp_path, "--read-only")
+    try:
+        assert served.token is None
+        (first, _) = served.study_ids()
+        status, _, body = _request(served.port, "DELETE", f"/api/studies/{first}")
+        assert (status, b"read-only" in body) == (403, True)
+        assert first in served.study_ids()
+    finally:
+        _stop(served)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback", "allowed", "expected"),
+    [
+        ("127.0.0.1:8080", True, (), True),
+        ("localhost:8080", True, (), True),
+        ("[::1]:8080", True, (), True),
+        ("10.0.0.5:8080", False, (), True),
+        ("localhost:8080", False, (), False),
+        ("gpu-node-1:8080", False, (), False),
+        ("gpu-node-1:8080", False, ("gpu-node-1",), True),
+        ("127.0.0.1:9090", True, (), False),
+        ("", True, (), False),
+    ],
+)
+def test_host_rule(host: str, loopback: bool, allowed: tuple[str, ...], expected: bool) -> None:
+    guard = DashboardGuard(
+        lambda environ, start: [], port=8080, token="t", loopback=loopback, allowed_hosts=allowed
+    )
+    assert guard.host_allowed(host) is expected
