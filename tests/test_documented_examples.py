@@ -23,13 +23,9 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +41,8 @@ from tests._helpers.doc_examples import ROOT
 from tests._helpers.doc_examples import documented_examples
 from tests._helpers.fake_study import add_fake_trials
 from tests._helpers.fake_study import make_study
+from tests._helpers.net import free_port
+from tests._helpers.net import get_json
 from tests._helpers.postgres import fresh_database
 from tests.test_deploy import ENTRYPOINT
 from tests.test_deploy import run_entrypoint
@@ -222,25 +220,6 @@ def _error_line(result: Result) -> str:
     return line
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get_json(url: str) -> Any:
-    """GET ``url`` until the server answers (it is still starting) or the deadline passes."""
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.25)
-
-
 class _Server:
     """A server command in a subprocess, stopped on exit."""
 
@@ -264,14 +243,14 @@ class _Server:
 def _metric_names_served(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     """Start a dashboard ``command`` on a free port (appended ``--port``) and return, per study,
     the objective names its API reports (optuna-dashboard calls them ``objective_names``)."""
-    port = _free_port()
+    port = free_port()
     with _Server([*command, "--port", str(port)], cwd, env):
         base = f"http://127.0.0.1:{port}"  # the Host header reid-hpo's guard answers
-        studies = _get_json(f"{base}/api/studies")["study_summaries"]
+        studies = get_json(f"{base}/api/studies", timeout_s=SERVER_START_S)["study_summaries"]
         return {
-            study["study_name"]: _get_json(f"{base}/api/studies/{study['study_id']}").get(
-                "objective_names"
-            )
+            study["study_name"]: get_json(
+                f"{base}/api/studies/{study['study_id']}", timeout_s=SERVER_START_S
+            ).get("objective_names")
             for study in studies
         }
 
@@ -464,9 +443,9 @@ def test_readme_study_on_postgres(
 
         # TensorBoard, likewise on a free port: it lists the trial's event files.
         command = shlex.split(examples.take(README_POSTGRES_STUDY[11]))
-        port = _free_port()
+        port = free_port()
         with _Server([str(BIN / command[0]), *command[1:], "--port", str(port)], workdir, env):
-            runs = _get_json(f"http://127.0.0.1:{port}/data/runs")
+            runs = get_json(f"http://127.0.0.1:{port}/data/runs", timeout_s=SERVER_START_S)
         assert runs and all(run.endswith("/tensorboard") for run in runs), runs
     examples.done()
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +18,8 @@ from hpo.dashboard import is_loopback
 from hpo.dashboard import startup_lines
 from tests._helpers.browser import dump_dom
 from tests._helpers.fake_study import make_study
+from tests._helpers.net import free_port
+from tests._helpers.net import get_json
 
 PG_URL_WITH_PASSWORD = "postgresql+psycopg2://bob:hunter2@db.example:5432/reid"
 
@@ -82,24 +80,6 @@ def test_dashboard_cli_reports_a_busy_port(sqlite_url: str) -> None:
     assert f"Error: cannot listen on 127.0.0.1:{port}" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get_json(url: str, deadline: float) -> object:
-    """GET ``url`` until the server answers or the deadline passes."""
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.25)
-
-
 @pytest.fixture(scope="module")
 def served_study(
     tmp_path_factory: pytest.TempPathFactory,
@@ -111,7 +91,7 @@ def served_study(
     tmp_path = tmp_path_factory.mktemp("dashboard")
     storage = f"sqlite:///{tmp_path / 'dash.db'}"
     make_study(storage, name="dashboard-study")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REID_HPO_STORAGE"}
     command = [str(Path(sys.executable).parent / "reid-hpo"), "dashboard"]
     proc = subprocess.Popen(
@@ -124,7 +104,7 @@ def served_study(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _get_json(f"{base}/api/studies", time.monotonic() + 60)
+        get_json(f"{base}/api/studies", timeout_s=60)
         yield base, proc
     finally:
         proc.terminate()
@@ -139,7 +119,7 @@ def test_dashboard_serves_the_study_over_its_api(
     served_study: tuple[str, subprocess.Popen[str]],
 ) -> None:
     base, proc = served_study
-    summaries = _get_json(f"{base}/api/studies", time.monotonic() + 5)
+    summaries = get_json(f"{base}/api/studies", timeout_s=5)
     assert proc.poll() is None
     names = [s["study_name"] for s in summaries["study_summaries"]]  # type: ignore[index]
     assert names == ["dashboard-study"]

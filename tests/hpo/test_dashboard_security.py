@@ -17,7 +17,7 @@ import pytest
 
 from hpo.dashboard import DashboardGuard
 from tests._helpers.fake_study import make_study
-from tests.hpo.test_dashboard import _free_port
+from tests._helpers.net import free_port
 
 
 def _request(
@@ -54,7 +54,7 @@ def _start(tmp_path: Path, *extra: str) -> _Dashboard:
     storage = f"sqlite:///{tmp_path / 'dash.db'}"
     make_study(storage, name="first")
     make_study(storage, name="second")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REID_HPO_STORAGE"}
     command = [str(Path(sys.executable).parent / "reid-hpo"), "dashboard", "--storage", storage]
     proc = subprocess.Popen(
