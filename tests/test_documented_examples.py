@@ -410,7 +410,7 @@ def test_readme_study_on_postgres(
 
         # Cheap: one refresh (--count 1) instead of refreshing until Ctrl-C.
         watched = examples.cli(README_POSTGRES_STUDY[3], "--count", "1").output
-        assert "Study 'mars-map-random'" in watched and "objective: map (maximize)" in watched
+        assert "Study 'mars-map-random'" in watched and "objective: val mAP (maximize)" in watched
         assert "trials: complete 1" in watched and "every 5 s (Ctrl-C to stop)" in watched
         assert (
             "Best trial of 'mars-map-random': #0" in examples.cli(README_POSTGRES_STUDY[4]).output
@@ -490,7 +490,7 @@ def test_shipped_spec_on_sqlite(
         checkpoint_root=workdir / "runs",
     )
     status = examples.cli(SHIPPED_SPEC_ON_SQLITE[2]).output
-    assert "objective: map (maximize)" in status and "complete 3" in status
+    assert "objective: val mAP (maximize)" in status and "complete 3" in status
     watched = examples.cli(SHIPPED_SPEC_ON_SQLITE[3], "--count", "1").output  # one refresh
     assert "every 10 s (Ctrl-C to stop)" in watched
     best = json.loads(examples.cli(SHIPPED_SPEC_ON_SQLITE[4]).output)

@@ -187,9 +187,12 @@ def list_cmd(
 
 def _status_view(status: StudyStatus) -> Group:
     """The status as one renderable: summary lines, then the running trials."""
+    from hpo.study.records import METRIC_NAMES
+
+    metric = METRIC_NAMES.get(status.metric or "", status.metric or "?")
     lines = [
         f"Study {status.name!r} in {status.storage}",
-        f"objective: {status.metric or '?'} ({status.direction})",
+        f"objective: {metric} ({status.direction})",  # the name the dashboard shows
     ]
     counts = ", ".join(f"{state.lower()} {n}" for state, n in status.states.items() if n)
     lines.append(f"trials: {counts or 'none yet'}")
