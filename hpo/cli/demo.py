@@ -61,6 +61,6 @@ def demo(
     )
     _console.print(
         f"Open the report:    file://{result.report.resolve()}\n"
-        f"Open the dashboard: reid-hpo dashboard {storage_arg}  (then http://127.0.0.1:8080)\n"
+        f"Open the dashboard: reid-hpo dashboard {storage_arg}  (it prints the URL to open)\n"
         f"Training curves:    tensorboard --logdir {result.artifacts_dir}"
     )
