@@ -55,7 +55,6 @@ def dashboard_command(
     token = dashboard.new_token()
     guarded = dashboard.DashboardGuard(
         dashboard.build_app(url, artifact_dir=artifact_dir),
-        port=port,
         token=token,
         loopback=loopback,
         allowed_hosts=allowed_host,

@@ -6,7 +6,8 @@ name resolving to 127.0.0.1) and delete studies. The guard therefore:
 
 - answers only requests whose ``Host`` names this server: an IP literal (a rebinding attack
   always comes with the attacker's host name), ``localhost`` on a loopback bind, or a name
-  given with ``--allowed-host``; anything else gets ``403``;
+  given with ``--allowed-host``; anything else gets ``403``. The port is not checked, so an SSH
+  tunnel or a container port mapping to another port still works;
 - lets a request change anything (any method but GET, HEAD and OPTIONS: delete, rename, notes,
   tells) only when it carries the run's token: the URL the CLI prints holds it once
   (``?token=...``), and the guard turns it into a ``SameSite=Strict`` cookie that other sites'
@@ -38,14 +39,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _host_name(header: str) -> tuple[str, str]:
-    """``(name, port)`` of a Host header (brackets of an IPv6 literal removed)."""
+def _host_name(header: str) -> str:
+    """The host name of a Host header, without its port (brackets of an IPv6 literal removed)."""
     header = header.strip().lower()
     if header.startswith("["):
-        name, _, rest = header[1:].partition("]")
-        return name, rest.removeprefix(":")
-    name, _, port = header.partition(":")
-    return name, port
+        return header[1:].partition("]")[0]
+    return header.partition(":")[0]
 
 
 def _is_ip(name: str) -> bool:
@@ -61,7 +60,6 @@ class DashboardGuard:
 
     Args:
         app: The optuna-dashboard WSGI application.
-        port: The port the server listens on (a Host naming another port is refused).
         token: The run's token; mutating requests must carry it.
         loopback: Whether the server is bound to a loopback address (``localhost`` allowed).
         allowed_hosts: Further host names to answer (``--allowed-host``).
@@ -72,14 +70,12 @@ class DashboardGuard:
         self,
         app: WsgiApp,
         *,
-        port: int,
         token: str,
         loopback: bool,
         allowed_hosts: Iterable[str] = (),
         read_only: bool = False,
     ) -> None:
         self._app = app
-        self._port = str(port)
         self._token = token
         self._names = {name.strip().lower() for name in allowed_hosts if name.strip()}
         if loopback:
@@ -88,10 +84,8 @@ class DashboardGuard:
 
     def host_allowed(self, header: str) -> bool:
         """Whether a ``Host`` header names this server."""
-        name, port = _host_name(header)
-        if port not in ("", self._port):
-            return False
-        return _is_ip(name) or name in self._names
+        name = _host_name(header)
+        return bool(name) and (_is_ip(name) or name in self._names)
 
     def _has_token(self, environ: dict[str, Any]) -> bool:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))

@@ -100,11 +100,13 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Dashboard]:
 def test_a_foreign_host_header_is_refused_even_for_reading(dashboard: _Dashboard) -> None:
     # What a DNS-rebinding page sends: its own host name, resolved to 127.0.0.1.
     port = dashboard.port
-    for host in (f"evil.example.com:{port}", "evil.example.com", f"127.0.0.1:{port + 1}"):
+    for host in (f"evil.example.com:{port}", "evil.example.com", f"attacker.localhost:{port}"):
         status, _, body = _request(port, "GET", "/api/studies", host=host)
         assert status == 403, host
         assert b"does not answer for that Host" in body
     assert _request(port, "GET", "/api/studies", host=f"localhost:{port}")[0] == 200
+    # An SSH tunnel or a container port mapping shows another port: still this server.
+    assert _request(port, "GET", "/api/studies", host="localhost:9000")[0] == 200
 
 
 def test_the_rebinding_delete_of_the_issue_is_refused(dashboard: _Dashboard) -> None:
@@ -160,12 +162,13 @@ def test_a_read_only_dashboard_refuses_changes_and_prints_no_token(tmp_path: Pat
         ("localhost:8080", False, (), False),
         ("gpu-node-1:8080", False, (), False),
         ("gpu-node-1:8080", False, ("gpu-node-1",), True),
-        ("127.0.0.1:9090", True, (), False),
+        ("127.0.0.1:9090", True, (), True),  # a tunnel's local port
+        ("evil.localhost:8080", True, (), False),
         ("", True, (), False),
     ],
 )
 def test_host_rule(host: str, loopback: bool, allowed: tuple[str, ...], expected: bool) -> None:
     guard = DashboardGuard(
-        lambda environ, start: [], port=8080, token="t", loopback=loopback, allowed_hosts=allowed
+        lambda environ, start: [], token="t", loopback=loopback, allowed_hosts=allowed
     )
     assert guard.host_allowed(host) is expected
