@@ -56,7 +56,6 @@ def dashboard_command(
     guarded = dashboard.DashboardGuard(
         dashboard.build_app(url, artifact_dir=artifact_dir),
         token=token,
-        loopback=loopback,
         allowed_hosts=allowed_host,
         read_only=(not loopback) if read_only is None else read_only,
     )

@@ -4,8 +4,8 @@ optuna-dashboard answers any ``Host`` header and has no authentication, so a web
 the user's browser could reach a dashboard on 127.0.0.1 through DNS rebinding (its own host
 name resolving to 127.0.0.1) and delete studies. The guard therefore:
 
-- answers only requests whose ``Host`` names this server: an IP literal (a rebinding attack
-  always comes with the attacker's host name), ``localhost`` on a loopback bind, or a name
+- answers only requests whose ``Host`` names this server: an IP literal or ``localhost`` (a
+  rebinding attack always comes with the attacker's own host name, never these), or a name
   given with ``--allowed-host``; anything else gets ``403``. The port is not checked, so an SSH
   tunnel or a container port mapping to another port still works;
 - lets a request change anything (any method but GET, HEAD and OPTIONS: delete, rename, notes,
@@ -61,7 +61,6 @@ class DashboardGuard:
     Args:
         app: The optuna-dashboard WSGI application.
         token: The run's token; mutating requests must carry it.
-        loopback: Whether the server is bound to a loopback address (``localhost`` allowed).
         allowed_hosts: Further host names to answer (``--allowed-host``).
         read_only: Refuse every mutating request, token or not.
     """
@@ -71,15 +70,14 @@ class DashboardGuard:
         app: WsgiApp,
         *,
         token: str,
-        loopback: bool,
         allowed_hosts: Iterable[str] = (),
         read_only: bool = False,
     ) -> None:
         self._app = app
         self._token = token
-        self._names = {name.strip().lower() for name in allowed_hosts if name.strip()}
-        if loopback:
-            self._names.add("localhost")
+        # A container bound to 0.0.0.0 behind a published 127.0.0.1 port is reached as
+        # localhost too, so localhost is always this server.
+        self._names = {"localhost"} | {n.strip().lower() for n in allowed_hosts if n.strip()}
         self.read_only = read_only
 
     def host_allowed(self, header: str) -> bool:
