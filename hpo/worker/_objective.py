@@ -24,7 +24,6 @@ import gc
 import logging
 import math
 import os
-import shutil
 import socket
 import threading
 import time
@@ -49,13 +48,15 @@ from hpo.study import attempt_dir
 from hpo.study import config_hash
 from hpo.study import drop_checkpoints
 from hpo.study import ensure_study_uuid
-from hpo.study import read_identity
 from hpo.study import resolve_stored
 from hpo.study import stored_path
-from hpo.study import take_over
 from hpo.study import write_identity
 from hpo.study.records import TrialAttr
 from hpo.study.records import flat_metric_attrs
+from hpo.worker._attempt import TrialFenced
+from hpo.worker._attempt import check_still_running
+from hpo.worker._attempt import raise_if_study_gone
+from hpo.worker._attempt import take_over_predecessor
 from hpo.worker._faults import CUDA_ERROR
 from hpo.worker._faults import is_sticky_cuda_error
 from hpo.worker._progress import TrialProgress
@@ -64,7 +65,6 @@ from hpo.worker._progress import format_params
 from hpo.worker._progress import trial_label
 from hpo.worker._pruning import OptunaPruningCallback
 from reid_core.config import resolve_device
-from reid_core.engine import METRICS_LOG_NAME
 from reid_core.engine import TENSORBOARD_DIR
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
@@ -72,7 +72,6 @@ from reid_core.engine import StopTraining
 from reid_core.engine import TensorBoardLog
 from reid_core.engine import Trainer
 from reid_core.engine import code_version
-from reid_core.engine import find_resumable_checkpoint
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import EvaluationError
@@ -148,10 +147,6 @@ def fail_reason(exc: BaseException) -> str:
     return f"exception:{type(exc).__name__}"
 
 
-class TrialFenced(Exception):
-    """This worker's trial was finished by someone else; nothing more is written for it."""
-
-
 class _Recorder(Callback):
     """Keeps the last validation metrics and checkpoint, mirrored into trial user attrs.
 
@@ -166,7 +161,7 @@ class _Recorder(Callback):
         self.metrics: dict[str, float] | None = None
 
     def on_epoch_end(self, report: EpochReport) -> None:
-        _still_running(self._trial)
+        check_still_running(self._trial)
         if self.first_epoch is None:
             self.first_epoch = report.epoch
             if self._resumed:
@@ -269,7 +264,7 @@ class TrialObjective:
         except StudyNotFoundError:
             raise
         except Exception as exc:
-            _raise_if_study_gone(trial)  # e.g. its folder vanished under a checkpoint write
+            raise_if_study_gone(trial)  # e.g. its folder vanished under a checkpoint write
             reason = fail_reason(exc)
             _set_attr_if_running(trial, TrialAttr.FAIL_REASON, reason)
             if not isinstance(exc, TrialFenced):  # a fenced trial's retry takes them over
@@ -303,7 +298,9 @@ class TrialObjective:
         identity = AttemptIdentity(study_uuid, origin, trial.number, config_hash(cfg))
         previous = inherited.get(TrialAttr.CHECKPOINT_DIR)
         resume_from = (
-            _take_over(resolve_stored(self.artifacts_root, str(previous)), folder, identity)
+            take_over_predecessor(
+                resolve_stored(self.artifacts_root, str(previous)), folder, identity
+            )
             if previous
             else None
         )
@@ -513,61 +510,6 @@ def describe_device(device: str) -> str:
 
 def _build_trainer(cfg: Any, *, rerank: bool) -> Trainer:
     return Trainer(cfg, evaluate_rerank=rerank)
-
-
-def _take_over(previous: Path, folder: Path, identity: AttemptIdentity) -> Path | None:
-    """The checkpoint a retry resumes from: the predecessor attempt's newest verified one,
-    taken over into this attempt's folder, if that attempt belongs to the same study, trial and
-    configuration; else None (start from epoch 0, said once)."""
-    recorded = read_identity(previous)
-    if recorded is None or not identity.same_run(recorded):
-        logger.warning(
-            "trial %d: not resuming from %s: it does not record this study, trial and "
-            "configuration; starting from epoch 0",
-            identity.attempt,
-            previous,
-        )
-        return None
-    checkpoint = find_resumable_checkpoint(previous)
-    if checkpoint is None:
-        return None
-    metrics_log = previous / METRICS_LOG_NAME
-    if metrics_log.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(metrics_log, folder / METRICS_LOG_NAME)
-    taken = take_over(checkpoint, folder)
-    drop_checkpoints(previous)  # taken over: the predecessor's copies are no longer needed
-    return taken
-
-
-def _running_numbers(trial: optuna.Trial) -> set[int]:
-    """Numbers of the study's RUNNING trials.
-
-    Raises:
-        StudyNotFoundError: The trial's study was deleted.
-    """
-    try:
-        running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    except KeyError:  # what Optuna's storages answer for a deleted study
-        raise StudyNotFoundError(
-            f"study {trial.study.study_name!r} was deleted while trial {trial.number} trained"
-        ) from None
-    return {t.number for t in running}
-
-
-def _raise_if_study_gone(trial: optuna.Trial) -> None:
-    """Raise :class:`StudyNotFoundError` when the trial's study was deleted."""
-    _running_numbers(trial)
-
-
-def _still_running(trial: optuna.Trial) -> None:
-    """Stop a trial that is no longer this worker's to write: failed by another worker (its
-    heartbeat went stale while this process was paused) or deleted with its study."""
-    if trial.number not in _running_numbers(trial):
-        raise TrialFenced(
-            f"trial {trial.number} is no longer RUNNING (another worker failed it after a "
-            "stale heartbeat); this worker stops writing for it"
-        )
 
 
 def _code_version() -> dict[str, Any]:
