@@ -145,8 +145,11 @@ def take_over(checkpoint: Path, folder: Path) -> Path:
     Returns:
         The path of the checkpoint inside ``folder``.
     """
+    from reid_core.engine import CheckpointManager  # torch: only workers take over
+    from reid_core.engine import checksum_path
+
     folder.mkdir(parents=True, exist_ok=True)
-    for source in (checkpoint, checkpoint.with_name(checkpoint.name + ".sha256")):
+    for source in (checkpoint, checksum_path(checkpoint)):
         target = folder / source.name
         target.unlink(missing_ok=True)
         try:
@@ -154,15 +157,10 @@ def take_over(checkpoint: Path, folder: Path) -> Path:
         except OSError:
             shutil.copy2(source, target)
     taken = folder / checkpoint.name
-    if taken.name != "last.pt":
-        pointer = folder / ".last.pt.tmp"
-        pointer.unlink(missing_ok=True)
-        os.symlink(taken.name, pointer)
-        os.replace(pointer, folder / "last.pt")
+    manager = CheckpointManager(folder)
+    if taken != manager.last:
+        manager.point_last_to(taken)
     return taken
-
-
-_CHECKPOINT_FILE = re.compile(r"^(?:epoch_\d+|last)\.pt(?:\.sha256)?$")
 
 
 def stored_path(root: str | Path, path: str | Path) -> str:
@@ -190,20 +188,9 @@ def drop_checkpoints(folder: Path, *, keep: Path | None = None) -> int:
     Returns:
         The bytes freed.
     """
-    if not folder.is_dir():
-        return 0
-    kept = set()
-    if keep is not None:
-        kept = {keep.name, keep.name + ".sha256"}
-        last = folder / "last.pt"
-        if last.is_symlink() and os.readlink(last) == keep.name:
-            kept |= {"last.pt", "last.pt.sha256"}
-    freed = 0
-    for path in folder.iterdir():
-        if _CHECKPOINT_FILE.match(path.name) and path.name not in kept:
-            freed += path.lstat().st_size
-            path.unlink(missing_ok=True)
-    return freed
+    from reid_core.engine import CheckpointManager  # torch: only workers apply retention
+
+    return CheckpointManager(folder).remove_all(keep=keep)
 
 
 def keep_the_best_checkpoint(study: optuna.Study, root: str | Path) -> int:
@@ -250,23 +237,22 @@ def remove_study_artifacts(
         still not empty after the last attempt, with the reason in ``error``).
     """
     folder = study_dir(root, study_uuid)
+    if not folder.exists():
+        return RemovedArtifacts(folder, removed=False)
     error = None
     for attempt in range(attempts):
-        if not folder.exists():
-            break
+        if attempt:
+            time.sleep(pause_s)
         try:
             shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass  # its last files vanished under us (a worker's own cleanup): removed all the same
         except OSError as exc:
             error = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            if attempt < attempts - 1:
-                time.sleep(pause_s)
-            continue
-        logger.info("removed the study's artifacts %s", folder)
-        return RemovedArtifacts(folder, removed=True)
-    if folder.exists():
-        return RemovedArtifacts(folder, removed=False, error=error)
-    return RemovedArtifacts(folder, removed=error is not None)
-
+        if not folder.exists():
+            logger.info("removed the study's artifacts %s", folder)
+            return RemovedArtifacts(folder, removed=True)
+    return RemovedArtifacts(folder, removed=False, error=error)
 
 __all__ = [
     "IDENTITY_FILE",

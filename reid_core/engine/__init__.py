@@ -21,6 +21,7 @@ from reid_core.engine._callbacks import FitResult
 from reid_core.engine._callbacks import StopTraining
 from reid_core.engine._callbacks import TrainerView
 from reid_core.engine._checkpoint import CheckpointManager
+from reid_core.engine._checkpoint import checksum_path
 from reid_core.engine._checkpoint import code_version
 from reid_core.engine._checkpoint import find_resumable_checkpoint
 from reid_core.engine._checkpoint import load_checkpoint
@@ -73,6 +74,7 @@ __all__ = [
     "TrainerView",
     "ValidationConfig",
     "WarmupMultiStepLR",
+    "checksum_path",
     "code_version",
     "evaluate",
     "evaluate_checkpoint",

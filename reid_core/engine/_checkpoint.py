@@ -242,11 +242,12 @@ class CheckpointManager:
             The new ``epoch_XXXX.pt`` path.
         """
         path = save_checkpoint(self.path_for(epoch), state)
-        self._point_last_to(path)
+        self.point_last_to(path)
         self._prune(epoch)
         return path
 
-    def _point_last_to(self, path: Path) -> None:
+    def point_last_to(self, path: Path) -> None:
+        """Atomically make ``last.pt`` name the checkpoint ``path`` of this directory."""
         tmp = self.directory / f".{LAST_NAME}.tmp"
         tmp.unlink(missing_ok=True)
         try:
@@ -266,3 +267,28 @@ class CheckpointManager:
                 old = self.path_for(epoch)
                 old.unlink(missing_ok=True)
                 checksum_path(old).unlink(missing_ok=True)
+
+    def remove_all(self, *, keep: Path | None = None) -> int:
+        """Remove every checkpoint of the directory (epoch files, ``last.pt`` and their
+        checksums) except ``keep`` and a ``last.pt`` naming it; other files stay.
+
+        Returns:
+            The bytes freed.
+        """
+        if not self.directory.is_dir():
+            return 0
+        kept: set[str] = set()
+        if keep is not None:
+            kept = {keep.name, checksum_path(keep).name}
+            if self.last.is_symlink() and os.readlink(self.last) == keep.name:
+                kept |= {LAST_NAME, checksum_path(self.last).name}
+        checkpoints = {LAST_NAME} | {
+            p.name for p in self.directory.iterdir() if _EPOCH_RE.match(p.name)
+        }
+        freed = 0
+        for name in sorted(checkpoints | {checksum_path(Path(n)).name for n in checkpoints}):
+            path = self.directory / name
+            if name not in kept and (path.exists() or path.is_symlink()):
+                freed += path.lstat().st_size
+                path.unlink()
+        return freed

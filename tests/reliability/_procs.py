@@ -42,6 +42,21 @@ def start_worker(
     )
 
 
+def run_cli(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m hpo.cli ARGV`` from the repository root, to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "hpo.cli", *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def trials(name: str, url: str) -> list[FrozenTrial]:
     """The study's trials as a fresh reader sees them (empty while the study does not exist)."""
     storage = optuna.storages.RDBStorage(

@@ -10,8 +10,6 @@ round-trip / integer-range properties beside it).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,8 @@ from hpo.cli import app
 from hpo.study import list_studies
 from tests._helpers.specs import tiny_spec_dict
 from tests._helpers.specs import write_spec
-from tests.hpo._worker_support import REPO_ROOT
 from tests.reliability._private_pg import PrivatePostgres
+from tests.reliability._procs import run_cli
 
 
 def _invoke(*args: str) -> Result:
@@ -197,14 +195,7 @@ def test_the_installed_command_prints_exactly_one_line(
     spec = tmp_path / "bad.yaml"
     spec.write_text("name: [unclosed\n")
     argv = [a.format(spec=spec, tmp=tmp_path) for a in args]
-    done = subprocess.run(
-        [sys.executable, "-m", "hpo.cli", *argv],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli(*argv)
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("Error: "), done.stderr

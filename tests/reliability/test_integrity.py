@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,10 +21,10 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import create_study
-from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict
 from tests.reliability._procs import assert_study_consistent
+from tests.reliability._procs import run_cli
 from tests.reliability._procs import start_worker
 from tests.reliability._procs import trials
 from tests.reliability._procs import wait_until
@@ -121,15 +120,7 @@ def test_deleting_the_study_under_a_worker_stops_it_with_one_line_and_no_restart
             return bool(found) and "last_checkpoint_epoch" in found[0].user_attrs
 
         wait_until(training, 120, "trial 0 to train")
-        deleted = subprocess.run(
-            [sys.executable, "-m", "hpo.cli", "study", "delete", "doomed", "--yes"],
-            cwd=REPO_ROOT,
-            env=child_env(postgres_url),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        deleted = run_cli("study", "delete", "doomed", "--yes", env=child_env(postgres_url))
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
         stopped_at = time.monotonic()
         assert worker.wait(timeout=60) == 2, log.read_text()
@@ -157,15 +148,7 @@ def test_a_worker_with_another_heartbeat_interval_is_refused(
 ) -> None:
     _create("beat", postgres_url, tmp_path, mars_root, n_trials=1)
     env = {**child_env(postgres_url), "REID_HPO_HEARTBEAT": "2"}
-    done = subprocess.run(
-        [sys.executable, "-m", "hpo.cli", "worker", "beat", "--child"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli("worker", "beat", "--child", env=env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "Error: $REID_HPO_HEARTBEAT=2 disagrees with study 'beat' (heartbeat.interval: 1 s): "

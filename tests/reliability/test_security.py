@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -35,6 +33,7 @@ from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import spec_dict
 from tests.hpo._worker_support import write_spec
 from tests.reliability._private_pg import PrivatePostgres
+from tests.reliability._procs import run_cli
 
 
 def _invoke(*args: str) -> Result:
@@ -285,24 +284,7 @@ def test_hostile_name_in_a_spec_is_refused_in_one_line(tmp_path: Path) -> None:
 def test_hostile_name_given_to_a_worker_runs_no_shell(tmp_path: Path, postgres_url: str) -> None:
     marker = tmp_path / "pwned"
     name = f"$(touch {marker}); `touch {marker}`"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpo.cli",
-            "worker",
-            name,
-            "--gpus",
-            "none",
-            "--storage",
-            postgres_url,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli("worker", name, "--gpus", "none", "--storage", postgres_url)
     assert done.returncode == 2
     assert "no study" in done.stderr
     assert not marker.exists()

@@ -95,3 +95,19 @@ def test_manager_drops_checkpoints_of_an_abandoned_later_run(tmp_path: Path) -> 
     manager.save(_state(), epoch=1)  # resumed from epoch 0, redoing epoch 1
     assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_0000.pt", "epoch_0001.pt"]
     assert os.path.realpath(tmp_path / "last.pt") == str((tmp_path / "epoch_0001.pt").resolve())
+
+
+def test_remove_all_keeps_only_the_named_checkpoint_and_other_files(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path, keep=2)
+    for epoch in range(3):
+        manager.save(_state(float(epoch)), epoch=epoch)
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    dropped = tmp_path / "epoch_0001.pt"
+    size = dropped.stat().st_size + (tmp_path / "epoch_0001.pt.sha256").stat().st_size
+    assert manager.remove_all(keep=tmp_path / "epoch_0002.pt") == size
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["epoch_0002.pt", "epoch_0002.pt.sha256", "last.pt", "metrics.jsonl"]
+    assert torch.equal(load_checkpoint(tmp_path)["model"]["w"], torch.full((64, 64), 2.0))
+    assert manager.remove_all() > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+    assert CheckpointManager(tmp_path / "missing").remove_all() == 0
