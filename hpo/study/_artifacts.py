@@ -254,6 +254,7 @@ def remove_study_artifacts(
             return RemovedArtifacts(folder, removed=True)
     return RemovedArtifacts(folder, removed=False, error=error)
 
+
 __all__ = [
     "IDENTITY_FILE",
     "ArtifactPathError",
