@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hpo.cli.study import OutputFormat
+from hpo.cli.study import SpecArgument
 from hpo.cli.study import StorageOption
 from hpo.cli.study import study_app
 
@@ -40,7 +40,7 @@ _LABELS = (
 
 @study_app.command("plan")
 def plan_cmd(
-    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec YAML file.")],
+    spec_file: SpecArgument,
     storage: StorageOption = None,
     measure: Annotated[
         int,

@@ -58,6 +58,7 @@ StorageOption = Annotated[
     ),
 ]
 NameArgument = Annotated[str, typer.Argument(help="Study name (see 'reid-hpo study list').")]
+SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec YAML file.")]
 
 
 class OutputFormat(StrEnum):
@@ -101,7 +102,7 @@ def _params_text(params: dict[str, Any]) -> str:
 
 @study_app.command("create")
 def create_cmd(
-    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec YAML file.")],
+    spec_file: SpecArgument,
     storage: StorageOption = None,
     resume: Annotated[
         bool,
