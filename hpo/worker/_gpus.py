@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hpo.errors import ReidHpoError
+from hpo.worker._gpu_ids import physical_ids
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +117,11 @@ def parse_gpus(gpus: str, *, visible: Sequence[str] | None = None) -> list[str |
 def claim_gpus(gpus: Sequence[str | None], lock_dir: Path | None = None) -> Iterator[None]:
     """Hold an exclusive per-host lock on each GPU for the duration of the block.
 
-    The locks are ``flock`` locks on ``<lock_dir>/gpu-<entry>.lock``, released by the kernel
-    when the holder dies. GPUs are told apart by their ``CUDA_VISIBLE_DEVICES`` entry: two
-    supervisors naming one GPU by index and by UUID are not detected. Containers see only
-    their own lock directory unless ``$REID_HPO_LOCK_DIR`` is a shared host path.
+    The locks are ``flock`` locks on ``<lock_dir>/gpu-<uuid>.lock``, one per physical GPU
+    (:mod:`hpo.worker._gpu_ids` maps each entry to the driver's UUID), released by the kernel
+    when the holder dies: two supervisors naming one GPU as ``1`` and ``GPU-...``, or SLURM
+    job steps that each see a different GPU as ``0``, are told apart correctly. Containers
+    see only their own lock directory unless ``$REID_HPO_LOCK_DIR`` is a shared host path.
 
     Args:
         gpus: The slots of :func:`parse_gpus` (None entries, CPU children, need no lock).
@@ -132,19 +134,19 @@ def claim_gpus(gpus: Sequence[str | None], lock_dir: Path | None = None) -> Iter
     directory = Path(lock_dir or os.environ.get(ENV_LOCK_DIR) or _default_lock_dir())
     if any(gpu is not None for gpu in gpus):
         _make_shared_dir(directory)
+    entries = [gpu for gpu in gpus if gpu is not None]
     held: list[int] = []
     try:
-        for gpu in gpus:
-            if gpu is not None:
-                held.append(_lock(directory, gpu))
+        for gpu, identity in zip(entries, physical_ids(entries) if entries else [], strict=True):
+            held.append(_lock(directory, gpu, identity))
         yield
     finally:
         for fd in held:
             os.close(fd)  # closing the descriptor releases its flock
 
 
-def _lock(directory: Path, gpu: str) -> int:
-    path = directory / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', gpu)}.lock"
+def _lock(directory: Path, gpu: str, identity: str) -> int:
+    path = directory / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', identity)}.lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except PermissionError:  # created by another user: locking needs no write access
@@ -156,8 +158,9 @@ def _lock(directory: Path, gpu: str) -> int:
         os.close(fd)
         if exc.errno not in (errno.EAGAIN, errno.EACCES):
             raise
+        named = gpu if identity == gpu else f"{gpu} ({identity})"
         raise GpuBusyError(
-            f"GPU {gpu} is already used by another reid-hpo worker on this host"
+            f"GPU {named} is already used by another reid-hpo worker on this host"
             f"{f' (pid {holder})' if holder else ''}; choose other GPUs with --gpus"
         ) from None
     with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ No GPU is needed: the device count is mocked and the children are captured at ``
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ from hpo.worker import claim_gpus
 from hpo.worker import parse_gpus
 from hpo.worker import run_supervisor
 from hpo.worker import visible_gpus
+from hpo.worker._gpu_ids import DriverGpu
+from hpo.worker._gpu_ids import driver_gpus
+from hpo.worker._gpu_ids import physical_ids
 from hpo.worker._threads import available_cpus
 from hpo.worker._threads import thread_env
 from tests.hpo._worker_support import REPO_ROOT
@@ -84,6 +88,7 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         return _Exited()
 
     monkeypatch.setattr("hpo.worker._supervisor.subprocess.Popen", popen)
+    monkeypatch.setattr("hpo.worker._gpu_ids._run", _no_smi)  # Popen above is everyone's
     monkeypatch.setattr("hpo.worker._supervisor._POLL_S", 0.0)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     return calls
@@ -183,6 +188,96 @@ def test_supervisor_refuses_a_gpu_held_by_another(
     with claim_gpus(["GPU-bb"]), busy:
         run_supervisor("s", "sqlite:///x.db", "all")
     assert spawned == []  # nothing started
+
+
+_CLAIM = """
+import sys, time, types
+from pathlib import Path
+package = types.ModuleType("hpo.worker")  # the lock module alone: torch takes long to import
+package.__path__ = [str(Path("hpo", "worker").resolve())]
+sys.modules["hpo.worker"] = package
+from hpo.worker._gpus import GpuBusyError, claim_gpus
+locks, marker, entry = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+if sys.argv[4] == "hold":
+    with claim_gpus([entry], lock_dir=locks):
+        marker.write_text("held")
+        sys.stdin.read()
+else:
+    while not marker.exists():
+        time.sleep(0.05)
+    try:
+        with claim_gpus([entry], lock_dir=locks):
+            print("ran")
+    except GpuBusyError as exc:
+        print(exc)
+"""
+
+
+def _claimer(tmp_path: Path, name: str, uuids: list[str], entry: str, role: str) -> Any:
+    """A real process whose driver (a fake ``nvidia-smi`` on PATH) lists ``uuids``."""
+    bin_dir = tmp_path / name
+    bin_dir.mkdir()
+    rows = "".join(
+        f"{i}, {u}, 00000000:{0x18 + i:02X}:00.0, NVIDIA H100 80GB HBM3\\n"
+        for i, u in enumerate(uuids)
+    )
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\nprintf '{rows}'\n")
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("CUDA_DEVICE_ORDER", None)
+    args = [str(tmp_path / "locks"), str(tmp_path / "held"), entry, role]
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLAIM, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_locks_follow_the_physical_gpu_not_its_visible_index(tmp_path: Path) -> None:
+    """SLURM/k8s: each job sees its own GPU as "0"; a host-wide view names it "1"."""
+    holder = _claimer(tmp_path, "job1", ["GPU-aa11"], "0", "hold")
+    same = _claimer(tmp_path, "host", ["GPU-zz99", "GPU-aa11"], "1", "try")
+    other = _claimer(tmp_path, "job2", ["GPU-cc33"], "0", "try")
+    try:
+        same_out, _ = same.communicate(timeout=120)
+        other_out, _ = other.communicate(timeout=120)
+    finally:
+        holder.communicate(input="", timeout=120)
+    assert holder.returncode == 0
+    assert same_out.strip() == (
+        f"GPU 1 (GPU-aa11) is already used by another reid-hpo worker on this host "
+        f"(pid {holder.pid}); choose other GPUs with --gpus"
+    )
+    assert other_out.strip() == "ran"  # a different GPU, also called "0"
+    assert sorted(p.name for p in (tmp_path / "locks").iterdir()) == [
+        "gpu-GPU-aa11.lock",
+        "gpu-GPU-cc33.lock",
+    ]
+
+
+def test_entries_map_onto_the_drivers_uuids() -> None:
+    def gpu(index: int, uuid: str, name: str = "NVIDIA A100") -> DriverGpu:
+        return DriverGpu(index, uuid, f"0000:{index:02X}:00.0", name)
+
+    same = [gpu(0, "GPU-aa11"), gpu(1, "GPU-bb22")]
+    assert physical_ids(["1", "GPU-aa", "MIG-x1"], {}, same) == ["GPU-bb22", "GPU-aa11", "MIG-x1"]
+    mixed = [gpu(0, "GPU-aa11", "NVIDIA A100"), gpu(1, "GPU-bb22", "Tesla V100")]
+    assert physical_ids(["1"], {}, mixed) == ["1"]  # CUDA's fastest-first order is unknown
+    assert physical_ids(["1"], {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, mixed) == ["GPU-bb22"]
+    assert physical_ids(["0"], {}, []) == ["0"]  # no nvidia-smi: the entry's own name
+    listing = "0, GPU-aa11, 00000000:18:00.0, NVIDIA H100 80GB HBM3, rev 1\n"
+    assert driver_gpus(lambda command: listing) == [
+        DriverGpu(0, "GPU-aa11", "00000000:18:00.0", "NVIDIA H100 80GB HBM3, rev 1")
+    ]
+    assert driver_gpus(_no_smi) is None
+
+
+def _no_smi(command: list[str]) -> str:
+    raise FileNotFoundError(command[0])
 
 
 # -------------------------------------------------------------------------------- threads
