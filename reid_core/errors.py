@@ -26,6 +26,10 @@ class EvaluationError(ReidError):
     """Evaluation is impossible, e.g. no query has a valid match in the gallery."""
 
 
+class OutputFileError(ReidError):
+    """A file named for output cannot be written: a directory, device, FIFO, or unwritable."""
+
+
 class CheckpointError(ReidError):
     """A checkpoint is missing, truncated, or fails its checksum."""
 

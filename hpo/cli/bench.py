@@ -43,6 +43,8 @@ def bench(
     """Run the performance benchmarks (BENCHMARKS.md): a table per benchmark, plus JSON."""
     from hpo.bench import BenchOptions
     from hpo.bench import load_benchmarks
+    from reid_core.files import output_file_target
+    from reid_core.files import write_output_file
 
     console = Console()
     benchmarks = load_benchmarks()
@@ -54,11 +56,12 @@ def bench(
     names = [name] if name else benchmarks.names()
     runners = {bench_name: benchmarks.get(bench_name) for bench_name in names}
     options = BenchOptions(quick=quick, threads=threads, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
+    for bench_name in runners:
+        output_file_target(out / f"{bench_name}.json", what="the benchmark result")
     for bench_name, runner in runners.items():
         result = runner(options)
         path = out / f"{bench_name}.json"
-        path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        write_output_file(path, json.dumps(result.to_json(), indent=2) + "\n", what="the result")
         console.print(_table(result))
         for key, value in result.summary.items():
             console.print(f"  {key}: {_fmt(value)}", highlight=False)

@@ -22,7 +22,6 @@ from reid_core.config import LossConfig
 from reid_core.config import ModelConfig
 from reid_core.config import OptimConfig
 from reid_core.config import TrainConfig
-from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
 from reid_core.presets import apply_preset
 
@@ -448,9 +447,12 @@ def evaluate_command(
     """
     from reid_core.engine import evaluate_checkpoint
     from reid_core.engine import resolve_checkpoint
-    from reid_core.engine import write_json_atomic
+    from reid_core.files import output_file_target
+    from reid_core.files import write_output_file
 
     path = resolve_checkpoint(checkpoint)
+    out = path.with_name(path.stem + ".test.json")
+    output_file_target(out, what="the test result")
     result, info = evaluate_checkpoint(
         path,
         root=root,
@@ -459,11 +461,8 @@ def evaluate_command(
         num_workers=num_workers,
         amp=_value(amp),
     )
-    out = path.with_name(path.stem + ".test.json")
-    try:
-        write_json_atomic(out, {**info, **result.to_dict()})
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {out}: {exc.strerror or exc}") from None
+    document = json.dumps({**info, **result.to_dict()}, indent=2, sort_keys=True, default=str)
+    write_output_file(out, document + "\n", what="the test result")
     table = _metrics_table(f"Test split: {info['dataset']}", result.metrics)
     table.caption = f"{result.num_query} query / {result.num_gallery} gallery tracklets"
     Console().print(table)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
-import os
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,6 @@ import plotly.offline
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from hpo.errors import ReidHpoError
 from hpo.report import _figures
 from hpo.report._figures import Section
 from hpo.report._metric import Metric
@@ -31,6 +27,8 @@ from hpo.study.records import best_of_study
 from hpo.study.records import read_spec_or_none
 from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
+from reid_core.files import output_file_target
+from reid_core.files import write_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +50,9 @@ def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = No
     """Write the HTML report of a study and return its path.
 
     The file is self-contained (plotly.js is inlined once, no network is needed to view it)
-    and written atomically (temporary file, then ``os.replace``). Sections that cannot be
-    drawn yet (empty study, a single trial, no CMC stored) show a note instead.
+    and written by the output-file rule of :func:`reid_core.files.write_output_file`.
+    Sections that cannot be drawn yet (empty study, a single trial, no CMC stored) show a
+    note instead.
 
     Args:
         study: The study to report on (any storage).
@@ -61,14 +60,17 @@ def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = No
         storage_url: Shown in the header with its password masked, when given.
 
     Returns:
-        ``out``.
+        The file written (the regular file a symbolic link ``out`` points to).
+
+    Raises:
+        OutputFileError: ``out`` is refused by the rule or cannot be written.
 
     Example:
         >>> study = optuna.create_study(study_name="demo")
         >>> build_report(study, Path("report.html"))  # doctest: +SKIP
         PosixPath('report.html')
     """
-    out = Path(out)
+    output_file_target(out, what="the report")  # refuse a bad target before the work
     trials = study.get_trials(deepcopy=False)
     metric = objective_metric(study)
     best = best_of_study(study)
@@ -85,9 +87,9 @@ def build_report(study: optuna.Study, out: Path, *, storage_url: str | None = No
     header += _retrain_html(stored_retrain_result(study.user_attrs))
     header += setup_section(read_spec_or_none(study.user_attrs, study.study_name))
     document = _document(study.study_name, header, sections, trials_table(trials, metric, best))
-    _write_atomically(out, document)
-    logger.debug("wrote report of study %r (%d trials) to %s", study.study_name, len(trials), out)
-    return out
+    written = write_output_file(out, document, what="the report")
+    logger.debug("wrote report of %r (%d trials) to %s", study.study_name, len(trials), written)
+    return written
 
 
 def _e(value: object) -> str:
@@ -216,27 +218,3 @@ def _document(name: str, header: str, sections: list[Section], trials_table: str
         f"<section id='trials'><h2>Trials</h2>{trials_table}</section>\n"
         f"<script>{SORT_SCRIPT}</script></body></html>\n"
     )
-
-
-def _write_atomically(out: Path, text: str) -> None:
-    """Write ``out`` through a temporary file; a path that cannot hold a file is one line.
-
-    Raises:
-        ReidHpoError: ``out`` is a directory (``''`` is the working directory), lies under a
-            file, or cannot be written.
-    """
-    if out.is_dir() or not out.name:
-        raise ReidHpoError(f"cannot write the report to {str(out) or repr('')}: it is a directory")
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, out)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            reason = exc.strerror or str(exc)
-            raise ReidHpoError(f"cannot write the report to {out}: {reason}") from None
-        raise

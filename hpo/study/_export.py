@@ -19,6 +19,8 @@ from hpo.study.records import direction_name
 from hpo.study.records import read_spec_or_none
 from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
+from reid_core.files import output_file_target
+from reid_core.files import write_output_file
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -77,10 +79,13 @@ def export_trials(
 
     Raises:
         StudyNotFoundError: No such study.
-        ReidHpoError: Unknown format or unwritable ``out``.
+        ReidHpoError: Unknown format.
+        OutputFileError: ``out`` is refused by :func:`reid_core.files.write_output_file`.
     """
     if fmt not in ("csv", "json"):
         raise ReidHpoError(f"unknown export format {fmt!r}; expected csv or json")
+    if out is not None:
+        output_file_target(out, what="the export")
     with opened(storage_url) as (storage, where):
         study_id = study_id_of(name, storage, where)
         trials = storage.get_all_trials(study_id, deepcopy=False)
@@ -109,10 +114,7 @@ def export_trials(
         writer.writerows(rows)
         text = buffer.getvalue()
     if out is not None:
-        try:
-            Path(out).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ReidHpoError(f"cannot write {out}: {exc.strerror or exc}") from None
+        write_output_file(out, text, what="the export")
     return text
 
 

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 import reid_core
-from reid_core.engine._io import atomic_write
-from reid_core.engine._io import atomic_write_text
 from reid_core.engine._io import sha256_file
 from reid_core.errors import CheckpointError
+from reid_core.files import atomic_write
+from reid_core.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from reid_core.engine._callbacks import Callback
 from reid_core.engine._callbacks import EpochReport
 from reid_core.engine._callbacks import TrainerView
-from reid_core.engine._io import atomic_write_text
+from reid_core.files import atomic_write_text
 
 METRICS_LOG_NAME = "metrics.jsonl"
 

@@ -11,8 +11,8 @@ import torch
 from reid_core.engine import CheckpointManager
 from reid_core.engine import load_checkpoint
 from reid_core.engine import save_checkpoint
-from reid_core.engine._io import atomic_write
 from reid_core.errors import CheckpointError
+from reid_core.files import atomic_write
 
 
 def _state(value: float = 1.0) -> dict:
