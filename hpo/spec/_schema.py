@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 import typing
 from dataclasses import dataclass
 from typing import Annotated
@@ -45,6 +44,8 @@ from hpo.spec._schedule import pruner_options
 from hpo.spec._warm_start import fit_to_space
 from hpo.spec._warm_start import preset_values
 from hpo.spec._warm_start import value_problem
+from hpo.url_secrets import has_secret
+from hpo.url_secrets import mask_url
 from reid_core.config import DataConfig
 from reid_core.config import LossConfig
 from reid_core.config import ModelConfig
@@ -388,9 +389,6 @@ class HeartbeatSpec(_Spec):
 
 WarmStartValue = bool | int | float | str | None
 
-# user:password@ in a URL, or password=... in its query string.
-_URL_PASSWORD = re.compile(r"://[^/@]*:[^/@]*@|[?&](?:password|passwd|pwd)=", re.I)
-
 
 class FromStudySpec(_Spec):
     """A finished study whose best ``top_k`` COMPLETE trials seed this one."""
@@ -399,15 +397,16 @@ class FromStudySpec(_Spec):
     top_k: int = Field(3, ge=1)
     storage: str | None = Field(None, min_length=1)
     """Its storage URL; this study's storage when null. Stored with the spec, so it may not
-    hold a password (give it through ``PGPASSWORD`` or ``~/.pgpass``)."""
+    hold a password or another secret parameter (``sslpassword``, ...: give them through
+    ``PGPASSWORD``, ``~/.pgpass`` or the service file)."""
 
     @field_validator("storage")
     @classmethod
-    def _no_password(cls, value: str | None) -> str | None:
-        if value is not None and _URL_PASSWORD.search(value):
+    def _no_secret(cls, value: str | None) -> str | None:
+        if value is not None and has_secret(value):
             raise ValueError(
-                "the URL holds a password, which would be stored with the study; give it "
-                "through PGPASSWORD or ~/.pgpass instead"
+                f"the URL carries a credential ({mask_url(value)}), which would be stored with the "
+                "study; give it through PGPASSWORD, ~/.pgpass or a service file instead"
             )
         return value
 

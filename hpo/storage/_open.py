@@ -28,6 +28,7 @@ from hpo.storage._optuna_adapter import ReconnectingRDBStorage
 from hpo.storage._urls import is_postgres
 from hpo.storage._urls import mask_url
 from hpo.storage._urls import normalise_url
+from hpo.url_secrets import url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -216,14 +217,10 @@ def _describe(exc: BaseException, url: str, masked: str) -> str:
 
 
 def _scrub(text: str, url: str) -> str:
-    """Remove the URL's password from ``text`` (driver messages may echo parts of the URL)."""
+    """Remove the URL's secrets from ``text`` (driver messages may echo parts of the URL)."""
     text = text.replace(url, mask_url(url))
-    try:
-        password = make_url(url).password
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        password = None
-    if password:
-        text = text.replace(str(password), "***")
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 

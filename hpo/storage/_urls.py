@@ -9,15 +9,14 @@ log line, an exception or the terminal goes through :func:`mask_url` first.
 from __future__ import annotations
 
 import os
-import re
+
+from hpo.url_secrets import mask_url
 
 ENV_STORAGE = "REID_HPO_STORAGE"
 DEFAULT_STORAGE_URL = "sqlite:///reid_hpo.db"
 
 _PG_PREFIXES = ("postgresql://", "postgres://")
 _PG_DRIVER_PREFIX = "postgresql+psycopg2://"
-# password=... in a query string (the user:password@ form is handled in mask_url).
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<pw>[^&#]*)", re.I)
 
 
 def resolve_storage_url(cli_value: str | None) -> str:
@@ -50,21 +49,6 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return _PG_DRIVER_PREFIX + url[len(prefix) :]
     return url
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe to print or log).
-
-    Example:
-        >>> mask_url("postgresql+psycopg2://alice:s3cret@db/reid")
-        'postgresql+psycopg2://alice:***@db/reid'
-    """
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        userinfo, _, host = rest.rpartition("@")
-        if ":" in userinfo:
-            url = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
-    return _QUERY_PASSWORD.sub(r"\g<head>***", url)
 
 
 def is_postgres(url: str) -> bool:

@@ -26,6 +26,7 @@ ADAPTER = HPO / "storage" / "_optuna_adapter.py"
 # A module may import modules of its own package and of packages of a lower layer only.
 LAYERS = {
     "hpo.errors": 0,
+    "hpo.url_secrets": 0,
     "hpo.storage": 1,
     "hpo.spec": 1,
     "hpo.search": 2,

@@ -109,7 +109,7 @@ def test_presets_take_their_values_from_the_recipe_and_fit_them_into_the_space(
         ),
         (
             {"from_study": {"name": "src", "storage": "postgresql://u:secret@db/x"}},
-            "warm_start.from_study.storage: the URL holds a password",
+            "warm_start.from_study.storage: the URL carries a credential (postgresql://u:***@db/x)",
         ),
     ],
     ids=["out-of-range", "unknown-name", "not-a-number", "preset-sets-nothing", "bad-preset",

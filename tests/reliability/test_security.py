@@ -301,3 +301,54 @@ def test_injection_leaves_the_schema_intact(postgres_url: str) -> None:
             assert cur.fetchall() == [(name,)]
     finally:
         conn.close()
+
+
+def test_every_libpq_secret_parameter_is_known_and_masked() -> None:
+    from psycopg import pq
+
+    from hpo.url_secrets import SECRET_PARAMETERS
+    from hpo.url_secrets import mask_url
+
+    options = {o.keyword.decode(): (o.dispchar or b"").decode() for o in pq.Conninfo.get_defaults()}
+    secret = {keyword for keyword, dispchar in options.items() if dispchar == "*"}
+    assert {"password", "sslpassword"} <= secret  # libpq still marks its password fields
+    assert secret <= SECRET_PARAMETERS
+    assert {
+        k for k in options if k.startswith("scram_") and k.endswith("_key")
+    } <= SECRET_PARAMETERS
+    for keyword in options:
+        masked = mask_url(f"postgresql://u@h/db?{keyword}=Zq9xK&{keyword.upper()}=Zq9xK")
+        assert ("Zq9xK" in masked) == (keyword not in SECRET_PARAMETERS), keyword
+
+
+SECRET_URLS = {
+    "sslpassword": "postgresql://postgres@127.0.0.1:{port}/postgres?sslpassword={pw}",
+    "encoded_key": "postgresql://postgres@127.0.0.1:{port}/postgres?sslpass%77ord={pw}",
+    "oauth_client_secret": "postgresql://postgres@127.0.0.1:1/reid?oauth_client_secret={pw}",
+    "password_with_hash": "postgresql://postgres@127.0.0.1:1/reid?password=a%23{pw}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECRET_URLS))
+def test_secret_parameters_are_never_printed(case: str, tmp_path: Path) -> None:
+    secret = "Sup3r-S3cret-Pw"
+    url = SECRET_URLS[case].format(pw=secret, port=1)
+    result = _invoke("study", "list", "--storage", url)
+    assert result.exit_code == 2 and result.output.startswith("Error: cannot open storage")
+    assert secret not in result.output and "***" in result.output
+
+
+@pytest.mark.parametrize("parameter", ["password", "sslpassword", "oauth_client_secret"])
+def test_a_warm_start_url_with_a_secret_is_not_stored(
+    parameter: str, tmp_path: Path, postgres_url: str, mars_root: Path
+) -> None:
+    spec = spec_dict(name="warm", data_root=mars_root, artifacts=tmp_path / "runs", n_trials=2)
+    spec["warm_start"] = {
+        "from_study": {"name": "old", "storage": f"{postgres_url}?{parameter}=Zq9xKsecret"}
+    }
+    spec_file = write_spec(tmp_path / "warm.yaml", spec)
+    result = _invoke("study", "create", str(spec_file), "--storage", postgres_url)
+    assert result.exit_code == 2, result.output
+    assert "warm_start.from_study.storage" in result.output and "carries a credential" in result.output
+    assert "Zq9xKsecret" not in result.output
+    assert list_studies(postgres_url) == []
