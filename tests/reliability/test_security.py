@@ -349,6 +349,7 @@ def test_a_warm_start_url_with_a_secret_is_not_stored(
     spec_file = write_spec(tmp_path / "warm.yaml", spec)
     result = _invoke("study", "create", str(spec_file), "--storage", postgres_url)
     assert result.exit_code == 2, result.output
-    assert "warm_start.from_study.storage" in result.output and "carries a credential" in result.output
+    assert "warm_start.from_study.storage" in result.output
+    assert "carries a credential" in result.output
     assert "Zq9xKsecret" not in result.output
     assert list_studies(postgres_url) == []
