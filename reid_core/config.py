@@ -49,7 +49,9 @@ class DataConfig:
     seq_len: int = 4
     batch_size: int = 32
     num_instances: int = 4
-    test_max_clips: int = 41
+    #: At most this many test clips per tracklet (41: the reference); None: every clip (the
+    #: TA baseline's code).
+    test_max_clips: int | None = 41
     test_batch_size: int = 32
     num_workers: int = 4
     random_erasing: float = 0.5

@@ -23,6 +23,7 @@ from reid_core.config import ModelConfig
 from reid_core.config import OptimConfig
 from reid_core.config import TrainConfig
 from reid_core.errors import ConfigError
+from reid_core.presets import PRESETS
 from reid_core.presets import apply_preset
 
 logger = logging.getLogger(__name__)
@@ -139,13 +140,8 @@ class Attention(StrEnum):
     pooled = "pooled"
 
 
-class PresetName(StrEnum):
-    """``--preset``: :data:`reid_core.presets.PRESETS`."""
-
-    baseline = "baseline"
-    bot = "bot"
-    bot_osm = "bot_osm"
-    bot_osm_cl = "bot_osm_cl"
+PresetName = StrEnum("PresetName", {name: name for name in PRESETS})  # type: ignore[misc]
+"""``--preset``: :data:`reid_core.presets.PRESETS`."""
 
 
 class Prototypes(StrEnum):

@@ -183,7 +183,8 @@ class TrainingSpec(_Spec):
     seq_len: int = Field(_D.seq_len, ge=1)
     batch_size: int = Field(_D.batch_size, ge=1)
     num_instances: int = Field(_D.num_instances, ge=1)
-    test_max_clips: int = Field(_D.test_max_clips, ge=1)
+    test_max_clips: int | None = Field(_D.test_max_clips, ge=1)
+    """At most this many test clips per tracklet; null: every clip."""
     test_batch_size: int = Field(_D.test_batch_size, ge=1)
     num_workers: int = Field(_D.num_workers, ge=0)
     random_erasing: float = Field(_D.random_erasing, ge=0, le=1)
@@ -304,10 +305,20 @@ def _check_bounds(low: float, high: float, log: bool) -> None:
 
 
 class ObjectiveSpec(_Spec):
-    """The validation metric a trial returns and whether to maximise it."""
+    """The validation metric a trial returns, whether to maximise it, and what a trial whose
+    loss turns NaN returns."""
 
     metric: Literal["map", "rerank_map", "rank1"] = "map"
     direction: Literal["maximize", "minimize"] = "maximize"
+    on_nan: Literal["worst", "fail"] = "worst"
+    """``worst``: the trial completes with the metric's worst value (0 when maximising, as the
+    reference scores a NaN trial), so the sampler learns the region diverges; ``fail``: the
+    trial FAILs and the sampler never sees it."""
+
+    @property
+    def worst_value(self) -> float:
+        """The worst value of the metric (a fraction in [0, 1]) in this direction."""
+        return 0.0 if self.direction == "maximize" else 1.0
 
 
 class SamplerSpec(_Spec):
@@ -460,9 +471,13 @@ class StudySpec(_Spec):
     heartbeat: HeartbeatSpec = Field(default_factory=HeartbeatSpec)
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     seed: int = 0
+    seed_policy: Literal["shared", "per_trial"] = "shared"
+    """``shared``: every trial trains with ``seed`` (the reference: common random numbers, so
+    two trials differ by their parameters, not their draws); ``per_trial``: trial n trains with
+    ``seed + n`` (differences include seed noise, which the search then averages over)."""
     preset: str | None = None
-    """A variant of the reference's table (:data:`reid_core.presets.PRESETS`): its values fill
-    the ``model`` and ``training`` keys the spec does not give."""
+    """A row of the reference's table (:data:`reid_core.presets.PRESETS`): its values fill
+    the ``model`` and ``training`` keys and the ``seed`` the spec does not give."""
     init_from: str | None = None
     """A checkpoint whose backbone and temporal attention start every trial."""
 
@@ -476,6 +491,9 @@ class StudySpec(_Spec):
             raise ValueError(f"preset: unknown preset {name!r}; available: {', '.join(PRESETS)}")
         filled = {**raw}
         for path, value in PRESETS[name].values.items():
+            if path == "seed":
+                filled.setdefault("seed", value)
+                continue
             section, key = _spec_key_of(path)
             given = filled.get(section)
             given = given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
@@ -537,7 +555,8 @@ def warm_start_configs(spec: StudySpec) -> list[WarmStartConfig]:
     preset = spec.warm_start.preset
     if preset is not None:
         where = f"warm_start.preset {preset}"
-        params, notes = fit_to_space(spec.search_space, preset_values(preset), where)
+        values = preset_values(preset, spec.dataset.name)
+        params, notes = fit_to_space(spec.search_space, values, where)
         if not params:
             raise ValueError(f"{where}: sets none of this study's parameters")
         found.append(WarmStartConfig(f"preset:{preset}", params, tuple(notes)))

@@ -21,7 +21,8 @@ def to_train_config(
     Args:
         spec: The study spec.
         params: Sampled values by search-space name (``trial.params``).
-        trial_number: The trial's number; its seed is ``spec.seed + trial_number``.
+        trial_number: The trial's number; its seed is ``spec.seed``, plus ``trial_number``
+            under ``seed_policy: per_trial``.
         output_dir: The trial's directory (checkpoints, metrics).
 
     Returns:
@@ -48,7 +49,7 @@ def to_train_config(
             },
         },
         "model": spec.model.model_dump(),
-        "seed": spec.seed + trial_number,
+        "seed": spec.seed + (trial_number if spec.seed_policy == "per_trial" else 0),
         "output_dir": str(output_dir),
         "init_from": spec.init_from,
     }

@@ -1,17 +1,14 @@
 """The named warm-start configurations (``warm_start.preset``), as TrainConfig path -> value.
 
-``paper``: the reference publishes no searched values (the seed README's tables and
-REFERENCE.md give results and search ranges only), so this preset holds the numbers
-REFERENCE.md states for the published MARS recipe and nothing else: "Training recipe (MARS)"
-(Adam lr 3.5e-4, weight decay 5e-4, warm-up 10 epochs from 0.01x, clips of T = 4, K = 4
-tracklets per id, batch 32) and "Losses" (label smoothing 0.1, center loss weight 5e-4 at
-lr 0.5). Of the seed's seven searched parameters it sets weight_decay only; the sampler
-draws the others.
+``paper``: the searched configuration the reference publishes and applies to every row of its
+table: configuration 59 (tools/val.conf, hard-coded in bagoftricks.py) for MARS and every
+dataset but PRID, the PRID configuration bagoftricks.py hard-codes for PRID-2011
+(:func:`reid_core.presets.searched_configuration`): sigma, alpha, l, margin, beta, gamma and
+weight decay, the seven parameters of the reference's search.
 
-``bot_defaults``: the bag-of-tricks recipe reid-hpo ships: the
-:class:`~reid_core.config.TrainConfig` defaults with the ``bot`` preset of
-:data:`reid_core.presets.PRESETS` applied (triplet margin 0.3, beta 0, gamma 0.1, ...), read
-from those classes, never copied here, so it sets every searchable parameter.
+``bot_defaults``: the bag-of-tricks recipe of reid-hpo's library defaults, the
+:class:`~reid_core.config.TrainConfig` defaults (triplet margin 0.3, beta 0, gamma 0.1, ...),
+read from that class, never copied here, so it sets every searchable parameter.
 
 Torch-free and Optuna-free, like the rest of :mod:`hpo.spec`.
 """
@@ -25,20 +22,7 @@ from typing import Any
 
 from hpo.spec._paths import resolve_param_path
 from reid_core.config import TrainConfig
-from reid_core.presets import apply_preset
-
-_PAPER: dict[str, Any] = {
-    "optim.lr": 3.5e-4,
-    "optim.weight_decay": 5e-4,
-    "optim.warmup_epochs": 10,
-    "optim.warmup_factor": 0.01,
-    "data.seq_len": 4,
-    "data.num_instances": 4,
-    "data.batch_size": 32,
-    "loss.label_smoothing": 0.1,
-    "loss.center_weight": 5e-4,
-    "loss.center_lr": 0.5,
-}
+from reid_core.presets import searched_configuration
 
 WARM_START_PRESETS: tuple[str, ...] = ("paper", "bot_defaults")
 """The names accepted in ``warm_start.preset``."""
@@ -55,19 +39,21 @@ def _bot_defaults() -> dict[str, Any]:
             else:
                 flat[f"{prefix}{key}"] = value
 
-    walk("", apply_preset(TrainConfig(), "bot").to_dict())
+    walk("", TrainConfig().to_dict())
     return flat
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The values of warm-start preset ``name`` by dotted TrainConfig path.
+def preset_values(name: str, dataset: str = "mars") -> dict[str, Any]:
+    """The values of warm-start preset ``name`` for ``dataset``, by dotted TrainConfig path.
 
     Example:
         >>> preset_values("bot_defaults")["loss.triplet_margin"]
         0.3
+        >>> preset_values("paper", "prid")["loss.beta"]
+        0.7103921571238655
     """
     if name == "paper":
-        return dict(_PAPER)
+        return searched_configuration(dataset)
     if name == "bot_defaults":
         return _bot_defaults()
     raise ValueError(f"unknown warm-start preset {name!r}; available: {WARM_START_PRESETS}")

@@ -112,7 +112,7 @@ def build_plan(spec: StudySpec, dataset: VideoDataset) -> StudyPlan:
         val_ids = len({t.pid for t in split.query})
         val_query, val_gallery = len(split.query), len(split.gallery)
         val_clips = sum(
-            min(math.ceil(len(t.frames) / data.seq_len), data.test_max_clips)
+            min(math.ceil(len(t.frames) / data.seq_len), data.test_max_clips or math.inf)
             for t in (*split.query, *split.gallery)
         )
         train = split.train

@@ -69,6 +69,8 @@ class TrialAttr:
     WORKER = "worker"
     """``host:pid`` of the worker process that ran (or last resumed) the trial."""
     FAIL_REASON = "fail_reason"
+    NONFINITE_LOSS = "nonfinite_loss"
+    """The NaN/inf loss message of a trial scored the worst value (``objective.on_nan``)."""
     VAL_MAP_PCT = "val_mAP_pct"
     """Flat copies of the last validation metrics, in % (what the dashboard shows and sorts)."""
     VAL_RANK1_PCT = "val_rank1_pct"

@@ -9,7 +9,9 @@ study, trial and configuration, takes over its last verified checkpoint and resu
 instead of epoch 0. Each epoch first checks that the trial is still RUNNING: a worker whose trial
 was failed by another one (or whose study was deleted) stops writing for it at once.
 
-Failures are sorted (STYLE.md §5.12): :class:`optuna.TrialPruned` -> PRUNED; a NaN loss, CUDA
+Failures are sorted (STYLE.md §5.12): :class:`optuna.TrialPruned` -> PRUNED; a NaN loss ->
+COMPLETE with the objective's worst value under ``objective.on_nan: worst`` (the reference's
+0), else FAIL like the rest; CUDA
 out-of-memory, a data error or any other exception -> FAIL with a machine-readable user attr
 ``fail_reason``, memory released, the worker goes on; :class:`~hpo.errors.SpecError`,
 :class:`~reid_core.errors.DatasetNotFoundError` and :class:`~hpo.errors.StudyNotFoundError`
@@ -265,6 +267,8 @@ class TrialObjective:
             raise
         except Exception as exc:
             raise_if_study_gone(trial)  # e.g. its folder vanished under a checkpoint write
+            if isinstance(exc, NonFiniteLossError) and self.spec.objective.on_nan == "worst":
+                return self._score_worst(trial, exc)
             reason = fail_reason(exc)
             _set_attr_if_running(trial, TrialAttr.FAIL_REASON, reason)
             if not isinstance(exc, TrialFenced):  # a fenced trial's retry takes them over
@@ -273,6 +277,16 @@ class TrialObjective:
             raise
         finally:
             _release_memory()
+
+    def _score_worst(self, trial: optuna.Trial, exc: NonFiniteLossError) -> float:
+        """``objective.on_nan: worst``: the diverged trial completes with the worst value."""
+        worst = self.spec.objective.worst_value
+        _set_attr_if_running(trial, TrialAttr.NONFINITE_LOSS, str(exc))
+        self._drop_checkpoints(trial)
+        logger.warning(
+            "trial %d diverged (%s): scored %s (on_nan: worst)", trial.number, exc, worst
+        )
+        return worst
 
     def _drop_checkpoints(self, trial: optuna.Trial) -> None:
         """A pruned or failed (not handed back) attempt never resumes: free its checkpoints."""
@@ -289,10 +303,10 @@ class TrialObjective:
         study_uuid = self._uuid_of(trial.study)
         params = suggest(trial, self.spec)
         inherited = trial.user_attrs
-        seed = int(inherited.get(TrialAttr.SEED, self.spec.seed + trial.number))
         origin = int(inherited.get(TrialAttr.ORIGIN_TRIAL, trial.number))
         folder = attempt_dir(self.artifacts_root, study_uuid, trial=origin, attempt=trial.number)
         cfg = to_train_config(self.spec, params, trial_number=trial.number, output_dir=str(folder))
+        seed = int(inherited.get(TrialAttr.SEED, cfg.seed))
         device = resolve_device(self.device)
         cfg = dataclasses.replace(cfg, seed=seed, device=device)
         identity = AttemptIdentity(study_uuid, origin, trial.number, config_hash(cfg))

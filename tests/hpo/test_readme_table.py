@@ -79,3 +79,4 @@ def test_the_readme_commands_run(
     results = json.loads(Path("runs/prid_from_mars/results.json").read_text())
     assert results["init_from"]["dataset"] == "mars"
     assert results["config"]["loss"]["prototypes"] == "centers"
+    assert results["config"]["loss"]["beta"] == 0.7103921571238655  # the PRID configuration

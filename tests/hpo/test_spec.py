@@ -362,7 +362,7 @@ def test_to_train_config_maps_params_and_fixed_recipe() -> None:
     assert (cfg.loss.osm_sigma, cfg.loss.osm_alpha, cfg.loss.osm_l) == (0.4, 2.0, 0.3)
     assert (cfg.loss.triplet_margin, cfg.loss.beta) == (0.01, 0.5)
     assert (cfg.optim.gamma, cfg.optim.weight_decay) == (0.2, 1e-3)
-    assert cfg.seed == spec.seed + 7
+    assert cfg.seed == spec.seed  # seed_policy: shared, the reference's
     assert cfg.output_dir == "runs/t7"
     assert (cfg.data.height, cfg.data.width, cfg.data.batch_size) == (32, 16, 8)
     assert cfg.optim.milestones == (2,)
@@ -528,3 +528,10 @@ def test_random_integer_ranges_never_raise_anything_but_spec_error(
         return
     values = range(low, high + 1, step)
     assert all(v % spec.training.num_instances == 0 for v in values)
+
+
+@pytest.mark.parametrize(("policy", "offset"), [("shared", 0), ("per_trial", 7)])
+def test_seed_policy_sets_each_trials_seed(policy: str, offset: int) -> None:
+    raw = tiny_spec().model_dump(mode="json")
+    spec = StudySpec.model_validate({**raw, "seed": 3, "seed_policy": policy})
+    assert to_train_config(spec, {}, trial_number=7, output_dir="t").seed == 3 + offset

@@ -17,13 +17,11 @@ from hpo.errors import SpecError
 from hpo.errors import StudyNotFoundError
 from hpo.spec import StudySpec
 from hpo.spec import parse_spec
-from hpo.spec import preset_values
 from hpo.spec import warm_start_configs
 from hpo.study import TrialAttr
 from hpo.study import create_study
 from hpo.worker import run_worker
 from reid_core.config import LossConfig
-from reid_core.config import OptimConfig
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
@@ -82,11 +80,44 @@ def test_presets_take_their_values_from_the_recipe_and_fit_them_into_the_space(
     assert config.params == {"sigma": loss.osm_sigma, "margin": loss.triplet_margin, "beta": 1e-6}
     assert config.notes == ("warm_start.preset bot_defaults: beta=0.0 moved to 1e-06",)
 
-    raw["search_space"]["weight_decay"] = {"type": "float", "low": 1e-6, "high": 1.0, "log": True}
-    raw["warm_start"] = {"preset": "paper"}
+
+def test_the_paper_preset_enqueues_configuration_59_on_mars_and_the_prid_one_on_prid(
+    tmp_path: Path, data_root: Path
+) -> None:
+    raw = _raw(tmp_path, data_root, "p", n_trials=4, warm_start={"preset": "paper"})
+    raw["search_space"] = {
+        "sigma": {"type": "float", "low": 0.1, "high": 1.0},
+        "alpha": {"type": "float", "low": 0.5, "high": 3.0},
+        "l": {"type": "float", "low": 0.1, "high": 1.0},
+        "margin": {"type": "float", "low": 1.0e-6, "high": 1.0, "log": True},
+        "beta": {"type": "float", "low": 1.0e-6, "high": 1.0},
+        "gamma": {"type": "float", "low": 1.0e-6, "high": 1.0},
+        "weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0},
+    }
+    # Written from bagoftricks.py:132-147 (README.md: "Use 59 configuration ... for MARS").
+    mars = {"sigma": 0.9047814732165316, "alpha": 2.8436551583293728, "l": 0.5873389293193368}
+    mars |= {"margin": 4.4132437486402204e-05, "beta": 1.0, "gamma": 0.3282654557691594}
+    prid = {"sigma": 0.8769823511927456, "alpha": 1.5747007053351507, "l": 0.5241677630566622}
+    prid |= {"margin": 0.040520629258433416, "beta": 0.7103921571238655}
+    prid |= {"gamma": 0.368667605025003, "weight_decay": 0.014055481861393148}
     (config,) = warm_start_configs(parse_spec(raw))
-    assert config.params == {"weight_decay": OptimConfig().weight_decay}
-    assert preset_values("paper")["optim.weight_decay"] == 5e-4  # REFERENCE.md's recipe
+    assert (config.source, config.params, config.notes) == (
+        "preset:paper",
+        {**mars, "weight_decay": 0.0005},
+        (),
+    )
+    raw["dataset"] = {"name": "prid", "root": str(tmp_path / "prid"), "split_id": 0}
+    (config,) = warm_start_configs(parse_spec(raw))
+    assert config.params == prid
+
+
+def test_a_preset_that_sets_no_searched_parameter_is_refused(
+    tmp_path: Path, data_root: Path
+) -> None:
+    raw = _raw(tmp_path, data_root, "p", n_trials=4, warm_start={"preset": "paper"})
+    raw["search_space"] = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3}}
+    with pytest.raises(SpecError, match=r"warm_start\.preset paper: sets none"):
+        parse_spec(raw)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +132,6 @@ def test_presets_take_their_values_from_the_recipe_and_fit_them_into_the_space(
             "warm_start.configs.0.sigmaa: not in this study's search space (margin, sigma)",
         ),
         ({"configs": [{"sigma": "0.5"}]}, "warm_start.configs.0.sigma: '0.5' is not a number"),
-        ({"preset": "paper"}, "warm_start.preset paper: sets none of this study's parameters"),
         ({"preset": "best"}, "warm_start.preset"),
         (
             {"from_study": {"name": "src", "top_k": 9}},
@@ -112,7 +142,7 @@ def test_presets_take_their_values_from_the_recipe_and_fit_them_into_the_space(
             "warm_start.from_study.storage: the URL carries a credential (postgresql://u:***@db/x)",
         ),
     ],
-    ids=["out-of-range", "unknown-name", "not-a-number", "preset-sets-nothing", "bad-preset",
+    ids=["out-of-range", "unknown-name", "not-a-number", "bad-preset",
          "over-budget", "password-in-url"],
 )  # fmt: skip
 def test_study_create_refuses_what_does_not_fit_in_one_line(
