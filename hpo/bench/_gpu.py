@@ -129,7 +129,11 @@ def child_variant(
         cuda = device.type == "cuda"
         host = variant.get("host", False)
         loader = build_train_loader(
-            trainer.train_records, cfg.data, seed=cfg.seed, finish_on_host=host
+            trainer.train_records,
+            cfg.data,
+            seed=cfg.seed,
+            finish_on_host=host,
+            pin_memory=cuda,
         )
         batches = _batches(loader)
         trainer.model.train()

@@ -91,8 +91,10 @@ def retrain_cmd(
     from hpo.study import load_study
     from hpo.study import refuse_if_retrained
     from hpo.study import retrain_trial
+    from reid_core.engine import keep_off_gpus
 
     slot, device = _gpu_slot(gpus, device)
+    keep_off_gpus(device)
     opened = open_storage(resolve_storage_url(storage), must_exist=True)
     try:
         study, spec = load_study(name, opened)

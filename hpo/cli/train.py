@@ -371,8 +371,10 @@ def train_command(
         validation=not no_validation,
     )
     from reid_core.engine import Trainer
+    from reid_core.engine import keep_off_gpus
     from reid_core.engine import resolve_checkpoint
 
+    keep_off_gpus(cfg.device)
     resume_from = None
     if resume:
         resume_from = resolve_checkpoint(Path(cfg.output_dir))
@@ -442,10 +444,12 @@ def evaluate_command(
     Example: reid-hpo evaluate runs/train/last.pt --rerank
     """
     from reid_core.engine import evaluate_checkpoint
+    from reid_core.engine import keep_off_gpus
     from reid_core.engine import resolve_checkpoint
     from reid_core.files import output_file_target
     from reid_core.files import write_output_file
 
+    keep_off_gpus(device)
     path = resolve_checkpoint(checkpoint)
     out = path.with_name(path.stem + ".test.json")
     output_file_target(out, what="the test result")

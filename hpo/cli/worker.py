@@ -52,6 +52,9 @@ def worker(
 
     url = resolve_storage_url(storage)
     if child:
+        from reid_core.engine import keep_off_gpus
+
+        keep_off_gpus(device or "cpu")
         try:
             result = run_worker(name, url, device=device or "cpu", max_trials=max_trials)
         except DeviceRestartRequired as exc:

@@ -175,13 +175,13 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
 
     import torch
 
-    from reid_core.config import resolve_device
+    from reid_core.engine import select_device
     from reid_core.losses import ReidCriterion
     from reid_core.models import build_model_from_config
 
     cfg = to_train_config(spec, {}, trial_number=0, output_dir="plan")
     data = cfg.data
-    device = torch.device(resolve_device(cfg.device))
+    device = select_device(cfg.device)
     model = build_model_from_config(
         replace(cfg.model, pretrained=False),
         num_classes=plan.train_ids,

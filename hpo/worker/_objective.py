@@ -74,6 +74,7 @@ from reid_core.engine import StopTraining
 from reid_core.engine import TensorBoardLog
 from reid_core.engine import Trainer
 from reid_core.engine import code_version
+from reid_core.engine import select_device
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import EvaluationError
@@ -308,6 +309,7 @@ class TrialObjective:
         cfg = to_train_config(self.spec, params, trial_number=trial.number, output_dir=str(folder))
         seed = int(inherited.get(TrialAttr.SEED, cfg.seed))
         device = resolve_device(self.device)
+        select_device(device)  # before anything touches CUDA (and nothing does for a CPU)
         cfg = dataclasses.replace(cfg, seed=seed, device=device)
         identity = AttemptIdentity(study_uuid, origin, trial.number, config_hash(cfg))
         previous = inherited.get(TrialAttr.CHECKPOINT_DIR)

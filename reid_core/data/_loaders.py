@@ -187,6 +187,7 @@ def build_train_loader(
     seed: int,
     epoch: int = 0,
     finish_on_host: bool = True,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Training loader of P x K batches of random clips.
 
@@ -197,8 +198,8 @@ def build_train_loader(
     conversion, normalisation and random erasing run once per batch in the iterating process
     (:func:`normalize_clips`). Call ``loader.sampler.set_epoch(e)`` before
     each epoch (or build the loader with ``epoch=e``). With ``finish_on_host=False`` the
-    batches stay ``((uint8 clips, erase boxes[B, T, 4]), pids, camids)`` (pinned when CUDA is
-    available) for the caller to finish on its device (the trainer does).
+    batches stay ``((uint8 clips, erase boxes[B, T, 4]), pids, camids)`` for the caller to
+    finish on its device (the trainer does).
 
     Args:
         records: training tracklets, pids ``0..N-1``.
@@ -207,6 +208,11 @@ def build_train_loader(
             ``augment_scope``, ``num_workers`` and ``cache_frames`` are used.
         seed: base seed of the sampler and of the clip augmentation.
         epoch: the first epoch.
+        finish_on_host: Convert and normalise in the iterating process (see above).
+        pin_memory: Pin the batches in page-locked memory, for a CUDA consumer; the pinning
+            thread uses the current CUDA device, so select it first
+            (:func:`reid_core.engine.select_device`). Never on a CPU run: pinning creates a
+            CUDA context.
 
     Raises:
         ConfigError: ``batch_size`` is not a multiple of ``num_instances`` or there are fewer
@@ -244,18 +250,21 @@ def build_train_loader(
         worker_init_fn=_init_worker,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=cfg.num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,
         finish=_finish_train_batch if finish_on_host else None,
     )
 
 
-def build_test_loader(records: Sequence[Tracklet], cfg: DataConfig) -> DataLoader:
+def build_test_loader(
+    records: Sequence[Tracklet], cfg: DataConfig, *, pin_memory: bool = False
+) -> DataLoader:
     """Test loader: one tracklet per item, in ``records`` order.
 
     Items are ``(clips[N_clips, T, 3, H, W] float32, pid: int, camid: int)``: every
     consecutive ``cfg.seq_len``-frame clip, at most ``cfg.test_max_clips``: the first ones or
     evenly spaced ones (``cfg.test_clips``).
     The caller chunks the clips by ``cfg.test_batch_size`` and averages their features.
+    ``pin_memory`` as for :func:`build_train_loader`.
     """
     dataset = TrackletDataset(
         records,
@@ -274,5 +283,5 @@ def build_test_loader(records: Sequence[Tracklet], cfg: DataConfig) -> DataLoade
         collate_fn=_single,
         num_workers=cfg.num_workers,
         worker_init_fn=_init_worker,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,
     )

@@ -28,6 +28,8 @@ from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._checkpoint import resolve_checkpoint
 from reid_core.engine._checkpoint import save_checkpoint
 from reid_core.engine._checkpoint import verify_checkpoint
+from reid_core.engine._device import keep_off_gpus
+from reid_core.engine._device import select_device
 from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
 from reid_core.engine._evaluation import evaluate_features
@@ -83,6 +85,7 @@ __all__ = [
     "find_resumable_checkpoint",
     "finish_on_device",
     "init_from_checkpoint",
+    "keep_off_gpus",
     "load_checkpoint",
     "load_model",
     "resolve_checkpoint",
@@ -90,6 +93,7 @@ __all__ = [
     "resolve_precision",
     "save_checkpoint",
     "seed_everything",
+    "select_device",
     "squared_euclidean",
     "transferable_state",
     "verify_checkpoint",

@@ -8,15 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from reid_core import data as reid_data
 from reid_core import models as reid_models
 from reid_core.config import TrainConfig
-from reid_core.config import resolve_device
 from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._checkpoint import verify_checkpoint
+from reid_core.engine._device import select_device
 from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
 from reid_core.errors import CheckpointError
@@ -74,7 +73,7 @@ def load_model(path: Path, *, device: str = "auto") -> LoadedModel:
     except (KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise CheckpointError(f"checkpoint {real} weights do not fit its model: {first}") from exc
-    model.to(torch.device(resolve_device(device))).eval()
+    model.to(select_device(device)).eval()
     return LoadedModel(model, cfg, real, int(state["epoch"]), state.get("metrics"))
 
 
@@ -112,6 +111,7 @@ def evaluate_checkpoint(
         data_cfg = replace(data_cfg, root=str(root))
     if num_workers is not None:
         data_cfg = replace(data_cfg, num_workers=num_workers)
+    pin = next(loaded.model.parameters()).device.type == "cuda"
     dataset = reid_data.build_dataset(
         data_cfg.dataset,
         data_cfg.root,
@@ -127,8 +127,8 @@ def evaluate_checkpoint(
     )
     result = evaluate(
         loaded.model,
-        reid_data.build_test_loader(dataset.query, data_cfg),
-        reid_data.build_test_loader(dataset.gallery, data_cfg),
+        reid_data.build_test_loader(dataset.query, data_cfg, pin_memory=pin),
+        reid_data.build_test_loader(dataset.gallery, data_cfg, pin_memory=pin),
         device=next(loaded.model.parameters()).device,
         rerank=rerank,
         chunk=data_cfg.test_batch_size,

@@ -18,7 +18,6 @@ from reid_core import losses as reid_losses
 from reid_core import models as reid_models
 from reid_core.config import TrainConfig
 from reid_core.config import config_path
-from reid_core.config import resolve_device
 from reid_core.data.records import ReidSplit
 from reid_core.data.records import Tracklet
 from reid_core.engine._batch import finish_on_device
@@ -29,6 +28,7 @@ from reid_core.engine._callbacks import StopTraining
 from reid_core.engine._checkpoint import CheckpointManager
 from reid_core.engine._checkpoint import code_version
 from reid_core.engine._checkpoint import load_checkpoint
+from reid_core.engine._device import select_device
 from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
 from reid_core.engine._init_from import init_from_checkpoint
@@ -98,7 +98,7 @@ class Trainer:
         self.monitor = monitor
         self.progress = progress
         self.output_dir = Path(cfg.output_dir)
-        self.device = torch.device(resolve_device(cfg.device))
+        self.device = select_device(cfg.device)
         self.precision = resolve_precision(cfg.amp, self.device)
 
         seed_everything(cfg.seed, deterministic=cfg.deterministic)
@@ -184,6 +184,7 @@ class Trainer:
                 seed=self.cfg.seed,
                 epoch=epoch,
                 finish_on_host=False,
+                pin_memory=self.device.type == "cuda",
             )
         return self._loader
 
@@ -203,9 +204,10 @@ class Trainer:
         if self.eval_split is None:
             raise ConfigError("this trainer has no validation split to evaluate on")
         if self._eval_loaders is None:
+            pin = self.device.type == "cuda"
             self._eval_loaders = (
-                reid_data.build_test_loader(self.eval_split.query, self.cfg.data),
-                reid_data.build_test_loader(self.eval_split.gallery, self.cfg.data),
+                reid_data.build_test_loader(self.eval_split.query, self.cfg.data, pin_memory=pin),
+                reid_data.build_test_loader(self.eval_split.gallery, self.cfg.data, pin_memory=pin),
             )
         query_loader, gallery_loader = self._eval_loaders
         return evaluate(
