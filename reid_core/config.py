@@ -55,6 +55,15 @@ class DataConfig:
     test_batch_size: int = 32
     num_workers: int = 4
     random_erasing: float = 0.5
+    #: Probability of a second, labelled random erasing per frame, drawn after the plain one:
+    #: the reference's Attn-CL loader (``VideoDataset_inderase``), whose 0/1 per-frame labels
+    #: feed the attention loss (``loss.attention_weight``); 0 draws none.
+    labelled_erasing: float = 0.0
+    #: Random erasing's box and fill: "reference" (area 0.02-0.4 of the frame, aspect ratio
+    #: uniform in [0.3, 1/0.3], 100 attempts, the values 0.485/0.456/0.406 written into the
+    #: normalised frame) or "torchvision" (``v2.RandomErasing``'s defaults: area 0.02-0.33,
+    #: log-uniform ratio in [0.3, 3.3], 10 attempts, 0 in the normalised frame).
+    erasing_style: Literal["reference", "torchvision"] = "reference"
     pad: int = 10
     cache_frames: bool = False
     validation: ValidationConfig | None = field(default_factory=ValidationConfig)
@@ -83,7 +92,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     """Total loss ``CE_ls + triplet_weight*(1-beta)*triplet + center_weight*center +
-    beta*OSM_CAA``; ``triplet_weight`` 0 switches the triplet term off (``--no-triplet``)."""
+    beta*OSM_CAA + attention_weight*attention``; ``triplet_weight`` 0 switches the triplet
+    term off (``--no-triplet``)."""
 
     label_smoothing: float = 0.1
     triplet_weight: float = 1.0
@@ -96,6 +106,10 @@ class LossConfig:
     osm_l: float = 0.5
     osm_sigma: float = 0.8
     prototypes: Literal["classifier", "centers"] = "centers"
+    #: Weight of the attention loss (the paper's Attn-CL model): the raw temporal-attention
+    #: scores of the frames the labelled erasing hit, summed per clip, averaged over the
+    #: batch (the reference adds it with weight 1); 0 switches it off.
+    attention_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,13 @@ class TrainConfig:
             raise ConfigError(f"seq_len={d.seq_len} must be >= 1")
         if self.epochs < 1 or self.eval_every < 1:
             raise ConfigError(f"epochs={self.epochs} and eval_every={self.eval_every} must be >= 1")
+        if self.loss.attention_weight > 0 and self.model.arch == "tp":
+            raise ConfigError("the attention loss needs a temporal attention: arch ta or ta_bt")
+        if self.loss.attention_weight > 0 and d.labelled_erasing <= 0:
+            raise ConfigError(
+                "the attention loss learns from the labelled erasing's frames: give "
+                "data.labelled_erasing > 0 (the reference: 0.5)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly nested dict (tuples become lists)."""

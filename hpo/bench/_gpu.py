@@ -37,6 +37,7 @@ from reid_core.config import ModelConfig
 from reid_core.config import TrainConfig
 from reid_core.data import build_dataset
 from reid_core.data import build_train_loader
+from reid_core.data import erasing_style
 from reid_core.data import write_synthetic
 from reid_core.engine import Trainer
 from reid_core.engine import finish_on_device
@@ -156,7 +157,9 @@ def child_variant(
                 clips = clips.to(device, non_blocking=True)
             else:
                 (raw, boxes), pids, _ = batch
-                clips = finish_on_device(raw, boxes, device)
+                clips = finish_on_device(
+                    raw, boxes, device, erasing_style(cfg.data.erasing_style).fill
+                )
             trainer.criterion.check_labels(pids)
             if cuda:
                 events.append((_event(), _event()))

@@ -26,10 +26,17 @@ from reid_core.data._samplers import sample_test_clips
 from reid_core.data._samplers import sample_train_clip
 from reid_core.data._synthetic import LAYOUTS
 from reid_core.data._synthetic import write_synthetic
+from reid_core.data._transforms import ERASING_STYLES
 from reid_core.data._transforms import IMAGENET_MEAN
 from reid_core.data._transforms import IMAGENET_STD
+from reid_core.data._transforms import ClipAugment
+from reid_core.data._transforms import ErasingStyle
 from reid_core.data._transforms import build_test_transform
 from reid_core.data._transforms import build_train_transform
+from reid_core.data._transforms import draw_erase_box
+from reid_core.data._transforms import erase_boxes
+from reid_core.data._transforms import erased_frames
+from reid_core.data._transforms import erasing_style
 from reid_core.data._validation import HardnessFn
 from reid_core.data._validation import carve_validation
 from reid_core.data._validation import colour_histogram_hardness
@@ -46,6 +53,7 @@ from reid_core.data.records import Tracklet
 
 __all__ = [
     "DATASETS",
+    "ERASING_STYLES",
     "GUIDED_PRESETS",
     "ILIDSVID",
     "IMAGENET_MEAN",
@@ -53,7 +61,9 @@ __all__ = [
     "LAYOUTS",
     "PAPER_GUIDED_IDS",
     "PRID2011",
+    "ClipAugment",
     "DatasetSummary",
+    "ErasingStyle",
     "HardnessFn",
     "Mars",
     "MarsSize",
@@ -71,6 +81,10 @@ __all__ = [
     "carve_validation",
     "check_dataset",
     "colour_histogram_hardness",
+    "draw_erase_box",
+    "erase_boxes",
+    "erased_frames",
+    "erasing_style",
     "frame_number",
     "guided_preset",
     "sample_test_clips",

@@ -23,6 +23,7 @@ from reid_core.data._samplers import sample_test_clips
 from reid_core.data._samplers import sample_train_clip
 from reid_core.data._transforms import ClipAugment
 from reid_core.data._transforms import build_test_transform
+from reid_core.data._transforms import erasing_style
 from reid_core.data._transforms import normalize_clips
 from reid_core.data.records import Tracklet
 from reid_core.errors import DatasetFormatError
@@ -157,10 +158,12 @@ class _ReidDataLoader(DataLoader):
             raise DatasetFormatError(_worker_message(str(exc))) from None
 
 
-def _finish_train_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _finish_train_batch(
+    batch: Any, fill: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``((uint8 clips, erase boxes), pids, camids)`` -> ``(float clips, pids, camids)``."""
     (clips, boxes), pids, camids = batch
-    return normalize_clips(clips, boxes), pids, camids
+    return normalize_clips(clips, boxes, fill), pids, camids
 
 
 def _worker_message(text: str) -> str:
@@ -194,18 +197,21 @@ def build_train_loader(
     Yields ``(clips[B, T, 3, H, W] float32, pids[B] int64, camids[B] int64)`` with
     ``B = cfg.batch_size``. The batches and every clip's frames and augmentation depend only on
     ``(seed, epoch)``, not on ``cfg.num_workers``. Workers decode, resize (or hit the resized-frame
-    cache), flip, pad and crop on ``uint8`` (:class:`ClipAugment`) and send ``uint8`` batches;
-    conversion, normalisation and random erasing run once per batch in the iterating process
-    (:func:`normalize_clips`). Call ``loader.sampler.set_epoch(e)`` before
-    each epoch (or build the loader with ``epoch=e``). With ``finish_on_host=False`` the
-    batches stay ``((uint8 clips, erase boxes[B, T, 4]), pids, camids)`` for the caller to
-    finish on its device (the trainer does).
+    cache), flip, pad and crop on ``uint8`` and draw the erased boxes (:class:`ClipAugment`)
+    and send ``uint8`` batches; conversion, normalisation and random erasing run once per
+    batch in the iterating process (:func:`normalize_clips`). Call
+    ``loader.sampler.set_epoch(e)`` before each epoch (or build the loader with
+    ``epoch=e``). With ``finish_on_host=False`` the batches stay ``((uint8 clips, erase
+    boxes[B, T, 2, 4]), pids, camids)`` for the caller to finish on its device (the trainer
+    does, and reads the erased-frame labels from the boxes:
+    :func:`~reid_core.data.erased_frames`).
 
     Args:
         records: training tracklets, pids ``0..N-1``.
         cfg: ``seq_len``, ``height``, ``width``, ``batch_size``, ``num_instances``,
-            ``epoch_sampling``, ``random_erasing``, ``pad``, ``translation``,
-            ``augment_scope``, ``num_workers`` and ``cache_frames`` are used.
+            ``epoch_sampling``, ``random_erasing``, ``labelled_erasing``, ``erasing_style``,
+            ``pad``, ``translation``, ``augment_scope``, ``num_workers`` and
+            ``cache_frames`` are used.
         seed: base seed of the sampler and of the clip augmentation.
         epoch: the first epoch.
         finish_on_host: Convert and normalise in the iterating process (see above).
@@ -233,9 +239,11 @@ def build_train_loader(
             cfg.height,
             cfg.width,
             random_erasing=cfg.random_erasing,
+            labelled_erasing=cfg.labelled_erasing,
             pad=cfg.pad,
             translation=cfg.translation,
             scope=cfg.augment_scope,
+            style=cfg.erasing_style,
         ),
         train=True,
         size=(cfg.height, cfg.width),
@@ -251,7 +259,9 @@ def build_train_loader(
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=cfg.num_workers > 0,
         pin_memory=pin_memory,
-        finish=_finish_train_batch if finish_on_host else None,
+        finish=partial(_finish_train_batch, fill=erasing_style(cfg.erasing_style).fill)
+        if finish_on_host
+        else None,
     )
 
 

@@ -131,6 +131,7 @@ class Trainer:
             warmup_epochs=cfg.optim.warmup_epochs,
         )
         self.scaler = self.precision.grad_scaler()
+        self._erase_fill = reid_data.erasing_style(cfg.data.erasing_style).fill
         self.checkpoints = CheckpointManager(self.output_dir)
         #: Where the initial backbone/attention weights came from (``cfg.init_from``).
         self.init_source: dict[str, Any] | None = None
@@ -246,8 +247,13 @@ class Trainer:
         with epoch_progress(label, total_steps, enabled=self.progress) as advance:
             for step, ((clips, boxes), pids, _camids) in enumerate(loader):
                 self.criterion.check_labels(pids)  # on the host: no device read-back
-                clips = finish_on_device(clips, boxes, self.device)
-                losses = self.train_step(clips, pids.to(self.device, non_blocking=True))
+                boxes = boxes.to(self.device, non_blocking=True)
+                clips = finish_on_device(clips, boxes, self.device, self._erase_fill)
+                losses = self.train_step(
+                    clips,
+                    pids.to(self.device, non_blocking=True),
+                    reid_data.erased_frames(boxes),
+                )
                 for name, value in losses.items():
                     sums[name] = sums[name] + value if name in sums else value
                 steps += 1
@@ -278,18 +284,25 @@ class Trainer:
             )
         return means
 
-    def train_step(self, clips: torch.Tensor, pids: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(
+        self, clips: torch.Tensor, pids: torch.Tensor, erased: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """One optimisation step on a batch already on the device (normalised clips, labels
-        checked); returns the detached loss terms, still on the device (nothing is read back).
+        checked, ``erased[B, T]`` the erased-frame labels the attention loss needs); returns
+        the detached loss terms, still on the device (nothing is read back).
         """
         self.optimizer.zero_grad(set_to_none=True)
         if self.center_optimizer is not None:
             self.center_optimizer.zero_grad(set_to_none=True)
         with self.precision.autocast():
             output = self.model(clips)
-        output = type(output)(*(t.float() for t in output))
+        output = type(output)(*(None if t is None else t.float() for t in output))
         losses = self.criterion(
-            output, pids, self.model.classifier.weight.float(), check_labels=False
+            output,
+            pids,
+            self.model.classifier.weight.float(),
+            erased=erased,
+            check_labels=False,
         )
         self.scaler.scale(losses["total"]).backward()
         self.scaler.step(self.optimizer)

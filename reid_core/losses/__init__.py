@@ -1,7 +1,9 @@
-"""Bag-of-tricks losses: label-smoothed CE, batch-hard triplet, center, OSM+CAA, their sum."""
+"""Bag-of-tricks losses: label-smoothed CE, batch-hard triplet, center, OSM+CAA, the Attn-CL
+attention loss, their sum."""
 
 from __future__ import annotations
 
+from reid_core.losses._attention import attention_loss
 from reid_core.losses._center import CenterLoss
 from reid_core.losses._criterion import LOSS_TERMS
 from reid_core.losses._criterion import ReidCriterion
@@ -22,6 +24,7 @@ __all__ = [
     "OSMCAALoss",
     "ReidCriterion",
     "TripletLoss",
+    "attention_loss",
     "cosine_dist",
     "euclidean_dist",
     "hard_example_mining",

@@ -11,6 +11,7 @@ from torch import nn
 
 from reid_core.config import LossConfig
 from reid_core.errors import ConfigError
+from reid_core.losses._attention import attention_loss
 from reid_core.losses._center import CenterLoss
 from reid_core.losses._cross_entropy import CrossEntropyLabelSmooth
 from reid_core.losses._osm_caa import OSMCAALoss
@@ -21,11 +22,12 @@ if TYPE_CHECKING:
 
 __all__ = ["LOSS_TERMS", "ReidCriterion", "rescale_center_grads"]
 
-LOSS_TERMS: tuple[str, ...] = ("ce", "triplet", "center", "osm", "total")
+LOSS_TERMS: tuple[str, ...] = ("ce", "triplet", "center", "osm", "attention", "total")
 
 
 class ReidCriterion(nn.Module):
-    """``total = ce + triplet_weight * (1 - beta) * triplet + center_weight * center + beta * osm``.
+    """``total = ce + triplet_weight * (1 - beta) * triplet + center_weight * center + beta * osm
+    + attention_weight * attention``.
 
     ``ce`` is the label-smoothed cross-entropy on the logits; the metric losses (triplet,
     center, OSM+CAA) use ``output.bn_features`` as the reference does. The OSM prototypes are
@@ -34,7 +36,9 @@ class ReidCriterion(nn.Module):
     the center loss alone, whose gradient :func:`rescale_center_grads` multiplies by
     ``1 / center_weight``, an amplification an OSM gradient must not get. Terms with a zero
     weight (``osm`` when ``beta == 0``, ``triplet`` when ``beta == 1``) are not computed and
-    reported as 0; so is ``triplet`` when ``triplet_weight == 0``.
+    reported as 0; so are ``triplet`` when ``triplet_weight == 0`` and ``attention`` (the
+    Attn-CL term, :func:`~reid_core.losses.attention_loss`: the raw attention scores of the
+    erased frames) when ``attention_weight == 0``.
 
     The only parameters are the centers (:meth:`center_parameters`); give them their own SGD
     at ``cfg.center_lr`` and call :func:`rescale_center_grads` before its step.
@@ -63,10 +67,13 @@ class ReidCriterion(nn.Module):
             )
         if cfg.prototypes not in ("classifier", "centers"):
             raise ConfigError(f"prototypes={cfg.prototypes!r} must be 'classifier' or 'centers'")
+        if cfg.attention_weight < 0:
+            raise ConfigError(f"attention_weight={cfg.attention_weight} must be >= 0")
         self.num_classes = num_classes
         self.beta = cfg.beta
         self.triplet_factor = cfg.triplet_weight * (1.0 - cfg.beta)
         self.center_weight = cfg.center_weight
+        self.attention_weight = cfg.attention_weight
         self.prototypes = cfg.prototypes
         self.cross_entropy = CrossEntropyLabelSmooth(num_classes, epsilon=cfg.label_smoothing)
         self.triplet = TripletLoss(cfg.triplet_margin, distance=cfg.triplet_distance)
@@ -83,6 +90,7 @@ class ReidCriterion(nn.Module):
         labels: Tensor,
         classifier_weight: Tensor | None = None,
         *,
+        erased: Tensor | None = None,
         check_labels: bool = True,
     ) -> dict[str, Tensor]:
         """Every loss term and their weighted total.
@@ -92,14 +100,17 @@ class ReidCriterion(nn.Module):
             labels: ``[B]`` training-id indices in ``[0, num_classes)``.
             classifier_weight: ``[num_classes, D]`` classifier weight (``model.classifier.weight``);
                 needed only when ``beta > 0`` and the prototypes are the classifier.
+            erased: ``[B, T]`` 0/1 labels of the erased frames; needed only when
+                ``attention_weight > 0`` (with the output's attention scores).
             check_labels: Check the label range (reads the labels back from the device: a
                 trainer that checked them on the host passes False).
 
         Returns:
-            ``{"ce", "triplet", "center", "osm", "total"}`` scalar tensors.
+            ``{"ce", "triplet", "center", "osm", "attention", "total"}`` scalar tensors.
 
         Raises:
-            ConfigError: a label outside ``[0, num_classes)``, or a missing classifier weight.
+            ConfigError: a label outside ``[0, num_classes)``, a missing classifier weight,
+                or, for the attention loss, missing scores or labels.
         """
         if check_labels:
             self.check_labels(labels)
@@ -112,11 +123,16 @@ class ReidCriterion(nn.Module):
             terms["osm"] = self.osm(feats, labels, self._prototypes(classifier_weight))
         else:
             terms["osm"] = zero
+        if self.attention_weight > 0.0:
+            terms["attention"] = self._attention(output, erased)
+        else:
+            terms["attention"] = zero
         terms["total"] = (
             terms["ce"]
             + self.triplet_factor * terms["triplet"]
             + self.center_weight * terms["center"]
             + self.beta * terms["osm"]
+            + self.attention_weight * terms["attention"]
         )
         return terms
 
@@ -127,6 +143,15 @@ class ReidCriterion(nn.Module):
                 f"labels span [{int(labels.min())}, {int(labels.max())}] but the loss was "
                 f"built for num_classes={self.num_classes}"
             )
+
+    def _attention(self, output: ReidOutput, erased: Tensor | None) -> Tensor:
+        if output.attention_scores is None:
+            raise ConfigError(
+                "the attention loss needs a model with temporal attention (ta, ta_bt)"
+            )
+        if erased is None:
+            raise ConfigError("the attention loss needs the erased-frame labels of the batch")
+        return attention_loss(output.attention_scores, erased)
 
     def _prototypes(self, classifier_weight: Tensor | None) -> Tensor:
         if self.prototypes == "centers":

@@ -1,7 +1,9 @@
 """Video re-ID models: TP, TA and TA_BT (temporal attention + BNNeck) on ResNet backbones.
 
 Every model maps clips ``x[B, T, C, H, W]`` to a :class:`ReidOutput` ``(logits, features,
-bn_features)``; the retrieval feature is ``bn_features`` (:meth:`VideoReidModel.embedding`).
+bn_features, attention_scores)``; the retrieval feature is ``bn_features``
+(:meth:`VideoReidModel.embedding`); the raw attention scores feed the attention loss (the
+reference's ResNet50TA_BT2 is TA_BT with this output: one network, no separate arch).
 """
 
 from __future__ import annotations

@@ -55,9 +55,9 @@ def _frame_vectors(feature_maps: Tensor, batch: int, seq_len: int) -> Tensor:
 class TemporalAvgPool(nn.Module):
     """TP: clip feature = mean over time of the frames' global-average-pooled features."""
 
-    def forward(self, feature_maps: Tensor, batch: int, seq_len: int) -> Tensor:
-        """``[B*T, C, h, w]`` -> ``[B, C]``."""
-        return _frame_vectors(feature_maps, batch, seq_len).mean(dim=1)
+    def forward(self, feature_maps: Tensor, batch: int, seq_len: int) -> tuple[Tensor, None]:
+        """``[B*T, C, h, w]`` -> ``([B, C], None)``: no attention scores."""
+        return _frame_vectors(feature_maps, batch, seq_len).mean(dim=1), None
 
 
 class TemporalAttentionPool(nn.Module):
@@ -69,7 +69,9 @@ class TemporalAttentionPool(nn.Module):
       map + ReLU; ties the model to one input size (about 51M weights for ResNet-50 at 14x7).
     - ``"pooled"``: GAP first, then ``Linear(C -> mid)`` + ReLU; works for any input size.
 
-    Both continue with ``Conv1d(mid -> 1, kernel 3, pad 1)`` over time + ReLU, softmax over T.
+    Both continue with ``Conv1d(mid -> 1, kernel 3, pad 1)`` over time + ReLU: the raw scores
+    (:meth:`scores`, what the reference's ResNet50TA_BT2 returns as ``a_vals``), then a
+    softmax over T.
 
     Args:
         in_channels: Channels ``C`` of the backbone feature map.
@@ -103,21 +105,25 @@ class TemporalAttentionPool(nn.Module):
         self.temporal = nn.Conv1d(mid_channels, 1, kernel_size=3, padding=1)
         self.apply(init_kaiming)
 
+    def scores(self, feature_maps: Tensor, batch: int, seq_len: int) -> Tensor:
+        """Raw attention scores ``[B, T]`` (after the temporal ReLU, before the softmax)."""
+        if self.mode == "full_map":
+            vectors = F.relu(self.score(feature_maps)).flatten(1)
+        else:
+            vectors = F.relu(self.score(feature_maps.mean(dim=(2, 3))))
+        vectors = vectors.view(batch, seq_len, -1).transpose(1, 2)  # [B, mid, T]
+        return F.relu(self.temporal(vectors)).view(batch, seq_len)
+
     def attention(self, feature_maps: Tensor, batch: int, seq_len: int) -> Tensor:
         """Attention weights ``[B, T]`` (each row sums to 1) for ``[B*T, C, h, w]`` maps."""
-        if self.mode == "full_map":
-            scores = F.relu(self.score(feature_maps)).flatten(1)
-        else:
-            scores = F.relu(self.score(feature_maps.mean(dim=(2, 3))))
-        scores = scores.view(batch, seq_len, -1).transpose(1, 2)  # [B, mid, T]
-        logits = F.relu(self.temporal(scores)).view(batch, seq_len)
-        return F.softmax(logits, dim=1)
+        return F.softmax(self.scores(feature_maps, batch, seq_len), dim=1)
 
-    def forward(self, feature_maps: Tensor, batch: int, seq_len: int) -> Tensor:
-        """``[B*T, C, h, w]`` -> ``[B, C]``."""
-        weights = self.attention(feature_maps, batch, seq_len)
+    def forward(self, feature_maps: Tensor, batch: int, seq_len: int) -> tuple[Tensor, Tensor]:
+        """``[B*T, C, h, w]`` -> (clip features ``[B, C]``, raw scores ``[B, T]``)."""
+        scores = self.scores(feature_maps, batch, seq_len)
+        weights = F.softmax(scores, dim=1)
         frames = _frame_vectors(feature_maps, batch, seq_len)
-        return (frames * weights.unsqueeze(-1)).sum(dim=1)
+        return (frames * weights.unsqueeze(-1)).sum(dim=1), scores
 
 
 class BNNeck(nn.BatchNorm1d):

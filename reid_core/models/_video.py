@@ -32,11 +32,15 @@ class ReidOutput(NamedTuple):
         bn_features: ``[B, D]`` the feature after BNNeck (TA_BT); ``features`` itself for
             models without a neck. This is the test (retrieval) feature and the input of the
             metric losses.
+        attention_scores: ``[B, T]`` the temporal attention's raw scores (after its ReLU,
+            before the softmax; the reference's ResNet50TA_BT2 ``a_vals``), the input of the
+            attention loss; None for TP, which has no attention.
     """
 
     logits: Tensor
     features: Tensor
     bn_features: Tensor
+    attention_scores: Tensor | None = None
 
 
 class VideoReidModel(nn.Module):
@@ -44,7 +48,7 @@ class VideoReidModel(nn.Module):
 
     Args:
         backbone: Frame feature extractor ``[N, 3, H, W] -> [N, C, h, w]``.
-        temporal: Temporal pooling head ``(maps, B, T) -> [B, C]``.
+        temporal: Temporal pooling head ``(maps, B, T) -> ([B, C], raw scores [B, T] or None)``.
         num_classes: Number of training identities.
         bnneck: Add a BNNeck (bias frozen at zero) and a bias-free classifier (TA_BT); without
             it the classifier has a bias and ``bn_features`` is ``features`` (TP, TA).
@@ -88,7 +92,7 @@ class VideoReidModel(nn.Module):
             x: ``[B, T, C, H, W]`` clips, any ``T >= 1``.
 
         Returns:
-            ``ReidOutput(logits, features, bn_features)``.
+            ``ReidOutput(logits, features, bn_features, attention_scores)``.
 
         Raises:
             ValueError: ``x`` is not 5-dimensional.
@@ -103,9 +107,9 @@ class VideoReidModel(nn.Module):
                 "this full-map attention model was built for"
             )
         maps = self.backbone(x.reshape(batch * seq_len, channels, height, width))
-        features = self.temporal(maps, batch, seq_len)
+        features, scores = self.temporal(maps, batch, seq_len)
         bn_features = self.neck(features)
-        return ReidOutput(self.classifier(bn_features), features, bn_features)
+        return ReidOutput(self.classifier(bn_features), features, bn_features, scores)
 
     @staticmethod
     def embedding(output: ReidOutput) -> Tensor:

@@ -84,10 +84,18 @@ def test_device_side_finish_equals_the_host_normalisation_bit_for_bit() -> None:
     boxes = torch.tensor(
         [[3, 2, 10, 5], [0, 0, 0, 0], [0, 0, 32, 16], [31, 15, 1, 1], [5, 5, 0, 3], [2, 3, 7, 2]]
     )
-    out = finish_on_device(clips, boxes, torch.device("cpu"))
-    assert torch.equal(out, normalize_clips(clips, boxes))
-    assert out[0, :, :, 3:13, 2:7].abs().sum() == 0  # the erased box, in every frame
-    assert out[1].abs().sum() > 0
+    fill = (0.1, -0.2, 0.3)
+    out = finish_on_device(clips, boxes, torch.device("cpu"), fill)
+    assert torch.equal(out, normalize_clips(clips, boxes, fill))
+    for channel, value in enumerate(fill):  # the erased box, in every frame
+        assert (out[0, :, channel, 3:13, 2:7] == value).all()
+    assert torch.equal(out[1], normalize_clips(clips)[1])
+    per_frame = torch.zeros(6, 4, 2, 4, dtype=torch.int64)  # ClipAugment's plain + labelled
+    per_frame[0, 1] = torch.tensor([[3, 2, 10, 5], [20, 10, 4, 4]])
+    out = finish_on_device(clips, per_frame, torch.device("cpu"), fill)
+    assert torch.equal(out, normalize_clips(clips, per_frame, fill))
+    assert (out[0, 1, 0, 20:24, 10:14] == fill[0]).all() and (out[0, 1, 0, 3:13, 2:7] == 0.1).all()
+    assert torch.equal(out[0, 0], normalize_clips(clips)[0, 0])
 
 
 # ---------------------------------------------------------------- training and evaluation

@@ -102,7 +102,27 @@ def test_attention_pool_is_the_weighted_sum_of_frame_features() -> None:
     weights = head.attention(maps, 2, 3)
     frames = maps.mean(dim=(2, 3)).view(2, 3, 8)
     expected = torch.einsum("bt,btc->bc", weights, frames)
-    assert torch.allclose(head(maps, 2, 3), expected, atol=1e-6)
+    features, scores = head(maps, 2, 3)
+    assert torch.allclose(features, expected, atol=1e-6)
+    assert torch.allclose(torch.softmax(scores, dim=1), weights)
+
+
+@pytest.mark.parametrize("arch", ["ta", "ta_bt"])
+def test_attention_models_return_the_raw_scores_before_the_softmax(arch: str) -> None:
+    # ResNet50TA_BT2's a_vals: ReLU(Conv1d(...)) per frame, shape (batch, T), before softmax.
+    model = _model(arch, attention="pooled")
+    clips = torch.randn(2, 3, 3, 32, 16)
+    out = model(clips)
+    maps = model.backbone(clips.view(6, 3, 32, 16))
+    vectors = torch.relu(model.temporal.score(maps.mean(dim=(2, 3)))).view(2, 3, -1)
+    expected = torch.relu(model.temporal.temporal(vectors.transpose(1, 2))).view(2, 3)
+    assert out.attention_scores is not None and out.attention_scores.shape == (2, 3)
+    assert torch.allclose(out.attention_scores, expected, atol=1e-5)
+    assert out.attention_scores.requires_grad
+
+
+def test_tp_has_no_attention_scores() -> None:
+    assert _model("tp")(torch.randn(2, 2, 3, 32, 16)).attention_scores is None
 
 
 def test_tp_is_the_temporal_mean_of_frame_features() -> None:
