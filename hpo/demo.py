@@ -18,6 +18,8 @@ from hpo.report import build_report
 from hpo.spec import StudySpec
 from hpo.spec import load_spec
 from hpo.storage import normalise_url
+from hpo.study import ComputeAccount
+from hpo.study import compute_account
 from hpo.study import create_study
 from hpo.study import evaluate_best_on_test
 from hpo.study import state_counts
@@ -46,6 +48,7 @@ class DemoResult:
     test_metrics: dict[str, float]
     states: dict[str, int]
     wall_s: float
+    compute: ComputeAccount
 
 
 def default_spec_path() -> Path:
@@ -124,4 +127,5 @@ def run_demo(
         test_metrics={k: float(v) for k, v in test["metrics"].items()},
         states=state_counts(study.get_trials(deepcopy=False)),
         wall_s=time.monotonic() - started,
+        compute=compute_account(study.get_trials(deepcopy=False), spec.training.epochs),
     )

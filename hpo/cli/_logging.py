@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+"""Time and level only: an epoch line fits an 80-column terminal."""
+VERBOSE_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+"""With ``-v``: the date and the logger's name too."""
+DATE_FORMAT = "%H:%M:%S"
+VERBOSE_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def configure_logging(*, verbose: bool) -> None:
@@ -16,12 +20,13 @@ def configure_logging(*, verbose: bool) -> None:
     what the worker already logs, so Optuna is kept at WARNING unless ``verbose``.
 
     Args:
-        verbose: DEBUG for reid-hpo (and INFO for Optuna) instead of INFO (WARNING).
+        verbose: DEBUG for reid-hpo (and INFO for Optuna) instead of INFO (WARNING), and
+            lines that name their logger.
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format=LOG_FORMAT,
-        datefmt=DATE_FORMAT,
+        format=VERBOSE_LOG_FORMAT if verbose else LOG_FORMAT,
+        datefmt=VERBOSE_DATE_FORMAT if verbose else DATE_FORMAT,
     )
     import optuna.logging
 

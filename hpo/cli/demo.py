@@ -50,6 +50,7 @@ def demo(
                 f"test {key} (best trial, once)", f"{100 * result.test_metrics[key]:.1f}%"
             )
     table.add_row("wall time", f"{result.wall_s:.0f} s")
+    table.add_row("compute", "\n".join(result.compute.lines()))
     table.add_row("dataset", str(result.data_root))
     table.add_row("storage", masked)
     table.add_row("report", str(result.report))

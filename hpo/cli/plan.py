@@ -35,6 +35,7 @@ _LABELS = (
     ("trial_hours", "hours per trial"),
     ("study_hours", "hours per study, no pruning"),
     ("study_hours_pruned", "hours per study, every trial after the startup pruned at once"),
+    ("reference_hours", "hours of the reference's search (60 full trials, no pruning)"),
 )
 
 

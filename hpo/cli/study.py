@@ -85,7 +85,9 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def _pct(fraction: float | None) -> str:
     """A metric stored as a fraction in [0, 1], printed in % as torchreid does."""
-    return "-" if fraction is None else f"{100 * fraction:.1f}%"
+    from hpo.study.records import format_pct
+
+    return format_pct(fraction)
 
 
 def _pct_metrics(metrics: dict[str, Any]) -> str:
@@ -95,9 +97,9 @@ def _pct_metrics(metrics: dict[str, Any]) -> str:
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-    )
+    from hpo.study.records import format_number
+
+    return ", ".join(f"{k}={format_number(v)}" for k, v in params.items())
 
 
 @study_app.command("create")
@@ -210,6 +212,8 @@ def _status_view(status: StudyStatus) -> Group:
             f"best: trial #{status.best.number} {status.metric or 'value'} "
             f"{_pct(status.best.value)}  {_params_text(status.best.params)}"
         )
+    if status.compute is not None:
+        lines += status.compute.lines()
     return Group(*(Text(line) for line in lines), _running_table(status))
 
 
@@ -310,6 +314,8 @@ def _watch(read: Callable[[], StudyStatus], interval: float, count: int | None) 
 
 
 def _print_best(best: BestTrial) -> None:
+    from hpo.study.records import format_number
+
     console = _console()
     console.print(
         f"Best trial of {best.study!r}: #{best.number}, validation {best.metric or 'value'} "
@@ -319,7 +325,7 @@ def _print_best(best: BestTrial) -> None:
     table.add_column("name")
     table.add_column("value")
     for key, value in best.params.items():
-        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        table.add_row(key, format_number(value))
     console.print(table)
     if best.val_metrics:
         console.print("validation: " + _pct_metrics(best.val_metrics))
@@ -340,6 +346,10 @@ def _print_best(best: BestTrial) -> None:
         )
     else:
         console.print("retrained on all training ids: not yet ('study retrain')")
+    if best.trial_compute is not None:
+        console.print(f"trial #{best.number} spent {best.trial_compute.describe()}")
+    if best.compute is not None:
+        console.print("study " + "\n".join(best.compute.lines()))
 
 
 @study_app.command("best")

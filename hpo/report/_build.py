@@ -22,6 +22,7 @@ from hpo.report._tables import generated_at
 from hpo.report._tables import setup_section
 from hpo.report._tables import trials_table
 from hpo.storage import mask_url
+from hpo.study import compute_account
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
 from hpo.study.records import read_spec_or_none
@@ -134,6 +135,10 @@ def _summary_html(
         "</td></tr>",
         f"<tr><th>trials</th><td>{len(trials)}{': ' + states if states else ''}</td></tr>",
     ]
+    spec = read_spec_or_none(study.user_attrs, study.study_name)
+    account = compute_account(trials, spec.training.epochs if spec else None)
+    compute = "<br>".join(_e(line) for line in account.lines())
+    rows.append(f"<tr><th>compute</th><td id='compute'>{compute}</td></tr>")
     if storage_url:
         rows.append(f"<tr><th>storage</th><td><code>{_e(mask_url(storage_url))}</code></td></tr>")
     parts = ["<section id='summary'><h2>Summary</h2>", f"<table>{''.join(rows)}</table>"]

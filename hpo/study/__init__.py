@@ -6,6 +6,11 @@ the best-trial rule; everything else here builds on it.
 
 from __future__ import annotations
 
+from hpo.study._accounting import REFERENCE_TRIALS
+from hpo.study._accounting import ComputeAccount
+from hpo.study._accounting import TrialCompute
+from hpo.study._accounting import compute_account
+from hpo.study._accounting import trial_compute
 from hpo.study._artifacts import ArtifactPathError
 from hpo.study._artifacts import AttemptIdentity
 from hpo.study._artifacts import attempt_dir
@@ -60,9 +65,11 @@ __all__ = [
     "CHECKPOINT_ATTRS",
     "PLAIN_TRAINING_EPOCHS",
     "PLAIN_TRAINING_ERASING",
+    "REFERENCE_TRIALS",
     "ArtifactPathError",
     "AttemptIdentity",
     "BestTrial",
+    "ComputeAccount",
     "DeletedStudy",
     "RetrainError",
     "RetrainOptions",
@@ -74,6 +81,7 @@ __all__ = [
     "StudyStatus",
     "TestEvaluator",
     "TrialAttr",
+    "TrialCompute",
     "TrialSummary",
     "attempt_dir",
     "best_trial_of",
@@ -81,6 +89,7 @@ __all__ = [
     "check_spec_can_run",
     "check_spec_fits_its_dataset",
     "check_study_can_run",
+    "compute_account",
     "config_hash",
     "create_study",
     "delete_study",
@@ -105,5 +114,6 @@ __all__ = [
     "study_status",
     "take_over",
     "trial_checkpoint",
+    "trial_compute",
     "write_identity",
 ]

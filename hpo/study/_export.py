@@ -12,6 +12,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from hpo.errors import ReidHpoError
+from hpo.study._accounting import compute_account
 from hpo.study._lifecycle import StorageLike
 from hpo.study._lifecycle import opened
 from hpo.study._lifecycle import study_id_of
@@ -100,6 +101,7 @@ def export_trials(
             "spec": spec.model_dump(mode="json") if spec else None,
             "test_result": stored_test_result(attrs),
             "retrain_result": stored_retrain_result(attrs),
+            "compute": compute_account(trials, spec.training.epochs if spec else None).to_dict(),
             "trials": records,
         }
         text = json.dumps(document, indent=2, default=str) + "\n"

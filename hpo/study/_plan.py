@@ -19,6 +19,7 @@ from typing import Any
 from hpo.spec import StudySpec
 from hpo.spec import pruner_options
 from hpo.spec import to_train_config
+from hpo.study._accounting import REFERENCE_TRIALS
 
 if TYPE_CHECKING:
     from reid_core.config import TrainConfig
@@ -59,6 +60,8 @@ class StudyPlan:
     trial_hours: float | None = None
     study_hours: float | None = None
     study_hours_pruned: float | None = None
+    reference_hours: float | None = None
+    """Hours of the reference's search (60 full trials, no pruning) at the measured pace."""
     device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,6 +239,7 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
         trial_hours=round(trial_s / 3600, 4),
         study_hours=None if study_h is None else round(study_h, 4),
         study_hours_pruned=None if pruned_h is None else round(pruned_h, 4),
+        reference_hours=round(trial_s * REFERENCE_TRIALS / 3600, 4),
         device=str(device),
     )
 

@@ -15,6 +15,10 @@ from optuna.trial import TrialState
 from hpo.errors import NoCompletedTrialError
 from hpo.storage import heartbeat_ages
 from hpo.storage import missing_sqlite_file
+from hpo.study._accounting import ComputeAccount
+from hpo.study._accounting import TrialCompute
+from hpo.study._accounting import compute_account
+from hpo.study._accounting import trial_compute
 from hpo.study._lifecycle import StorageLike
 from hpo.study._lifecycle import opened
 from hpo.study._lifecycle import study_id_of
@@ -122,6 +126,8 @@ class StudyStatus:
     budget_used: float | None
     best: TrialSummary | None
     running: list[RunningTrial] = field(default_factory=list)
+    compute: ComputeAccount | None = None
+    """What the search spent and what pruning saved (:mod:`hpo.study._accounting`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -148,8 +154,7 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         for t in trials
         if t.state == TrialState.RUNNING
     ]
-    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
-    elapsed = (now - min(starts)).total_seconds() / 3600 if starts else None
+    elapsed = _elapsed_hours(trials, now)
     n_finished = sum(1 for t in trials if t.state in _FINISHED)
     budget = spec.budget if spec else None
     used = []
@@ -170,7 +175,20 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         budget_used=max(used) if used else None,
         best=TrialSummary(best.number, best.value, dict(best.params)) if best else None,
         running=running,
+        compute=compute_account(trials, epochs),
     )
+
+
+def _elapsed_hours(trials: list[FrozenTrial], now: datetime) -> float | None:
+    """Hours from the first trial's start to now, or to the last trial's end when no trial is
+    RUNNING or WAITING (a finished study's clock stops)."""
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    if not starts:
+        return None
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    active = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    end = now if active or not ends else max(ends)
+    return (end - min(starts)).total_seconds() / 3600
 
 
 def _running_trial(
@@ -219,6 +237,10 @@ class BestTrial:
     test_result: dict[str, Any] | None
     retrain_result: dict[str, Any] | None = None
     """The test result of a trial retrained on all training ids (``study retrain``)."""
+    trial_compute: TrialCompute | None = None
+    """What the best trial's attempt spent."""
+    compute: ComputeAccount | None = None
+    """What the whole search spent and what pruning saved."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -234,7 +256,7 @@ def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
     """
     with opened(storage_url) as (storage, where):
         study_id = study_id_of(name, storage, where)
-        trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = storage.get_all_trials(study_id, deepcopy=False)
         direction = direction_name(storage.get_study_directions(study_id))
         attrs = storage.get_study_user_attrs(study_id)
     best = best_trial(trials, direction)
@@ -255,6 +277,8 @@ def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
         seed=user.get(TrialAttr.SEED),
         test_result=stored_test_result(attrs),
         retrain_result=stored_retrain_result(attrs),
+        trial_compute=trial_compute(best),
+        compute=compute_account(trials, spec.training.epochs if spec else None),
     )
 
 

@@ -78,6 +78,16 @@ class TrialAttr:
     VAL_RANK10_PCT = "val_rank10_pct"
     EPOCHS_DONE = "epochs_done"
     """Epochs trained so far (a count: the last finished epoch, 1-based)."""
+    EPOCHS_TRAINED = "epochs_trained"
+    """Epochs this attempt trained itself (a resumed attempt does not count the epochs of the
+    checkpoint it took over: those are its predecessor's)."""
+    DEVICE_SECONDS = "device_seconds"
+    """Compute this attempt spent: its wall-clock seconds x :attr:`DEVICE_COUNT` (GPU-seconds
+    on a GPU; :attr:`DEVICE` names the device)."""
+    DEVICE_COUNT = "device_count"
+    """Devices the attempt trained on (one per trial: a worker trains a trial on one device)."""
+    PRUNED_AGAINST = "pruned_against"
+    """Why a PRUNED trial was stopped: its value and what the pruner compared it with."""
     WARM_START = "warm_start"
     """Where an enqueued warm-start configuration came from: ``configs.<i>``,
     ``preset:<name>`` or ``study:<name>#<trial number>`` (retries inherit it)."""
@@ -113,6 +123,37 @@ def flat_metric_attrs(metrics: dict[str, float]) -> dict[str, float]:
         for key, attr in FLAT_METRICS.items()
         if key in metrics and math.isfinite(float(metrics[key]))
     }
+
+
+PCT_DECIMALS = 1
+"""Decimals of a metric in % wherever reid-hpo shows one (console, report, dashboard notes)."""
+SIGNIFICANT_DIGITS = 4
+"""Significant digits of a parameter or other float wherever reid-hpo shows one."""
+
+
+def format_pct(fraction: float | None) -> str:
+    """A metric stored as a fraction, in % with :data:`PCT_DECIMALS` decimals (``-`` if None).
+
+    Example:
+        >>> format_pct(0.8872549019607843)
+        '88.7%'
+    """
+    if fraction is None:
+        return "-"
+    return f"{100.0 * fraction:.{PCT_DECIMALS}f}%"
+
+
+def format_number(value: Any) -> str:
+    """A parameter value as reid-hpo shows it: floats with :data:`SIGNIFICANT_DIGITS`
+    significant digits, anything else as it is.
+
+    Example:
+        >>> format_number(0.000123456), format_number(8), format_number("adam")
+        ('0.0001235', '8', 'adam')
+    """
+    if isinstance(value, float):
+        return f"{value:.{SIGNIFICANT_DIGITS}g}"
+    return str(value)
 
 
 def read_spec(attrs: dict[str, Any], study_name: str) -> StudySpec | None:
@@ -210,12 +251,16 @@ def stored_retrain_result(attrs: dict[str, Any]) -> dict[str, Any] | None:
 __all__ = [
     "FLAT_METRICS",
     "METRIC_NAMES",
+    "PCT_DECIMALS",
+    "SIGNIFICANT_DIGITS",
     "StudyAttr",
     "TrialAttr",
     "best_of_study",
     "best_trial",
     "direction_name",
     "flat_metric_attrs",
+    "format_number",
+    "format_pct",
     "read_spec",
     "read_spec_or_none",
     "spec_of",

@@ -156,10 +156,13 @@ class _Recorder(Callback):
     On a resumed run the first epoch it sees is recorded as ``resumed_from_epoch``.
     """
 
-    def __init__(self, trial: optuna.Trial, *, resumed: bool, root: Path) -> None:
+    def __init__(
+        self, trial: optuna.Trial, *, resumed: bool, root: Path, clock: ComputeClock
+    ) -> None:
         self._trial = trial
         self._resumed = resumed
         self._root = root
+        self._clock = clock
         self.first_epoch: int | None = None
         self.metrics: dict[str, float] | None = None
 
@@ -170,6 +173,8 @@ class _Recorder(Callback):
             if self._resumed:
                 self._trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, report.epoch)
         self._trial.set_user_attr(TrialAttr.EPOCHS_DONE, report.epoch + 1)
+        self._clock.epochs += 1
+        self._clock.record(self._trial)
         if report.checkpoint is not None:
             stored = stored_path(self._root, report.checkpoint)
             self._trial.set_user_attr(TrialAttr.CHECKPOINT, stored)
@@ -177,6 +182,28 @@ class _Recorder(Callback):
         if report.metrics is not None:
             self.metrics = {k: float(v) for k, v in report.metrics.items()}
             _record_metrics(self._trial, self.metrics)
+
+
+class ComputeClock:
+    """The compute of one attempt: the epochs it trained and its wall-clock seconds x devices,
+    recorded as trial user attrs after every epoch and when the attempt ends."""
+
+    DEVICES = 1
+    """A worker trains a trial on one device."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started = clock()
+        self.epochs = 0
+
+    def device_seconds(self) -> float:
+        """Seconds since the attempt started, times the devices it trains on."""
+        return round((self._clock() - self._started) * self.DEVICES, 1)
+
+    def record(self, trial: optuna.Trial) -> None:
+        """Write the epochs trained and device-seconds so far (the trial must be RUNNING)."""
+        trial.set_user_attr(TrialAttr.EPOCHS_TRAINED, self.epochs)
+        trial.set_user_attr(TrialAttr.DEVICE_SECONDS, self.device_seconds())
 
 
 class _StopWhenAsked(Callback):
@@ -256,9 +283,11 @@ class TrialObjective:
             TrialInterrupted: The stop event was set; the trial was handed back.
             Exception: Anything that failed the trial (``fail_reason`` is recorded first).
         """
+        clock = ComputeClock()
         try:
-            return self._run(trial, deadline)
+            return self._run(trial, deadline, clock)
         except optuna.TrialPruned as exc:
+            clock.record(trial)
             logger.info("trial #%d %s", trial.number, exc)
             self._drop_checkpoints(trial)
             raise
@@ -273,6 +302,7 @@ class TrialObjective:
             reason = fail_reason(exc)
             _set_attr_if_running(trial, TrialAttr.FAIL_REASON, reason)
             if not isinstance(exc, TrialFenced):  # a fenced trial's retry takes them over
+                _set_attr_if_running(trial, TrialAttr.DEVICE_SECONDS, clock.device_seconds())
                 self._drop_checkpoints(trial)
             logger.warning("trial %d failed (%s): %s", trial.number, reason, exc, exc_info=True)
             raise
@@ -300,7 +330,7 @@ class TrialObjective:
             self._study_uuid = ensure_study_uuid(study)
         return self._study_uuid
 
-    def _run(self, trial: optuna.Trial, deadline: float | None) -> float:
+    def _run(self, trial: optuna.Trial, deadline: float | None, clock: ComputeClock) -> float:
         study_uuid = self._uuid_of(trial.study)
         params = suggest(trial, self.spec)
         inherited = trial.user_attrs
@@ -327,6 +357,8 @@ class TrialObjective:
         trial.set_user_attr(TrialAttr.CHECKPOINT_DIR, stored_path(self.artifacts_root, folder))
         trial.set_user_attr(TrialAttr.CODE_VERSION, _code_version())
         trial.set_user_attr(TrialAttr.DEVICE, describe_device(device))
+        trial.set_user_attr(TrialAttr.DEVICE_COUNT, ComputeClock.DEVICES)
+        clock.record(trial)  # a retry starts its own count: the inherited one was its predecessor's
         trial.set_user_attr(TrialAttr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
         label = self._label(trial)
         logger.info(
@@ -337,7 +369,9 @@ class TrialObjective:
             f", resuming from {resume_from}" if resume_from else "",
         )
 
-        recorder = _Recorder(trial, resumed=resume_from is not None, root=self.artifacts_root)
+        recorder = _Recorder(
+            trial, resumed=resume_from is not None, root=self.artifacts_root, clock=clock
+        )
         stopper = _StopWhenAsked(self.stop_event, deadline)
         progress = TrialProgress(label, epochs=cfg.epochs)
         tensorboard = TensorBoardLog(folder / TENSORBOARD_DIR)
@@ -357,6 +391,7 @@ class TrialObjective:
             trial.set_user_attr(TrialAttr.CHECKPOINT, stored)
             trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, result.epochs_run - 1)
 
+        clock.record(trial)
         if stopper.reason == INTERRUPTED:
             hand_back(trial)
             raise TrialInterrupted(f"trial {trial.number} interrupted and handed back")
@@ -377,6 +412,7 @@ class TrialObjective:
                 f"trial {trial.number}: validation metric {self.metric!r} is {value} "
                 f"(available: {sorted(metrics)})"
             )
+        clock.record(trial)
         logger.info(
             "%s complete: val %s", label, format_metrics(metrics, ("mAP", "rank1", "rank5"))
         )

@@ -253,7 +253,7 @@ def write_synthetic(
         _write_ilidsvid(root, rng, ids, frames, size)
     else:
         _write_prid(root, rng, ids, frames, size)
-    logger.info("wrote a synthetic %s dataset (%d ids, seed %d) to %s", layout, ids, seed, root)
+    logger.debug("wrote a synthetic %s dataset (%d ids, seed %d) to %s", layout, ids, seed, root)
     return root
 
 

@@ -10,7 +10,10 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.demo import free_study_name
+from hpo.study import export_trials
 from hpo.study import list_studies
+from hpo.study import spec_of
+from hpo.study import study_status
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
@@ -43,6 +46,42 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # Paths are stored relative to the (absolute) artifacts root: testing again works from
     # any working directory.
     assert not Path(study.best_trial.user_attrs["checkpoint"]).is_absolute()
+    _check_the_compute_account(study, out / "runs", result.output)
+
+
+def _check_the_compute_account(study: optuna.Study, runs: Path, output: str) -> None:
+    """The account `study status`, `study best`, the export and the demo show, read back against
+    each trial's own metrics.jsonl (one line per trained epoch) and timestamps."""
+    epochs_per_trial = spec_of(study).training.epochs
+    epochs = seconds = saved = 0.0
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        logged = (runs / attrs["checkpoint_dir"] / "metrics.jsonl").read_text().splitlines()
+        assert attrs["epochs_trained"] == len(logged) == attrs["epochs_done"]
+        assert 0 < attrs["device_seconds"] <= trial.duration.total_seconds() + 0.1
+        assert attrs["device"] == "cpu" and attrs["device_count"] == 1
+        epochs += len(logged)
+        seconds += attrs["device_seconds"]
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            saved += epochs_per_trial - len(logged)
+    document = json.loads(export_trials(study.study_name, _url_of(runs), "json"))
+    account = document["compute"]
+    assert account["epochs_trained"] == epochs
+    assert account["device_seconds"] == round(seconds, 1)
+    assert account["epochs_saved"] == saved
+    assert account["unpruned_epochs"] == len(study.trials) * epochs_per_trial
+    assert account["unit"] == "device" and account["devices"] == ["cpu"]
+    assert f"compute: {int(epochs)} epochs" in output
+    status = study_status(study.study_name, _url_of(runs))
+    assert status.compute is not None and status.compute.epochs_trained == epochs
+    # A finished study's clock stops at its last trial.
+    last = max(t.datetime_complete for t in study.trials)
+    first = min(t.datetime_start for t in study.trials)
+    assert status.elapsed_hours == (last - first).total_seconds() / 3600
+
+
+def _url_of(runs: Path) -> str:
+    return f"sqlite:///{(runs.parent / 'reid_hpo.db').resolve()}"
 
 
 def test_demo_never_reuses_a_study_name(sqlite_url: str) -> None:

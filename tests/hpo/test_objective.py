@@ -79,6 +79,8 @@ def test_real_training_records_value_and_every_user_attr(
     assert len(attrs["cmc"]) > 0 and all(0.0 <= v <= 1.0 for v in attrs["cmc"])
     assert attrs["code_version"]["hpo"]
     assert attrs["device"] == "cpu"
+    assert attrs["epochs_trained"] == 2 and attrs["device_count"] == 1
+    assert 0 < attrs["device_seconds"] <= trial.duration.total_seconds() + 0.1
     assert attrs["worker"] == f"{socket.gethostname()}:{os.getpid()}"
     assert "fail_reason" not in attrs and "resumed_from_epoch" not in attrs
 
@@ -124,6 +126,8 @@ def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
     assert not list((trial_dir / "attempt_0").glob("*.pt"))
     assert (trial_dir / "attempt_0" / "attempt.json").is_file()
     assert retry.user_attrs["resumed_from_epoch"] == 1
+    # Each attempt accounts for the epochs it trained itself, not the ones it took over.
+    assert (first.user_attrs["epochs_trained"], retry.user_attrs["epochs_trained"]) == (1, 2)
     assert retry.user_attrs["seed"] == first.user_attrs["seed"]
     assert set(retry.intermediate_values) == {0, 1, 2}
     assert sorted(p.name for p in trial_dir.parent.iterdir()) == ["trial_0"]
