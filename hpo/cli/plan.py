@@ -23,19 +23,19 @@ _LABELS = (
     ("iterations_per_epoch", "iterations per epoch"),
     ("epochs", "epochs per trial"),
     ("evaluations", "evaluations per trial"),
-    ("first_prune_epoch", "first epoch the pruner may compare (0-based)"),
+    ("first_prune_epoch", "first epoch the pruner may compare"),
     ("n_trials", "trial budget"),
-    ("timeout_hours", "time budget (hours)"),
+    ("timeout_hours", "time budget"),
     ("max_epochs_total", "most epochs the study can spend"),
-    ("checkpoint_mb", "checkpoint size (MB)"),
-    ("disk_mb", "checkpoint disk use, 2 kept per trial (MB)"),
+    ("checkpoint_mb", "checkpoint size"),
+    ("disk_mb", "checkpoint disk use, 2 kept per trial"),
     ("device", "measured on"),
     ("step_seconds", "seconds per training step"),
     ("eval_seconds", "seconds per validation evaluation"),
-    ("trial_hours", "hours per trial"),
-    ("study_hours", "hours per study, no pruning"),
-    ("study_hours_pruned", "hours per study, every trial after the startup pruned at once"),
-    ("reference_hours", "hours of the reference's search (60 full trials, no pruning)"),
+    ("trial_hours", "time per trial"),
+    ("study_hours", "time per study, no pruning"),
+    ("study_hours_pruned", "time per study, all pruned at once after the startup"),
+    ("reference_hours", "the reference's search (60 full trials, no pruning)"),
 )
 
 
@@ -88,4 +88,18 @@ def plan_cmd(
     typer.echo(f"Plan of study {spec.name!r} ({spec.dataset.name} at {plan.root}): checks passed.")
     for key, label in _LABELS:
         if fields.get(key) is not None:
-            typer.echo(f"  {label:<62} {fields[key]}")
+            typer.echo(f"  {label:<54} {_shown(key, fields[key])}")
+    if not measure:
+        typer.echo("Add --measure 20 to time 20 training steps here and estimate the hours.")
+
+
+def _shown(key: str, value: object) -> str:
+    """A plan figure for a person: sizes in MB or GB, durations in h:mm, epochs 1-based."""
+    if key.endswith("_mb") and isinstance(value, int | float):
+        return f"{value / 1024:.1f} GB" if value >= 1024 else f"{value:.0f} MB"
+    if key.endswith("_hours") and isinstance(value, int | float):
+        minutes = round(value * 60)
+        return f"{minutes // 60}:{minutes % 60:02d} h"
+    if key == "first_prune_epoch" and isinstance(value, int):
+        return str(value + 1)
+    return str(value)

@@ -209,7 +209,7 @@ def _status_view(status: StudyStatus) -> Group:
     lines.append(f"budget: {', '.join(budget) or '-'}")
     if status.best is not None:
         lines.append(
-            f"best: trial #{status.best.number} {status.metric or 'value'} "
+            f"best: trial {status.best.number} {status.metric or 'value'} "
             f"{_pct(status.best.value)}  {_params_text(status.best.params)}"
         )
     if status.compute is not None:
@@ -329,25 +329,26 @@ def _print_best(best: BestTrial) -> None:
     console.print(table)
     if best.val_metrics:
         console.print("validation: " + _pct_metrics(best.val_metrics))
-    if best.checkpoint_dir:
-        console.print(f"checkpoints: {best.checkpoint_dir}")
+    if best.folder:
+        console.print(f"trial folder: {best.folder}")
+        console.print(f"rerun it: reid-hpo train --config {Path(best.folder) / 'config.json'}")
     test = best.test_result
     if test:
         metrics = test.get("metrics") or {}
-        console.print(f"test set (trial #{test.get('trial')}): {_pct_metrics(metrics)}")
+        console.print(f"test set (trial {test.get('trial')}): {_pct_metrics(metrics)}")
     else:
         console.print("test set: not evaluated yet")
     retrained = best.retrain_result
     if retrained:
         console.print(
-            f"retrained (trial #{retrained.get('trial')}, {retrained.get('train_ids')} ids, "
+            f"retrained (trial {retrained.get('trial')}, {retrained.get('train_ids')} ids, "
             f"{retrained.get('epochs')} epochs), test set: "
             f"{_pct_metrics(retrained.get('metrics') or {})}"
         )
     else:
         console.print("retrained on all training ids: not yet ('study retrain')")
     if best.trial_compute is not None:
-        console.print(f"trial #{best.number} spent {best.trial_compute.describe()}")
+        console.print(f"trial {best.number} spent {best.trial_compute.describe()}")
     if best.compute is not None:
         console.print("study " + "\n".join(best.compute.lines()))
 

@@ -38,7 +38,9 @@ def _trial_record(t: FrozenTrial) -> dict[str, Any]:
         "datetime_complete": _iso(t.datetime_complete),
         "duration_s": duration,
         "params": dict(t.params),
-        "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
+        # Optuna's steps are 0-based epoch indices; a person reads the epoch after which the
+        # value was reported (1-based), as everywhere else.
+        "val_by_epoch": {str(k + 1): v for k, v in sorted(t.intermediate_values.items())},
         "user_attrs": dict(t.user_attrs),
         "retry_of": t.system_attrs.get("failed_trial"),
     }
@@ -46,7 +48,7 @@ def _trial_record(t: FrozenTrial) -> dict[str, Any]:
 
 def _flat_row(record: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in record.items() if k not in ("params", "user_attrs")}
-    row["intermediate_values"] = json.dumps(record["intermediate_values"])
+    row["val_by_epoch"] = json.dumps(record["val_by_epoch"])
     for key, value in record["params"].items():
         row[f"params_{key}"] = value
     for key, value in record["user_attrs"].items():
@@ -60,14 +62,31 @@ def _flat_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _add_result_columns(
+    rows: list[dict[str, Any]], prefix: str, result: dict[str, Any] | None
+) -> None:
+    """The stored test (or retrain) metrics as ``<prefix>_<metric>`` columns of the row of the
+    trial they belong to."""
+    if not result or not isinstance(result.get("metrics"), dict):
+        return
+    for row in rows:
+        if row["number"] == result.get("trial"):
+            for key, value in result["metrics"].items():
+                row[f"{prefix}_{key}"] = value
+
+
 def export_trials(
     name: str, storage_url: StorageLike, fmt: str, out: str | Path | None = None
 ) -> str:
     """Every trial of a study as CSV (one row per trial) or JSON (study + trials).
 
-    CSV columns: number, state, value, datetimes, duration_s, intermediate_values (JSON),
+    CSV columns: number, state, value, datetimes, duration_s, val_by_epoch (JSON: the
+    objective reported after each evaluated epoch, keyed by the 1-based epoch; Optuna's
+    intermediate values, whose steps are 0-based),
     retry_of, then ``params_<name>`` and ``user_attrs_<key>`` (dict attrs such as
-    ``val_metrics`` are spread into ``user_attrs_val_metrics_<metric>``).
+    ``val_metrics`` are spread into ``user_attrs_val_metrics_<metric>``), and on the row of the
+    trial they belong to the stored one-off test metrics (``test_<metric>``, fractions) and the
+    retrained model's (``retrain_<metric>``). The JSON adds the study's ``compute`` account.
 
     Args:
         name: The study name.
@@ -107,8 +126,10 @@ def export_trials(
         text = json.dumps(document, indent=2, default=str) + "\n"
     else:
         rows = [_flat_row(r) for r in records]
+        _add_result_columns(rows, "test", stored_test_result(attrs))
+        _add_result_columns(rows, "retrain", stored_retrain_result(attrs))
         fixed = ["number", "state", "value", "datetime_start", "datetime_complete", "duration_s"]
-        fixed += ["intermediate_values", "retry_of"]
+        fixed += ["val_by_epoch", "retry_of"]
         extra = sorted({key for row in rows for key in row} - set(fixed))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=fixed + extra, lineterminator="\n")

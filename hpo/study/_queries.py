@@ -7,18 +7,21 @@ from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from hpo.errors import NoCompletedTrialError
+from hpo.spec import StudySpec
 from hpo.storage import heartbeat_ages
 from hpo.storage import missing_sqlite_file
 from hpo.study._accounting import ComputeAccount
 from hpo.study._accounting import TrialCompute
 from hpo.study._accounting import compute_account
 from hpo.study._accounting import trial_compute
+from hpo.study._artifacts import resolve_stored
 from hpo.study._lifecycle import StorageLike
 from hpo.study._lifecycle import opened
 from hpo.study._lifecycle import study_id_of
@@ -241,6 +244,10 @@ class BestTrial:
     """What the best trial's attempt spent."""
     compute: ComputeAccount | None = None
     """What the whole search spent and what pruning saved."""
+    folder: str | None = None
+    """The trial's artifact folder as an absolute path on this machine (``checkpoint_dir`` is
+    stored relative to the spec's ``artifacts.root``); its ``config.json`` reruns the trial
+    with ``reid-hpo train --config``."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -278,8 +285,16 @@ def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
         test_result=stored_test_result(attrs),
         retrain_result=stored_retrain_result(attrs),
         trial_compute=trial_compute(best),
+        folder=_absolute_folder(user.get(TrialAttr.CHECKPOINT_DIR), spec),
         compute=compute_account(trials, spec.training.epochs if spec else None),
     )
+
+
+def _absolute_folder(stored: str | None, spec: StudySpec | None) -> str | None:
+    if not stored:
+        return None
+    root = Path(spec.artifacts.root) if spec else Path()
+    return str(resolve_stored(root, stored).absolute())
 
 
 __all__ = [

@@ -288,7 +288,7 @@ class TrialObjective:
             return self._run(trial, deadline, clock)
         except optuna.TrialPruned as exc:
             clock.record(trial)
-            logger.info("trial #%d %s", trial.number, exc)
+            logger.info("trial %d %s", trial.number, exc)
             self._drop_checkpoints(trial)
             raise
         except TrialInterrupted:
@@ -419,7 +419,8 @@ class TrialObjective:
         return float(value)
 
     def _label(self, trial: optuna.Trial) -> str:
-        """``trial x/N (#number)``: x counts the study's finished trials, this one included."""
+        """``trial n (x/N)``: n is Optuna's number, x counts the study's finished trials, this
+        one included."""
         finished = trial.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
         )

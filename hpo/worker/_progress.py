@@ -52,16 +52,17 @@ def format_metrics(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
 
 
 def trial_label(position: int, budget: int | None, number: int) -> str:
-    """``trial 4/8 (#5)``: the position in the study budget and Optuna's trial number.
+    """``trial 5 (4/8)``: Optuna's trial number (the one the report, ``study best`` and
+    optuna-dashboard show), then the trial's position in the study budget.
 
     Example:
         >>> trial_label(4, 8, 5)
-        'trial 4/8 (#5)'
+        'trial 5 (4/8)'
         >>> trial_label(4, None, 5)
-        'trial 4 (#5)'
+        'trial 5 (4)'
     """
     of = f"/{budget}" if budget else ""
-    return f"trial {position}{of} (#{number})"
+    return f"trial {number} ({position}{of})"
 
 
 class TrialProgress(Callback):

@@ -136,7 +136,7 @@ def evaluate_checkpoint(
     )
     info = {
         "checkpoint": str(loaded.checkpoint),
-        "epoch": loaded.epoch,
+        "epoch": loaded.epoch + 1,  # epochs trained (1-based), as a person reads it
         "dataset": data_cfg.dataset,
         "root": data_cfg.root,
         "split": "test",

@@ -140,6 +140,24 @@ def test_measure_times_steps_and_an_evaluation(tiny_root: Path, tmp_path: Path) 
     ) / 3600
     assert plan["trial_hours"] == pytest.approx(expected, rel=0.05, abs=1e-3)
     assert plan["study_hours"] == pytest.approx(plan["trial_hours"] * 4, rel=0.05, abs=1e-3)
+    assert plan["reference_hours"] == pytest.approx(plan["trial_hours"] * 60, rel=0.05, abs=1e-3)
+
+
+def test_the_plan_table_reads_in_gb_and_1_based_epochs_and_suggests_measure(
+    mars_meta: Path, weights: Path, tmp_path: Path
+) -> None:
+    spec = STUDIES / "mars_map_random.yaml"
+    plan = _json_plan(spec, mars_meta, tmp_path)
+    result = _plan(str(spec), "--root", str(mars_meta), "--sample-frames", "0",
+                   "--storage", f"sqlite:///{tmp_path / 's.db'}")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    disk = next(line for line in lines if "disk use" in line)
+    assert disk.endswith(f"{plan['disk_mb'] / 1024:.1f} GB") and "MB" not in disk
+    first = next(line for line in lines if "first epoch the pruner" in line)
+    assert first.split()[-1] == str(plan["first_prune_epoch"] + 1)
+    assert "--measure" in lines[-1]
+    assert all(len(line) <= 80 for line in lines), [ln for ln in lines if len(ln) > 80]
 
 
 def _readme_plan_examples() -> list[list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -96,6 +98,10 @@ def _add_completed_trial(url: str) -> None:
     study = optuna.load_study(study_name="tiny", storage=url)
     trial = study.ask({"sigma": optuna.distributions.FloatDistribution(0.1, 1.0)})
     trial.set_user_attr("val_metrics", {"map": 0.5})
+    trial.set_user_attr("checkpoint_dir", "uuid/trial_0/attempt_0")
+    trial.set_user_attr("epochs_trained", 2)
+    trial.set_user_attr("device_seconds", 12.0)
+    trial.set_user_attr("device", "cpu")
     study.tell(trial, 0.5)
 
 
@@ -103,7 +109,8 @@ def test_status_table_and_json(created: str) -> None:
     _add_completed_trial(created)
     table = _run("status", "tiny", "--storage", created)
     assert table.exit_code == 0, table.output
-    assert "complete 1" in table.output and "best: trial #0" in table.output
+    assert "complete 1" in table.output and "best: trial 0" in table.output
+    assert "compute: 2 epochs, 12 device-seconds on cpu" in table.output
     as_json = json.loads(_run("status", "tiny", "--storage", created, "--format", "json").output)
     assert as_json["states"]["COMPLETE"] == 1 and as_json["n_trials_budget"] == 4
 
@@ -127,6 +134,14 @@ def test_best_table(created: str) -> None:
     assert result.exit_code == 0, result.output
     assert "Best trial of 'tiny': #0" in result.output
     assert "test set: not evaluated yet" in result.output
+    # The folder is absolute (the stored one is relative to the spec's artifacts root) and
+    # its config.json is what `train --config` reruns.
+    folder = next(ln for ln in result.output.splitlines() if ln.startswith("trial folder: "))
+    path = Path(folder.removeprefix("trial folder: "))
+    assert path.is_absolute() and path.parts[-3:] == ("uuid", "trial_0", "attempt_0")
+    assert f"reid-hpo train --config {path / 'config.json'}" in result.output
+    assert "trial 0 spent 2 epochs, 12 device-seconds on cpu" in result.output
+    assert "study compute: 2 epochs, 12 device-seconds on cpu" in result.output
 
 
 def test_best_without_trials_is_a_user_error(created: str) -> None:
@@ -135,13 +150,19 @@ def test_best_without_trials_is_a_user_error(created: str) -> None:
 
 def test_export_csv_to_stdout_and_json_to_file(created: str, tmp_path: Path) -> None:
     _add_completed_trial(created)
+    study = optuna.load_study(study_name="tiny", storage=created)
+    study.set_user_attr("test_result", {"trial": 0, "metrics": {"mAP": 0.25}})
     result = _run("export", "tiny", "--format", "csv", "--storage", created)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].startswith("number,state,value")
+    (row,) = csv.DictReader(io.StringIO(result.output))
+    assert row["test_mAP"] == "0.25" and row["user_attrs_epochs_trained"] == "2"
     out = tmp_path / "t.json"
     result = _run("export", "tiny", "--format", "json", "--out", str(out), "--storage", created)
     assert result.exit_code == 0, result.output
-    assert json.loads(out.read_text())["trials"][0]["value"] == 0.5
+    document = json.loads(out.read_text())
+    assert document["trials"][0]["value"] == 0.5
+    assert document["compute"]["epochs_trained"] == 2
 
 
 def test_export_needs_a_known_format(created: str) -> None:

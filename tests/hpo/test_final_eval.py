@@ -21,6 +21,7 @@ from hpo.study import load_study
 from reid_core.data import write_synthetic
 from reid_core.engine import TrainConfig
 from reid_core.engine import Trainer
+from reid_core.engine import load_checkpoint
 from reid_core.errors import CheckpointError
 from reid_core.errors import EvaluationError
 from tests._helpers.fake_study import add_fake_trials
@@ -206,6 +207,8 @@ def test_study_test_cli_evaluates_a_real_checkpoint_once(
     stored = load_study(spec.name, sqlite_url)[0].user_attrs[StudyAttr.TEST_RESULT]
     assert stored["trial"] == 0
     assert stored["split"] == "test"
+    # The epoch a person reads is 1-based: the number of epochs the checkpoint trained.
+    assert stored["epoch"] == load_checkpoint(checkpoint)["epoch"] + 1
     assert 0.0 <= stored["metrics"]["mAP"] <= 1.0
     assert "rerank_mAP" in stored["metrics"]
     assert len(stored["cmc"]) > 0

@@ -193,7 +193,8 @@ def test_export_json_has_spec_trials_and_test_result(populated: str) -> None:
     assert document["spec"]["name"] == "tiny"
     assert document["test_result"]["trial"] == 1
     assert [t["number"] for t in document["trials"]] == [0, 1, 2, 3]
-    assert document["trials"][1]["intermediate_values"] == {"0": 0.35}
+    # Keyed by the 1-based epoch (Optuna stored the value at step 0).
+    assert document["trials"][1]["val_by_epoch"] == {"1": 0.35}
 
 
 def test_delete_removes_the_study(url: str) -> None:
