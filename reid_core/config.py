@@ -28,9 +28,15 @@ class ValidationConfig:
     lowest per-id AP under a model-free colour-histogram embedding (see
     :func:`reid_core.data.carve_validation`). ``distractor_fraction`` of the remaining training
     tracklets are added to the validation gallery as distractors.
+
+    ``protocol`` builds the validation query / gallery of those ids: ``"reference"`` (the
+    reference code's): for each id, the tracklets of every camera but its last-seen one are
+    merged into one query per camera, and the last camera's tracklets are the gallery;
+    ``"one_per_camera"``: one random tracklet per camera is a query, the others the gallery.
     """
 
     sampling: Literal["random", "guided", "colour_hardness"] = "random"
+    protocol: Literal["reference", "one_per_camera"] = "reference"
     fraction: float = 0.1
     distractor_fraction: float = 0.25
     seed: int = 0

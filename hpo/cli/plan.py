@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Annotated
 
 import typer
@@ -89,6 +90,8 @@ def plan_cmd(
     for key, label in _LABELS:
         if fields.get(key) is not None:
             typer.echo(f"  {label:<54} {_shown(key, fields[key])}")
+    for note in plan.notes:
+        typer.echo(textwrap.fill(note, 80, initial_indent="  note: ", subsequent_indent="    "))
     if not measure:
         typer.echo("Add --measure 20 to time 20 training steps here and estimate the hours.")
 

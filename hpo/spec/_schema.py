@@ -123,6 +123,9 @@ class ValidationSpec(_Spec):
     """How the validation split is carved from the training ids (the test set is never used)."""
 
     sampling: Literal["random", "guided", "colour_hardness"] = "random"
+    protocol: Literal["reference", "one_per_camera"] = "reference"
+    """How the validation ids' tracklets become query and gallery
+    (:class:`reid_core.config.ValidationConfig`)."""
     fraction: float = Field(0.1, gt=0, lt=1)
     distractor_fraction: float = Field(0.25, ge=0, le=1)
     seed: int = 0

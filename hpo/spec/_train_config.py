@@ -41,6 +41,7 @@ def to_train_config(
             "mars_gallery": spec.dataset.mars_gallery,
             "validation": {
                 "sampling": validation.sampling,
+                "protocol": validation.protocol,
                 "fraction": validation.fraction,
                 "distractor_fraction": validation.distractor_fraction,
                 "seed": validation.seed,

@@ -63,6 +63,8 @@ class StudyPlan:
     reference_hours: float | None = None
     """Hours of the reference's search (60 full trials, no pruning) at the measured pace."""
     device: str | None = None
+    notes: tuple[str, ...] = ()
+    """One line per way the dataset is read differently from the published protocol."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -149,6 +151,7 @@ def build_plan(spec: StudySpec, dataset: VideoDataset) -> StudyPlan:
         max_epochs_total=None if n_trials is None else n_trials * cfg.epochs,
         checkpoint_mb=round(checkpoint_mb, 1),
         disk_mb=None if n_trials is None else round(checkpoint_mb * CHECKPOINTS_KEPT * n_trials),
+        notes=tuple(dataset.notes()),
     )
 
 

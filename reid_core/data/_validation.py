@@ -42,9 +42,17 @@ def carve_validation(
       harder; ties by pid). The default, :func:`colour_histogram_hardness`, is ``1 - AP`` of
       each id under a cheap, deterministic, model-free embedding.
 
-    Validation query = one tracklet per (validation id, camera), for every camera of the id,
-    except that an id whose tracklets would all become queries keeps its last one in the gallery.
-    Validation gallery = the validation ids' other tracklets plus ``cfg.distractor_fraction``
+    The validation ids' tracklets become query and gallery by ``cfg.protocol``:
+
+    - ``"reference"`` (the reference code's): the cameras of an id in the order they first
+      appear in ``train``; the tracklets of each camera but the last are merged (frames
+      concatenated in ``train`` order) into one query per camera, and the last camera's
+      tracklets are the gallery. An id seen by one camera gives one query without a match.
+    - ``"one_per_camera"``: one random tracklet per camera is a query, the others the
+      gallery, except that an id whose tracklets would all become queries keeps its last one
+      in the gallery.
+
+    Validation gallery = those tracklets plus ``cfg.distractor_fraction``
     of the remaining training tracklets (seeded) as distractors, which stay in the training set
     too. Query and gallery keep the pids of ``train``; the returned ``train`` holds the remaining
     ids, relabelled ``0..M-1``.
@@ -89,20 +97,12 @@ def carve_validation(
     if len(val_ids) >= len(by_pid):
         raise ConfigError(f"{len(val_ids)} validation ids leave no training id")
 
-    rng = np.random.default_rng([cfg.seed, 1])
-    query: list[Tracklet] = []
-    gallery: list[Tracklet] = []
-    for pid in val_ids:
-        tracklets = by_pid[pid]
-        chosen = set()
-        if len({t.camid for t in tracklets}) >= 2:
-            for cam in sorted({t.camid for t in tracklets}):
-                options = [i for i, t in enumerate(tracklets) if t.camid == cam]
-                chosen.add(options[int(rng.integers(len(options)))])
-            if len(chosen) == len(tracklets):  # keep a match in the gallery
-                chosen.remove(max(chosen))
-        query += [tracklets[i] for i in sorted(chosen)]
-        gallery += [t for i, t in enumerate(tracklets) if i not in chosen]
+    if cfg.protocol == "reference":
+        query, gallery = _reference_protocol([by_pid[pid] for pid in val_ids])
+    elif cfg.protocol == "one_per_camera":
+        query, gallery = _one_per_camera([by_pid[pid] for pid in val_ids], cfg.seed)
+    else:
+        raise ConfigError(f"protocol={cfg.protocol!r}; expected 'reference' or 'one_per_camera'")
 
     val_set = set(val_ids)
     remaining = [t for t in train if t.pid not in val_set]
@@ -112,9 +112,10 @@ def carve_validation(
     )
     gallery += [remaining[i] for i in sorted(picked.tolist())]
     logger.info(
-        "validation carve-out (%s, seed %d): %d ids, %d query / %d gallery tracklets "
+        "validation carve-out (%s, %s, seed %d): %d ids, %d query / %d gallery tracklets "
         "(%d distractors), %d training ids left",
         cfg.sampling,
+        cfg.protocol,
         cfg.seed,
         len(val_ids),
         len(query),
@@ -123,6 +124,45 @@ def carve_validation(
         len(by_pid) - len(val_ids),
     )
     return ReidSplit(train=relabel(remaining), query=tuple(query), gallery=tuple(gallery))
+
+
+def _reference_protocol(
+    ids: Sequence[Sequence[Tracklet]],
+) -> tuple[list[Tracklet], list[Tracklet]]:
+    """Query / gallery as the reference builds them (tools/data_manager.py, Mars_subset2):
+    one merged query per camera but the id's last-seen one, whose tracklets are the gallery."""
+    query: list[Tracklet] = []
+    gallery: list[Tracklet] = []
+    for tracklets in ids:
+        cameras = list(dict.fromkeys(t.camid for t in tracklets))
+        last = cameras[-1] if len(cameras) > 1 else None
+        for cam in cameras:
+            if cam == last:
+                gallery += [t for t in tracklets if t.camid == cam]
+            else:
+                frames = [f for t in tracklets if t.camid == cam for f in t.frames]
+                query.append(Tracklet(frames=tuple(frames), pid=tracklets[0].pid, camid=cam))
+    return query, gallery
+
+
+def _one_per_camera(
+    ids: Sequence[Sequence[Tracklet]], seed: int
+) -> tuple[list[Tracklet], list[Tracklet]]:
+    """Query / gallery with one random tracklet per camera of each id as a query."""
+    rng = np.random.default_rng([seed, 1])
+    query: list[Tracklet] = []
+    gallery: list[Tracklet] = []
+    for tracklets in ids:
+        chosen = set()
+        if len({t.camid for t in tracklets}) >= 2:
+            for cam in sorted({t.camid for t in tracklets}):
+                options = [i for i, t in enumerate(tracklets) if t.camid == cam]
+                chosen.add(options[int(rng.integers(len(options)))])
+            if len(chosen) == len(tracklets):  # keep a match in the gallery
+                chosen.remove(max(chosen))
+        query += [tracklets[i] for i in sorted(chosen)]
+        gallery += [t for i, t in enumerate(tracklets) if i not in chosen]
+    return query, gallery
 
 
 def _guided_ids(cfg: ValidationConfig, train_ids: set[int]) -> list[int]:

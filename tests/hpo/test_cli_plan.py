@@ -72,6 +72,15 @@ def test_shipped_guided_spec_holds_out_the_papers_32_ids(
     assert (plan["train_ids"], plan["val_ids"], plan["iterations_per_epoch"]) == (593, 32, 74)
 
 
+def test_prid_without_its_split_file_is_noted_in_the_plan(tmp_path: Path) -> None:
+    root = write_synthetic(tmp_path / "prid", "prid", ids=16, frames=21, height=16, width=8)
+    spec = write_spec(tmp_path / "s.yaml", dataset={"name": "prid", "root": str(root)})
+    result = _plan(str(spec), "--sample-frames", "0", "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.strip().startswith("note:")]
+    assert len(notes) == 1 and "no splits_prid2011.json" in notes[0], result.output
+
+
 def test_missing_weights_are_refused_naming_the_file(
     mars_meta: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

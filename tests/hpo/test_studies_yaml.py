@@ -59,6 +59,8 @@ def test_objective_and_validation_sampling(filename: str, metric: str, sampling:
     assert spec.validation.guided_ids is None
     # Guided = the reference's fixed 32 ids (preset paper), not a colour-histogram guess.
     assert spec.validation.preset == ("paper" if sampling == "guided" else None)
+    # Query / gallery built as the reference's (merged per camera, last camera = gallery).
+    assert spec.validation.protocol == "reference"
 
 
 @pytest.mark.parametrize("filename", FULL_SIZE)

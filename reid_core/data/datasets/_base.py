@@ -87,6 +87,10 @@ class VideoDataset(ABC):
             stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
         return tuple(stamps)
 
+    def notes(self) -> list[str]:
+        """One line per way this copy is read differently from the published protocol."""
+        return []
+
     @abstractmethod
     def _parse(self) -> ReidSplit:
         """Read the layout and return the split (train already relabelled)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from reid_core.data.datasets._ilidsvid import sequences
 from reid_core.data.records import ReidSplit
 from reid_core.errors import ConfigError
 from reid_core.errors import DatasetFormatError
+
+logger = logging.getLogger(__name__)
 
 SPLIT_FILE = "splits_prid2011.json"
 DEFAULT_MIN_FRAMES = 21
@@ -55,6 +58,15 @@ class PRID2011(VideoDataset):
         shot = self.root / "prid_2011" / "multi_shot"
         return [self.root / SPLIT_FILE, *(shot / cam for cam in _CAMERAS)]
 
+    def notes(self) -> list[str]:
+        """A note when the public split file is missing (the splits are then our own)."""
+        if (self.root / SPLIT_FILE).exists():
+            return []
+        return [
+            f"PRID-2011: no {SPLIT_FILE} in {self.root}: using {NUM_SPLITS} splits drawn with "
+            f"seed {SPLIT_SEED}, not the public ones the published numbers used"
+        ]
+
     def _parse(self) -> ReidSplit:
         shot = self.root / "prid_2011" / "multi_shot"
         cam_dirs = [self._require(shot / cam, f"{cam} sequences") for cam in _CAMERAS]
@@ -63,6 +75,8 @@ class PRID2011(VideoDataset):
             splits = _read_splits(split_path, cam_dirs)
             source = str(split_path)
         else:
+            for note in self.notes():
+                logger.warning(note)
             splits = self._generate_splits(cam_dirs)
             source = f"the {NUM_SPLITS} generated splits"
         if not 0 <= self.split_id < len(splits):

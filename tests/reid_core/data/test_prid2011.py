@@ -60,6 +60,18 @@ def test_split_file_is_used_when_present(copy_tree, prid_root: Path) -> None:
     ds = PRID2011(root)
     assert [t.pid for t in ds.query] == [3]
     assert ds.num_train_pids == 2
+    assert ds.notes() == []
+
+
+def test_generated_splits_warn_in_one_line(
+    prid_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = PRID2011(prid_root)
+    with caplog.at_level("WARNING"):
+        _ = ds.train
+    (note,) = ds.notes()
+    assert "no splits_prid2011.json" in note and "\n" not in note
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [note]
 
 
 def test_split_file_naming_a_missing_person_is_refused(copy_tree, prid_root: Path) -> None:

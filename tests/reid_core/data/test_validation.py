@@ -32,12 +32,52 @@ def test_validation_ids_are_disjoint_from_train(train) -> None:
     assert sorted({t.pid for t in split.train}) == list(range(16))
 
 
-def test_only_training_records_are_used(train) -> None:
-    split = carve_validation(train, ValidationConfig(fraction=0.2))
-    source = {t.frames for t in train}
+@pytest.mark.parametrize("protocol", ["reference", "one_per_camera"])
+def test_only_training_records_are_used(train, protocol: str) -> None:
+    split = carve_validation(train, ValidationConfig(fraction=0.2, protocol=protocol))
+    source = {frame for t in train for frame in t.frames}
     for t in split.train + split.query + split.gallery:
-        assert t.frames in source
+        assert set(t.frames) <= source
         assert "bbox_train" in str(t.frames[0])
+
+
+def _tracklets(pid: int, cams: list[int]) -> list[Tracklet]:
+    """One 2-frame tracklet per entry of ``cams``, in that order (frame names say which)."""
+    return [
+        Tracklet(frames=(Path(f"p{pid}t{i}f0.jpg"), Path(f"p{pid}t{i}f1.jpg")), pid=pid, camid=c)
+        for i, c in enumerate(cams)
+    ]
+
+
+def _names(t: Tracklet) -> list[str]:
+    return [f.name for f in t.frames]
+
+
+def test_reference_protocol_merges_every_camera_but_the_last_seen_one_into_queries() -> None:
+    # id 0 seen by cameras 2, 0, 2, 1 (in that order): the last-seen camera is 1.
+    train = [*_tracklets(0, [2, 0, 2, 1]), *_tracklets(1, [0, 1]), *_tracklets(2, [3])]
+    cfg = ValidationConfig(sampling="guided", guided_ids=(0, 2), distractor_fraction=0.0)
+    split = carve_validation(train, cfg)
+    assert [(t.pid, t.camid, _names(t)) for t in split.query] == [
+        (0, 2, ["p0t0f0.jpg", "p0t0f1.jpg", "p0t2f0.jpg", "p0t2f1.jpg"]),  # merged, in order
+        (0, 0, ["p0t1f0.jpg", "p0t1f1.jpg"]),
+        (2, 3, ["p2t0f0.jpg", "p2t0f1.jpg"]),  # one camera: a query with no match
+    ]
+    assert [(t.pid, t.camid, _names(t)) for t in split.gallery] == [
+        (0, 1, ["p0t3f0.jpg", "p0t3f1.jpg"])
+    ]
+    assert len(split.train) == 2 and split.num_train_pids == 1
+
+
+def test_one_per_camera_protocol_takes_one_tracklet_per_camera_as_the_query() -> None:
+    train = [*_tracklets(0, [2, 0, 2, 1]), *_tracklets(1, [0, 1])]
+    cfg = ValidationConfig(
+        sampling="guided", guided_ids=(0,), distractor_fraction=0.0, protocol="one_per_camera"
+    )
+    split = carve_validation(train, cfg)
+    assert sorted(t.camid for t in split.query) == [0, 1, 2]
+    assert all(t in train for t in split.query)  # whole tracklets, none merged
+    assert [(t.camid, t in train) for t in split.gallery] == [(2, True)]
 
 
 def test_query_has_one_tracklet_per_id_and_camera(train) -> None:
