@@ -145,8 +145,14 @@ SLURM = [
     "sbatch --array=0-31%8 deploy/slurm/worker_array.sbatch mars-map-random",
     "squeue --me",
 ]
+REPRODUCTION = [
+    "reid-hpo train --preset bot_osm_cl --dataset mars --root data/mars --no-validation "
+    "--output runs/bot_osm_cl",
+    "reid-hpo evaluate runs/bot_osm_cl/last.pt --rerank",
+]
 TESTED = [
     *MAKE,
+    *REPRODUCTION,
     *README_FIRST_RUN,
     *HELP_TRAIN,
     *HELP_DATA,
@@ -350,6 +356,41 @@ def test_readme_first_run(workdir: Path) -> None:
     metrics = json.loads((workdir / "runs/train/last.test.json").read_text())
     assert json.dumps(metrics)
     examples.done()
+
+
+def _reproduction_rows() -> list[list[str]]:
+    """The per-row commands of docs/reproduction.md's table, as argument lists."""
+    text = (ROOT / "docs" / "reproduction.md").read_text(encoding="utf-8")
+    cells = re.findall(r"^\|[^|\n]*\| `(reid-hpo train [^`]*)` \|$", text, re.M)
+    return [shlex.split(cell) for cell in cells]
+
+
+def test_reproduction_walkthrough_and_its_row_commands(workdir: Path) -> None:
+    from reid_core.data import write_synthetic
+    from reid_core.presets import PRESETS
+
+    examples = Examples(REPRODUCTION)
+    write_synthetic(Path("data/mars"), "mars", ids=8, frames=6, height=32, width=16)
+    # Cheap: a tiny model for one epoch (the preset's recipe is 800 full-size epochs).
+    examples.cli(REPRODUCTION[0], "--backbone", "resnet10", "--attention", "pooled",
+                 "--no-pretrained", "--height", "32", "--width", "16", "--seq-len", "2",
+                 "--batch-size", "4", "--num-instances", "2", "--num-workers", "0",
+                 "--device", "cpu", "--epochs", "1")  # fmt: skip
+    result = examples.cli(REPRODUCTION[1], "--device", "cpu", "--num-workers", "0")
+    assert "re-ranked" in result.output
+    assert json.loads((workdir / "runs/bot_osm_cl/last.test.json").read_text())
+    examples.done()
+    # Each row's command is the walk-through's with its own preset, dataset and folder.
+    rows = _reproduction_rows()
+    assert [row[row.index("--preset") + 1] for row in rows] == [
+        "baseline", "bot", "bot_osm", "bot_osm_cl", "bot_osm_cl_prid", "bot_osm_cl_prid"
+    ]  # fmt: skip
+    options = {word for word in shlex.split(REPRODUCTION[0]) if word.startswith("--")}
+    for row in rows:
+        preset, dataset = row[row.index("--preset") + 1], row[row.index("--dataset") + 1]
+        assert preset in PRESETS and dataset == ("prid" if preset.endswith("_prid") else "mars")
+        assert {word for word in row if word.startswith("--")} - options <= {"--init-from"}, row
+        assert options <= set(row) and row[row.index("--root") + 1] == f"data/{dataset}", row
 
 
 def test_help_train_example(workdir: Path) -> None:

@@ -1,4 +1,5 @@
-"""The command examples users read: README and deploy/README code blocks, ``--help`` texts.
+"""The command examples users read: README, deploy/README and docs/*.md code blocks, ``--help``
+texts.
 
 An example is one command line as a user would paste it: continuation lines (``\\``) joined,
 the trailing ``# comment`` cut, runs of blanks outside quotes folded to one space.
@@ -13,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DEPLOY_README = ROOT / "deploy" / "README.md"
+DOCS = ROOT / "docs"
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _EXAMPLES_MARK = re.compile(r"\bExamples?\b[^:\n]*:")
@@ -85,7 +87,7 @@ def help_examples() -> Iterator[tuple[str, str]]:
 def documented_examples() -> dict[str, list[str]]:
     """Every documented example -> where it is documented (file, or ``--help`` of a command)."""
     found: dict[str, list[str]] = {}
-    for path in (README, DEPLOY_README):
+    for path in (README, DEPLOY_README, *sorted(DOCS.glob("*.md"))):
         for command in shell_blocks(path):
             found.setdefault(command, []).append(str(path.relative_to(ROOT)))
     for where, command in help_examples():
