@@ -4,7 +4,9 @@ The faithful model (ResNet50TA_BT, full-map attention, 224x112, T=4, batch 32 = 
 trains on a synthetic MARS-layout dataset, one fresh process per variant, all from the same
 seed (same initial weights, same batches). Per variant: clips/s, the fraction of the wall time
 the GPU is busy (CUDA events around each step against the wall time), peak GPU memory, the
-data-loader wait per step, and the mean gap of its smoothed loss curve to the float32 run's.
+data-loader wait per step, the mean gap of its smoothed loss curve to the float32 run's, and
+the feature extraction time of a MARS-size test evaluation (per clip, and scaled to the
+1,980 + 9,330 test tracklets at ``test_max_clips`` clips each; no decoding).
 The baseline is the previous step loop: float32, batches normalised on the host (a pageable
 float32 copy) and the loss read back every step. The float32 checkpoint's size and write time
 are measured too.
@@ -26,6 +28,8 @@ from typing import Any
 
 import torch
 
+from hpo.bench._data import MARS_GALLERY
+from hpo.bench._data import MARS_QUERY
 from hpo.bench._registry import BENCHMARKS
 from hpo.bench._registry import BenchOptions
 from hpo.bench._registry import BenchResult
@@ -40,6 +44,7 @@ from reid_core.data import build_train_loader
 from reid_core.data import erasing_style
 from reid_core.data import write_synthetic
 from reid_core.engine import Trainer
+from reid_core.engine import extract_features
 from reid_core.engine import finish_on_device
 from reid_core.engine import save_checkpoint
 from reid_core.engine import verify_checkpoint
@@ -184,9 +189,43 @@ def child_variant(
             "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
             "loss_curve": curve,
         }
+        result.update(_evaluation_cost(trainer, cuda))
         if checkpoint:
             result.update(_checkpoint_cost(trainer, Path(out)))
     return result
+
+
+def _evaluation_cost(trainer: Trainer, cuda: bool) -> dict[str, float]:
+    """Feature extraction of synthetic ``uint8`` test tracklets as evaluation runs it
+    (finished on the device, pinned staging, one copy back), scaled to the MARS test split
+    at its most clips: (1,980 + 9,330) tracklets x ``test_max_clips`` clips each. Model,
+    transfer and normalisation only: no frame decoding."""
+    data = trainer.cfg.data
+    tracklets, clips = (64, data.test_max_clips) if cuda else (2, 4)
+    generator = torch.Generator().manual_seed(0)
+    shape = (clips, data.seq_len, 3, data.height, data.width)
+    loader = [
+        (torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator), pid, 0)
+        for pid in range(tracklets)
+    ]
+
+    def extract(items: list[Any]) -> None:
+        extract_features(
+            trainer.model,
+            items,
+            device=trainer.device,
+            chunk=data.test_batch_size,
+            amp=trainer.cfg.amp,
+        )  # ends with the features' one copy to the host: synchronised
+
+    extract(loader[:1])  # warm-up: kernel selection, pinned-memory pool
+    begin = time.perf_counter()
+    extract(loader)
+    per_clip = (time.perf_counter() - begin) / (tracklets * clips)
+    return {
+        "eval_ms_per_clip": 1000.0 * per_clip,
+        "mars_test_eval_s": per_clip * (MARS_QUERY + MARS_GALLERY) * data.test_max_clips,
+    }
 
 
 def _event() -> Any:
@@ -264,6 +303,8 @@ def bench_gpu(options: BenchOptions) -> BenchResult:
             ),
             "loader_wait_ms_per_step": round(run["loader_wait_ms_per_step"], 2),
             "loss_gap_vs_fp32": round(_gap(run["loss_curve"], reference), 5),
+            "eval_ms_per_clip": round(run["eval_ms_per_clip"], 2),
+            "mars_test_eval_s": round(run["mars_test_eval_s"], 1),
         }
         for name, run in runs.items()
     ]
@@ -310,6 +351,8 @@ def bench_gpu(options: BenchOptions) -> BenchResult:
             "peak_gpu_mem_gib",
             "loader_wait_ms_per_step",
             "loss_gap_vs_fp32",
+            "eval_ms_per_clip",
+            "mars_test_eval_s",
         ],
         rows=rows,
         targets=targets,

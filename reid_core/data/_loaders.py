@@ -266,20 +266,26 @@ def build_train_loader(
 
 
 def build_test_loader(
-    records: Sequence[Tracklet], cfg: DataConfig, *, pin_memory: bool = False
+    records: Sequence[Tracklet],
+    cfg: DataConfig,
+    *,
+    pin_memory: bool = False,
+    finish_on_host: bool = True,
 ) -> DataLoader:
     """Test loader: one tracklet per item, in ``records`` order.
 
     Items are ``(clips[N_clips, T, 3, H, W] float32, pid: int, camid: int)``: every
     consecutive ``cfg.seq_len``-frame clip, at most ``cfg.test_max_clips``: the first ones or
-    evenly spaced ones (``cfg.test_clips``).
+    evenly spaced ones (``cfg.test_clips``). With ``finish_on_host=False`` the clips stay
+    ``uint8`` (a quarter of the bytes) for the consumer to normalise on its device
+    (:func:`reid_core.engine.extract_features` does).
     The caller chunks the clips by ``cfg.test_batch_size`` and averages their features.
     ``pin_memory`` as for :func:`build_train_loader`.
     """
     dataset = TrackletDataset(
         records,
         seq_len=cfg.seq_len,
-        transform=build_test_transform(cfg.height, cfg.width),
+        transform=build_test_transform(cfg.height, cfg.width, normalize=finish_on_host),
         train=False,
         size=(cfg.height, cfg.width),
         max_clips=cfg.test_max_clips,

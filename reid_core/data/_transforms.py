@@ -43,14 +43,14 @@ def build_train_transform(
     return v2.Compose(steps)
 
 
-def build_test_transform(height: int, width: int) -> v2.Transform:
-    """Test transform of a ``uint8`` clip ``[T, 3, H, W]``: resize and ImageNet normalisation."""
+def build_test_transform(height: int, width: int, *, normalize: bool = True) -> v2.Transform:
+    """Test transform of a ``uint8`` clip ``[T, 3, H, W]``: resize and ImageNet normalisation
+    (``normalize=False``: resize only, ``uint8`` kept for the consumer's device to finish)."""
+    resize = v2.Resize((height, width), antialias=True)
+    if not normalize:
+        return v2.Compose([resize])
     return v2.Compose(
-        [
-            v2.Resize((height, width), antialias=True),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
+        [resize, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
 
 

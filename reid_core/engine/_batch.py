@@ -23,7 +23,7 @@ from reid_core.data import erase_boxes
 
 def finish_on_device(
     clips: torch.Tensor,
-    boxes: torch.Tensor,
+    boxes: torch.Tensor | None,
     device: torch.device,
     fill: Sequence[float] = ERASING_STYLES["reference"].fill,
 ) -> torch.Tensor:
@@ -33,7 +33,7 @@ def finish_on_device(
         clips: The collated ``uint8`` clips (pinned when the loader pins).
         boxes: ``(top, left, h, w)`` boxes from :class:`reid_core.data.ClipAugment`'s draw,
             ``[B, T, K, 4]`` (K per frame), ``[B, T, 4]`` or ``[B, 4]`` (one per clip);
-            ``h = w = 0`` erases nothing.
+            ``h = w = 0`` erases nothing; None (test clips) erases nothing.
         device: Where the batch goes.
         fill: Per-channel value written inside the boxes, in the normalised frame
             (the erasing style's :attr:`~reid_core.data.ErasingStyle.fill`).
@@ -49,11 +49,12 @@ def finish_on_device(
         (0.0, torch.float32)
     """
     clips = clips.to(device, non_blocking=True)
-    boxes = boxes.to(device, non_blocking=True)
     scale, shift = _constants(device)
     out = clips.to(torch.float32)
     out.mul_(scale).sub_(shift)
-    return erase_boxes(out, boxes, fill)
+    if boxes is None:
+        return out
+    return erase_boxes(out, boxes.to(device, non_blocking=True), fill)
 
 
 @functools.cache

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from reid_core import metrics as reid_metrics
+from reid_core.engine._batch import finish_on_device
 from reid_core.engine._precision import Precision
 from reid_core.engine._precision import resolve_precision
 from reid_core.errors import EvaluationError
@@ -69,7 +70,8 @@ def extract_features(
     Args:
         model: A video model whose forward returns an output with ``bn_features``.
         loader: Yields one tracklet per item: ``(clips[N, T, 3, H, W], pid, camid)``; a
-            leading batch dimension of size 1 is accepted.
+            leading batch dimension of size 1 is accepted. ``uint8`` clips (a test loader
+            with ``finish_on_host=False``) are normalised on ``device``.
         device: Where the model runs.
         chunk: How many clips go through the model at once.
         amp: The precision policy of the forward pass (``auto|fp16|bf16|off``, see
@@ -127,15 +129,29 @@ class _ClipBatcher:
             self.pending_owners.extend([owner] * piece.shape[0])
 
     def flush(self) -> None:
-        """Run the model on the queued clips."""
+        """Run the model on the queued clips (``uint8`` ones normalised on the device, as in
+        training); the features stay on the device until :meth:`means`."""
         if not self.pending:
             return
-        batch = torch.cat(self.pending).to(self.device, non_blocking=True)
+        batch = self._staged()
+        if batch.dtype == torch.uint8:
+            batch = finish_on_device(batch, None, self.device)
+        else:
+            batch = batch.to(self.device, non_blocking=True)
         with self.precision.autocast():
             output = self.model(batch)
-        self.outputs.append(output.bn_features.float().cpu())
+        self.outputs.append(output.bn_features.float())
         self.owners.extend(self.pending_owners)
         self.pending, self.pending_owners = [], []
+
+    def _staged(self) -> torch.Tensor:
+        """The queued clips as one host tensor, page-locked for a CUDA device so that the
+        copy is truly asynchronous (``torch.cat`` alone would give pageable memory)."""
+        first = self.pending[0]
+        shape = (sum(p.shape[0] for p in self.pending), *first.shape[1:])
+        pinned = self.device.type == "cuda" and not first.is_cuda
+        staged = torch.empty(shape, dtype=first.dtype, device=first.device, pin_memory=pinned)
+        return torch.cat(self.pending, out=staged)
 
     def means(self, num_tracklets: int) -> torch.Tensor:
         """``[num_tracklets, D]``: the mean feature of each tracklet's clips.
@@ -149,8 +165,9 @@ class _ClipBatcher:
         if empty.numel():
             raise EvaluationError(f"tracklet {int(empty[0])} of the loader has no clips")
         feats = torch.cat(self.outputs)
+        owners, counts = owners.to(feats.device), counts.to(feats.device)
         sums = feats.new_zeros(num_tracklets, feats.shape[1]).index_add_(0, owners, feats)
-        return sums / counts[:, None].to(sums.dtype)
+        return (sums / counts[:, None].to(sums.dtype)).cpu()  # the one copy back
 
 
 def squared_euclidean(q_feats: torch.Tensor, g_feats: torch.Tensor) -> torch.Tensor:

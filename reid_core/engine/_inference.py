@@ -127,8 +127,10 @@ def evaluate_checkpoint(
     )
     result = evaluate(
         loaded.model,
-        reid_data.build_test_loader(dataset.query, data_cfg, pin_memory=pin),
-        reid_data.build_test_loader(dataset.gallery, data_cfg, pin_memory=pin),
+        reid_data.build_test_loader(dataset.query, data_cfg, pin_memory=pin, finish_on_host=False),
+        reid_data.build_test_loader(
+            dataset.gallery, data_cfg, pin_memory=pin, finish_on_host=False
+        ),
         device=next(loaded.model.parameters()).device,
         rerank=rerank,
         chunk=data_cfg.test_batch_size,

@@ -207,8 +207,12 @@ class Trainer:
         if self._eval_loaders is None:
             pin = self.device.type == "cuda"
             self._eval_loaders = (
-                reid_data.build_test_loader(self.eval_split.query, self.cfg.data, pin_memory=pin),
-                reid_data.build_test_loader(self.eval_split.gallery, self.cfg.data, pin_memory=pin),
+                reid_data.build_test_loader(
+                    self.eval_split.query, self.cfg.data, pin_memory=pin, finish_on_host=False
+                ),
+                reid_data.build_test_loader(
+                    self.eval_split.gallery, self.cfg.data, pin_memory=pin, finish_on_host=False
+                ),
             )
         query_loader, gallery_loader = self._eval_loaders
         return evaluate(

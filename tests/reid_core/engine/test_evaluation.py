@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from typing import NamedTuple
 
 import pytest
 import torch
 from torch import nn
 
+from reid_core.data import build_dataset
+from reid_core.data import build_test_loader
 from reid_core.engine import extract_features
 from reid_core.engine import squared_euclidean
 from reid_core.errors import EvaluationError
@@ -100,3 +104,21 @@ def test_squared_euclidean_matches_cdist_squared() -> None:
     g = torch.randn(7, 16, generator=generator)
     assert torch.allclose(squared_euclidean(q, g), torch.cdist(q, g) ** 2, atol=1e-4)
     assert squared_euclidean(q, q).diagonal().min() >= 0.0
+
+
+def test_uint8_clips_finished_on_the_device_give_the_host_paths_features(
+    tiny_cfg: Callable[..., Any],
+) -> None:
+    """The test loader's ``uint8`` clips, normalised where the model runs (as in training),
+    give the features of the host-normalised ``float32`` clips."""
+    data = tiny_cfg().data
+    query = build_dataset("mars", data.root).query
+    model = build_model(
+        "ta_bt", num_classes=5, backbone="resnet10", pretrained=False, input_size=(32, 16)
+    )
+    raw = build_test_loader(query, data, finish_on_host=False)
+    assert next(iter(raw))[0].dtype == torch.uint8
+    on_host, pids, _ = extract_features(model, build_test_loader(query, data), device="cpu")
+    on_device, same_pids, _ = extract_features(model, raw, device="cpu", chunk=3)
+    assert pids.tolist() == same_pids.tolist()
+    assert torch.allclose(on_host, on_device, rtol=1e-4, atol=1e-5)
