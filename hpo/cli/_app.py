@@ -33,7 +33,14 @@ class _ReidGroup(TyperGroup):
             raise typer.Exit(code=EXIT_USER_ERROR) from None
 
 
+HELP_SETTINGS: dict[str, Any] = {"rich_markup_mode": None}
+"""How every command group renders ``--help``: the plain formatter, which wraps to the
+terminal up to 80 columns, never cuts a default or a choice, and shows booleans as flags
+(the Rich panels squeeze the help into an 18-character column at 80 columns). The three
+Typer apps (this one, ``study``, ``data``) all take it."""
+
 app = typer.Typer(
+    **HELP_SETTINGS,
     cls=_ReidGroup,
     name="reid-hpo",
     help="Tune video person re-ID models (ResNet50TA_BT bag of tricks) with Optuna studies.",

@@ -20,7 +20,8 @@ def dashboard_command(
     host: str = typer.Option(
         dashboard.DEFAULT_HOST,
         "--host",
-        help="Address to bind. The dashboard has NO authentication: keep it on 127.0.0.1.",
+        help="Address to bind. Anyone who reaches it can read every study (only changes "
+        "need the token): keep it on 127.0.0.1.",
     ),
     port: int = typer.Option(dashboard.DEFAULT_PORT, "--port", min=1, max=65535),
     artifact_dir: Path | None = typer.Option(

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from hpo.cli._app import HELP_SETTINGS
 from hpo.cli._app import app
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class MarsGalleryOption(enum.StrEnum):
 
 
 data_app = typer.Typer(
+    **HELP_SETTINGS,
     help="Synthetic datasets in the public layouts, and dataset checks.",
     no_args_is_help=True,
 )

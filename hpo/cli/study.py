@@ -27,6 +27,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from hpo.cli._app import HELP_SETTINGS
 from hpo.cli._app import app
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from hpo.study import StudyStatus
 
 study_app = typer.Typer(
+    **HELP_SETTINGS,
     name="study",
     help=(
         "Create, inspect, export and delete studies. "
@@ -41,9 +43,10 @@ study_app = typer.Typer(
         "passwords are always printed masked."
     ),
     epilog=(
-        "Examples: reid-hpo study create studies/mars_map_random.yaml  |  "
-        "reid-hpo study status mars-map-random  |  "
-        "reid-hpo study best mars-map-random --format json"
+        "Examples:\n\n\b\n"
+        "  reid-hpo study create studies/mars_map_random.yaml\n"
+        "  reid-hpo study status mars-map-random\n"
+        "  reid-hpo study best mars-map-random --format json"
     ),
     no_args_is_help=True,
 )
@@ -167,21 +170,25 @@ def list_cmd(
     if not infos:
         console.print(f"No studies in {mask_url(url)}.")
         return
-    table = Table(title=f"Studies in {mask_url(url)}", box=box.SIMPLE_HEAD)
-    table.add_column("name", overflow="fold")
-    table.add_column("objective", no_wrap=True)
-    for header in ("trials", "done", "pruned", "failed", "running", "best", "#"):
+    table = Table(
+        title=f"Studies in {mask_url(url)}",
+        caption="C/P/F/R: complete, pruned, failed, running trials",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    # The name is what a user copies: it never wraps; the objective gives way first.
+    table.add_column("name", no_wrap=True, min_width=max(len(info.name) for info in infos))
+    table.add_column("objective", overflow="fold")
+    for header in ("trials", "C/P/F/R", "best", "#"):
         table.add_column(header, justify="right", no_wrap=True)
     for info in infos:
         arrow = {"maximize": "max", "minimize": "min"}.get(info.direction, info.direction)
+        states = (info.states[s] for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
         table.add_row(
             info.name,
             f"{info.metric or '?'} ({arrow})",
             str(info.n_trials),
-            str(info.states["COMPLETE"]),
-            str(info.states["PRUNED"]),
-            str(info.states["FAIL"]),
-            str(info.states["RUNNING"]),
+            "/".join(str(n) for n in states),
             _pct(info.best_value),
             "-" if info.best_trial is None else str(info.best_trial),
         )
@@ -265,8 +272,11 @@ def status_cmd(
     """Trial counts by state, best trial, and the running trials with epoch e/E, last
     validation mAP, heartbeat age and ETA.
 
-    Examples: reid-hpo study status mars-map-random  |
-    reid-hpo study status mars-map-random --watch --interval 10
+    Examples:
+
+    \b
+      reid-hpo study status mars-map-random
+      reid-hpo study status mars-map-random --watch --interval 10
     """
     from hpo.storage import resolve_storage_url
     from hpo.study import study_status

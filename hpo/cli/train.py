@@ -33,10 +33,11 @@ _RANKS = (1, 5, 10, 20)
 _TRAIN_EPILOG = """\
 Example (a tiny CPU run on a synthetic dataset):
 
+\b
   reid-hpo data synth data/mars --layout mars
-
-  reid-hpo train --dataset mars --root data/mars --backbone resnet18 --no-pretrained
-  --height 64 --width 32 --epochs 5 --eval-every 1 --output runs/train
+  reid-hpo train --dataset mars --root data/mars --backbone resnet18 \\
+      --no-pretrained --height 64 --width 32 --epochs 5 --eval-every 1 \\
+      --output runs/train
 """
 
 

@@ -81,7 +81,7 @@ def help_examples() -> Iterator[tuple[str, str]]:
             if mark is None:
                 continue
             for found in _HELP_COMMAND.findall(text[mark.end() :]):
-                yield path, normalise(found)
+                yield path, normalise(found.replace("\\\n", " "))
 
 
 def documented_examples() -> dict[str, list[str]]:
