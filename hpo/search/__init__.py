@@ -15,6 +15,8 @@ from hpo.search._fidelity import promotions
 from hpo.search._fidelity import rung_epochs
 from hpo.search._fidelity import scale_schedule
 from hpo.search._pruners import build_pruner
+from hpo.search._rung_plan import RungPlan
+from hpo.search._rung_plan import rung_plan
 from hpo.search._samplers import build_sampler
 from hpo.search._space import distribution
 from hpo.search._space import distributions
@@ -22,6 +24,7 @@ from hpo.search._space import suggest
 
 __all__ = [
     "Bracket",
+    "RungPlan",
     "Schedule",
     "brackets",
     "build_pruner",
@@ -31,6 +34,7 @@ __all__ = [
     "next_bracket",
     "promotions",
     "rung_epochs",
+    "rung_plan",
     "scale_schedule",
     "suggest",
 ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from hpo.errors import SpecError
+from hpo.search._rung_plan import rung_plan
 from hpo.spec import pruner_options
 
 if TYPE_CHECKING:
@@ -25,11 +26,15 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         spec: The study spec.
 
     Returns:
-        A new pruner instance.
+        A new pruner instance; ``NopPruner`` for a study with ``fidelity:`` (its rungs replace
+        the pruner; the spec's pruner is then ``none``).
 
     Raises:
-        SpecError: The options are invalid, e.g. ``min_resource > max_resource``.
+        SpecError: The options are invalid, e.g. ``min_resource > max_resource``, or the
+            ``fidelity:`` ladder does not fit the schedule.
     """
+    if rung_plan(spec) is not None:
+        return optuna.pruners.NopPruner()
     try:
         options = pruner_options(spec)
     except ValueError as exc:

@@ -31,6 +31,7 @@ from hpo.spec._schema import ArtifactsSpec
 from hpo.spec._schema import BudgetSpec
 from hpo.spec._schema import CategoricalParam
 from hpo.spec._schema import DatasetSpec
+from hpo.spec._schema import FidelitySpec
 from hpo.spec._schema import FloatParam
 from hpo.spec._schema import FromStudySpec
 from hpo.spec._schema import HeartbeatSpec
@@ -65,6 +66,7 @@ __all__ = [
     "BudgetSpec",
     "CategoricalParam",
     "DatasetSpec",
+    "FidelitySpec",
     "FloatParam",
     "FromStudySpec",
     "HeartbeatSpec",

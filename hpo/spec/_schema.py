@@ -370,6 +370,35 @@ class BudgetSpec(_Spec):
         return self
 
 
+class FidelitySpec(_Spec):
+    """Successive halving over compressed schedules (``hpo.search._fidelity`` has the rules).
+
+    ``kind: none`` (the default) trains every trial on the full schedule. ``sha`` runs
+    asynchronous successive halving over a ladder of rungs, each the recipe with its epochs,
+    warm-up, milestones and evaluation period scaled down; ``hyperband`` runs one such bracket per
+    starting rung. The ladder has ``rungs`` rungs (default 3) or as many as keep the bottom rung
+    at ``min_epochs`` or more; ``eta`` is the reduction factor. New configurations come from the
+    study's sampler; the pruner must be ``none`` (rungs replace it) and the budget's ``n_trials``
+    counts full-schedule trials' worth of epochs.
+    """
+
+    kind: Literal["none", "sha", "hyperband"] = "none"
+    eta: int = Field(3, ge=2)
+    rungs: int | None = Field(None, ge=1)
+    min_epochs: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_ladder_rule(self) -> FidelitySpec:
+        if self.rungs is not None and self.min_epochs is not None:
+            raise ValueError("give rungs or min_epochs, not both")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether trials run as rungs of compressed schedules."""
+        return self.kind != "none"
+
+
 class ArtifactsSpec(_Spec):
     """Where trial checkpoints go: a path every worker sees (shared filesystem)."""
 
@@ -473,6 +502,7 @@ class StudySpec(_Spec):
     artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
     heartbeat: HeartbeatSpec = Field(default_factory=HeartbeatSpec)
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
+    fidelity: FidelitySpec = Field(default_factory=FidelitySpec)
     seed: int = 0
     seed_policy: Literal["shared", "per_trial"] = "shared"
     """``shared``: every trial trains with ``seed`` (the reference: common random numbers, so
@@ -525,6 +555,7 @@ class StudySpec(_Spec):
             pruner_options(self)
         except ValueError as exc:
             raise ValueError(f"pruner.options: {exc}") from None
+        _check_fidelity(self)
         return self
 
     def fingerprint(self) -> str:
@@ -575,6 +606,22 @@ def _check_warm_start(spec: StudySpec) -> None:
         raise ValueError(
             f"warm_start: enqueues up to {most} trials but budget.n_trials is {n_trials}; "
             "raise the budget or enqueue fewer"
+        )
+
+
+def _check_fidelity(spec: StudySpec) -> None:
+    fidelity = spec.fidelity
+    if not fidelity.enabled:
+        return
+    if spec.pruner.name != "none":
+        raise ValueError(
+            f"pruner: {spec.pruner.name!r} cannot run with fidelity.kind {fidelity.kind!r} "
+            "(rungs replace the pruner); set pruner: {name: none}"
+        )
+    if fidelity.min_epochs is not None and fidelity.min_epochs > spec.training.epochs:
+        raise ValueError(
+            f"fidelity.min_epochs: {fidelity.min_epochs} is more than "
+            f"training.epochs {spec.training.epochs}"
         )
 
 

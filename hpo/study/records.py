@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import fields
 from typing import Any
 
 import optuna
@@ -91,6 +94,42 @@ class TrialAttr:
     WARM_START = "warm_start"
     """Where an enqueued warm-start configuration came from: ``configs.<i>``,
     ``preset:<name>`` or ``study:<name>#<trial number>`` (retries inherit it)."""
+    FIDELITY = "fidelity"
+    """A ``fidelity:`` study's rung of the trial (:class:`Rung`): ``{config, bracket, rung,
+    epochs, top}``; retries and promotions carry it."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """Where a trial of a ``fidelity:`` study sits (its ``fidelity`` user attribute).
+
+    Attributes:
+        config: The configuration's id: the number of its first (bottom-rung) trial; every
+            rung trial of the configuration, retries included, carries it.
+        bracket: The bracket's index (its bottom rung for Hyperband; 0 for SHA).
+        rung: The rung's index in the ladder (0: the cheapest).
+        epochs: The rung's epochs (its compressed schedule's length).
+        top: Whether this is the full schedule (only those trials can be the study's best).
+    """
+
+    config: int
+    bracket: int
+    rung: int
+    epochs: int
+    top: bool
+
+    def to_attr(self) -> dict[str, Any]:
+        """The user attribute's value."""
+        return asdict(self)
+
+
+def rung_of(trial: FrozenTrial | optuna.Trial) -> Rung | None:
+    """The trial's :class:`Rung`, or None when it has none (a plain study, or a new trial of a
+    fidelity study before its worker placed it)."""
+    value = trial.user_attrs.get(TrialAttr.FIDELITY)
+    if not isinstance(value, dict):
+        return None
+    return Rung(**{f.name: value[f.name] for f in fields(Rung)})
 
 
 METRIC_NAMES: dict[str, str] = {
@@ -214,14 +253,23 @@ def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | N
 
 def top_trials(trials: Iterable[FrozenTrial], direction: str, k: int) -> list[FrozenTrial]:
     """The ``k`` best COMPLETE trials with a finite value, best first (the rule of
-    :func:`best_trial`: ties go to the earlier trial)."""
+    :func:`best_trial`: ties go to the earlier trial). In a ``fidelity:`` study only
+    full-schedule (top-rung) trials count: a compressed schedule's value is not comparable."""
     done = [
         t
         for t in trials
-        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+        if t.state == TrialState.COMPLETE
+        and t.value is not None
+        and math.isfinite(t.value)
+        and _full_schedule(t)
     ]
     sign = -1.0 if direction == "maximize" else 1.0
     return sorted(done, key=lambda t: (sign * t.value, t.number))[:k]
+
+
+def _full_schedule(trial: FrozenTrial) -> bool:
+    rung = rung_of(trial)
+    return rung is None or rung.top
 
 
 def direction_name(directions: list[optuna.study.StudyDirection]) -> str:
@@ -253,6 +301,7 @@ __all__ = [
     "METRIC_NAMES",
     "PCT_DECIMALS",
     "SIGNIFICANT_DIGITS",
+    "Rung",
     "StudyAttr",
     "TrialAttr",
     "best_of_study",
@@ -263,6 +312,7 @@ __all__ = [
     "format_pct",
     "read_spec",
     "read_spec_or_none",
+    "rung_of",
     "spec_of",
     "stored_retrain_result",
     "stored_test_result",

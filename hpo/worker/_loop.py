@@ -9,6 +9,10 @@ remaining budget is only "pending" (other workers' RUNNING trials) a worker wait
 failing stale trials (a watchdog), so a dead worker's trial is retried even when no new
 trial starts.
 
+In a ``fidelity:`` study (:mod:`hpo.worker._rungs`) the same check first enqueues the
+promotions that are due, counts the budget in epochs (each trial with its rung's epochs) and
+places a new trial on its bracket's bottom rung before the lock is released.
+
 Trials run inside ``study.optimize(n_trials=1)`` (:func:`~hpo.worker.run_trial`) so that
 Optuna records heartbeats; the storage is Optuna's own, opened by
 :func:`hpo.storage.open_storage` (heartbeats, stale-trial retries and reconnects as there).
@@ -36,6 +40,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import StudyNotFoundError
+from hpo.search import RungPlan
 from hpo.spec import StudySpec
 from hpo.storage import Heartbeat
 from hpo.storage import StudyLock
@@ -61,6 +66,10 @@ from hpo.worker._objective import TrialObjective
 from hpo.worker._objective import TrialResult
 from hpo.worker._objective import make_objective
 from hpo.worker._objective import run_trial
+from hpo.worker._rungs import EpochCounts
+from hpo.worker._rungs import decide_epochs
+from hpo.worker._rungs import enqueue_promotions
+from hpo.worker._rungs import next_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +239,9 @@ class _WorkerLoop:
             if max_trials is not None and sum(self.states.values()) >= max_trials:
                 stop_reason = "max_trials"
                 break
-            decision, deadline = _check_budget(self.study, self.lock, self.n_trials, self.timeout_s)
+            decision, deadline = _check_budget(
+                self.study, self.lock, self.n_trials, self.timeout_s, self.objective.plan
+            )
             if decision is Decision.DONE:
                 stop_reason = "budget"
                 break
@@ -273,20 +284,25 @@ class _WorkerLoop:
 
 
 def _check_budget(
-    study: optuna.Study, lock: StudyLock, n_trials: int | None, timeout_s: float | None
+    study: optuna.Study,
+    lock: StudyLock,
+    n_trials: int | None,
+    timeout_s: float | None,
+    plan: RungPlan | None,
 ) -> tuple[Decision, float | None]:
-    """Take the lock, fail stale trials (watchdog) and decide; the lock stays held only
-    when the decision is TAKE."""
+    """Take the lock, fail stale trials (watchdog), enqueue due promotions (a ``fidelity:``
+    study) and decide; the lock stays held only when the decision is TAKE."""
     lock.acquire()
     try:
         _fail_stale_trials(study)
         started = study_started_at(study)
-        decision = decide(
-            TrialCounts.of(study),
-            n_trials=n_trials,
-            elapsed_s=time.time() - started,
-            timeout_s=timeout_s,
-        )
+        elapsed_s = time.time() - started
+        if plan is None:
+            decision = decide(
+                TrialCounts.of(study), n_trials=n_trials, elapsed_s=elapsed_s, timeout_s=timeout_s
+            )
+        else:
+            decision = _decide_rungs(study, plan, n_trials, elapsed_s, timeout_s)
     except KeyError:
         lock.release()
         # Optuna's storages answer KeyError for a study id that no longer exists.
@@ -299,6 +315,28 @@ def _check_budget(
     if decision is not Decision.TAKE:
         lock.release()
     return decision, (started + timeout_s if timeout_s is not None else None)
+
+
+def _decide_rungs(
+    study: optuna.Study,
+    plan: RungPlan,
+    n_trials: int | None,
+    elapsed_s: float,
+    timeout_s: float | None,
+) -> Decision:
+    """Promotions first, then the epoch budget (:mod:`hpo.worker._rungs`)."""
+    budget = plan.budget_epochs(n_trials)
+    if timeout_s is None or elapsed_s < timeout_s:
+        direction = "minimize" if study.direction.name == "MINIMIZE" else "maximize"
+        enqueue_promotions(study, plan, budget=budget, direction=direction)
+    trials = study.get_trials(deepcopy=False)
+    return decide_epochs(
+        EpochCounts.of(trials, plan),
+        budget=budget,
+        next_epochs=next_epochs(trials, plan),
+        elapsed_s=elapsed_s,
+        timeout_s=timeout_s,
+    )
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:

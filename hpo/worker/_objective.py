@@ -43,6 +43,7 @@ from optuna.trial import TrialState
 from hpo import __version__
 from hpo.errors import SpecError
 from hpo.errors import StudyNotFoundError
+from hpo.search import rung_plan
 from hpo.search import suggest
 from hpo.spec import to_train_config
 from hpo.study import AttemptIdentity
@@ -55,6 +56,7 @@ from hpo.study import stored_path
 from hpo.study import write_identity
 from hpo.study.records import TrialAttr
 from hpo.study.records import flat_metric_attrs
+from hpo.study.records import rung_of
 from hpo.worker._attempt import TrialFenced
 from hpo.worker._attempt import check_still_running
 from hpo.worker._attempt import raise_if_study_gone
@@ -66,6 +68,8 @@ from hpo.worker._progress import format_metrics
 from hpo.worker._progress import format_params
 from hpo.worker._progress import trial_label
 from hpo.worker._pruning import OptunaPruningCallback
+from hpo.worker._rungs import place_new_trial
+from hpo.worker._rungs import rung_config
 from reid_core.config import resolve_device
 from reid_core.engine import TENSORBOARD_DIR
 from reid_core.engine import Callback
@@ -266,7 +270,14 @@ class TrialObjective:
         self.stop_event = stop_event
         self.deadline = deadline
         self.metric = OBJECTIVE_METRICS[spec.objective.metric]
+        self.plan = rung_plan(spec)
         self._trainer_factory = trainer_factory
+
+    def begin(self, trial: optuna.Trial) -> None:
+        """Place a new trial of a ``fidelity:`` study on its rung (under the study lock, so
+        that concurrent workers see it placed); nothing for other studies."""
+        if self.plan is not None:
+            place_new_trial(trial, self.plan)
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train one trial and return its validation metric at the last evaluation."""
@@ -341,6 +352,9 @@ class TrialObjective:
         device = resolve_device(self.device)
         select_device(device)  # before anything touches CUDA (and nothing does for a CPU)
         cfg = dataclasses.replace(cfg, seed=seed, device=device)
+        rung = rung_of(trial) if self.plan is not None else None
+        if rung is not None:
+            cfg = rung_config(cfg, rung)
         identity = AttemptIdentity(study_uuid, origin, trial.number, config_hash(cfg))
         previous = inherited.get(TrialAttr.CHECKPOINT_DIR)
         resume_from = (
@@ -361,6 +375,8 @@ class TrialObjective:
         clock.record(trial)  # a retry starts its own count: the inherited one was its predecessor's
         trial.set_user_attr(TrialAttr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
         label = self._label(trial)
+        if rung is not None:
+            label += f" rung {rung.rung} ({rung.epochs} epochs, configuration {rung.config})"
         logger.info(
             "%s: %s; in %s%s",
             label,
@@ -498,6 +514,7 @@ def run_trial(
 
     def func(trial: optuna.Trial) -> float:
         outcome["number"] = trial.number
+        objective.begin(trial)
         on_start()
         try:
             return objective.train(trial, deadline=deadline)
