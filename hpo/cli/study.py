@@ -206,8 +206,13 @@ def _status_view(status: StudyStatus) -> Group:
     ]
     counts = ", ".join(f"{state.lower()} {n}" for state, n in status.states.items() if n)
     lines.append(f"trials: {counts or 'none yet'}")
+    for rung in status.rungs:
+        counts = ", ".join(f"{state.lower()} {n}" for state, n in rung.states.items() if n)
+        lines.append(f"rung {rung.rung} ({rung.epochs} epochs): {counts or 'none yet'}")
     budget = []
-    if status.n_trials_budget:
+    if status.epochs_budget:
+        budget.append(f"{status.epochs_finished}/{status.epochs_budget} epochs")
+    elif status.n_trials_budget:
         budget.append(f"{status.n_finished}/{status.n_trials_budget} finished trials")
     if status.timeout_hours:
         budget.append(f"{_fmt(status.elapsed_hours, 2)}/{status.timeout_hours} h")
@@ -235,7 +240,7 @@ def _running_table(status: StudyStatus) -> Table | Text:
         age = "no heartbeat" if run.heartbeat_age_s is None else f"{run.heartbeat_age_s:.0f} s"
         epoch = "-" if run.epoch is None else f"{run.epoch}/{run.epochs or '?'}"
         table.add_row(
-            f"#{run.number}",
+            f"#{run.number}" + ("" if run.rung is None else f" rung {run.rung}"),
             run.worker or "-",
             epoch,
             "-" if run.val_map_pct is None else f"{run.val_map_pct:.1f}%",

@@ -21,8 +21,11 @@ from hpo.report._tables import SORT_SCRIPT
 from hpo.report._tables import generated_at
 from hpo.report._tables import setup_section
 from hpo.report._tables import trials_table
+from hpo.search import rung_plan
 from hpo.storage import mask_url
 from hpo.study import compute_account
+from hpo.study import finished_epochs
+from hpo.study import rung_counts
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
 from hpo.study.records import read_spec_or_none
@@ -139,6 +142,7 @@ def _summary_html(
     account = compute_account(trials, spec.training.epochs if spec else None)
     compute = "<br>".join(_e(line) for line in account.lines())
     rows.append(f"<tr><th>compute</th><td id='compute'>{compute}</td></tr>")
+    rows += _rung_rows(study, trials)
     if storage_url:
         rows.append(f"<tr><th>storage</th><td><code>{_e(mask_url(storage_url))}</code></td></tr>")
     parts = ["<section id='summary'><h2>Summary</h2>", f"<table>{''.join(rows)}</table>"]
@@ -163,6 +167,27 @@ def _summary_html(
             parts.append(_pct_table(metrics))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _rung_rows(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
+    """One summary row per rung of a ``fidelity:`` study: its epochs and trials by state."""
+    spec = read_spec_or_none(study.user_attrs, study.study_name)
+    plan = rung_plan(spec) if spec is not None else None
+    if plan is None:
+        return []
+    rows = []
+    for rung in rung_counts(trials, plan):
+        states = ", ".join(f"{state} {n}" for state, n in rung.states.items() if n)
+        rows.append(
+            f"<tr class='rung'><th>rung {rung.rung} ({rung.epochs} epochs)</th>"
+            f"<td>{_e(states or 'no trial yet')}</td></tr>"
+        )
+    rows.append(
+        f"<tr><th>epochs</th><td>{finished_epochs(trials)} finished of "
+        f"{plan.budget_epochs(spec.budget.n_trials) or 'no limit'}; the best trial is "
+        "taken from the full schedule (top rung) only</td></tr>"
+    )
+    return rows
 
 
 def _retrain_html(result: dict[str, Any] | None) -> str:

@@ -11,9 +11,11 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from hpo.report._metric import Metric
+from hpo.search import rung_plan
 from hpo.spec import StudySpec
 from hpo.spec import pruner_options
 from hpo.study.records import TrialAttr
+from hpo.study.records import rung_of
 
 # Validation metrics of the trials table: (user-attr key in val_metrics, column header).
 VAL_COLUMNS = (("mAP", "mAP"), ("rank1", "R1"), ("rank5", "R5"), ("rank10", "R10"))
@@ -80,11 +82,13 @@ def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | 
         return "<p class='note'>The study has no trials.</p>"
     params = list(dict.fromkeys(name for t in trials for name in t.params))
     warm = any(TrialAttr.WARM_START in t.user_attrs for t in trials)
+    rungs = any(rung_of(t) is not None for t in trials)
     headers = ["#", "state", metric.label, *(f"{h} (%)" for _, h in VAL_COLUMNS), "epochs"]
-    headers += [*params, "worker", "started", "duration (s)"]
-    headers += [*(["warm start"] if warm else []), "fail reason"]
+    headers += [*(["rung", "configuration"] if rungs else []), *params]
+    headers += ["worker", "started", "duration (s)", *(["warm start"] if warm else [])]
+    headers.append("fail reason")
     head = "".join(f"<th title='click to sort'>{_e(h)}</th>" for h in headers)
-    rows = [_trial_row(t, params, metric, best, warm) for t in trials]
+    rows = [_trial_row(t, params, metric, best, warm=warm, rungs=rungs) for t in trials]
     return (
         "<p class='note'>Click a column header to sort; &#9733; marks the best trial "
         "(validation). Metrics are on the validation split.</p>"
@@ -94,7 +98,13 @@ def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | 
 
 
 def _trial_row(
-    t: FrozenTrial, params: list[str], metric: Metric, best: FrozenTrial | None, warm: bool
+    t: FrozenTrial,
+    params: list[str],
+    metric: Metric,
+    best: FrozenTrial | None,
+    *,
+    warm: bool,
+    rungs: bool,
 ) -> str:
     is_best = best is not None and t.number == best.number
     value = t.value if t.values is not None and len(t.values) == 1 else None
@@ -110,6 +120,10 @@ def _trial_row(
         cells.append(_cell("" if shown is None else f"{100 * shown:.2f}", shown))
     epochs = epochs_of(t)
     cells.append(_cell("" if epochs is None else str(epochs), epochs))
+    if rungs:
+        rung = rung_of(t)
+        cells.append(_cell("" if rung is None else f"{rung.rung} ({rung.epochs} epochs)"))
+        cells.append(_cell("" if rung is None else str(rung.config), rung and rung.config))
     for name in params:
         raw = t.params.get(name)
         cells.append(_cell("" if raw is None else _param_text(raw), _number(raw)))
@@ -160,6 +174,13 @@ def setup_section(spec: StudySpec | None) -> str:
         "budget": f"{spec.budget.n_trials or 'no'} trials, "
         f"{spec.budget.timeout_hours or 'no'} hours",
     }
+    plan = rung_plan(spec)
+    if plan is not None:
+        rows["fidelity"] = (
+            f"{plan.kind}, eta {plan.eta}, rungs of {', '.join(map(str, plan.ladder))} epochs "
+            "(compressed schedules); the budget counts epochs "
+            f"({plan.budget_epochs(spec.budget.n_trials) or 'no limit'})"
+        )
     setup = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows.items())
     spec_json = json.dumps(spec.model_dump(mode="json"), indent=2)
     return (

@@ -43,12 +43,15 @@ from hpo.study._preflight import check_spec_can_run
 from hpo.study._preflight import check_spec_fits_its_dataset
 from hpo.study._preflight import check_study_can_run
 from hpo.study._queries import BestTrial
+from hpo.study._queries import RungCount
 from hpo.study._queries import RunningTrial
 from hpo.study._queries import StudyInfo
 from hpo.study._queries import StudyStatus
 from hpo.study._queries import TrialSummary
 from hpo.study._queries import best_trial_of
+from hpo.study._queries import finished_epochs
 from hpo.study._queries import list_studies
+from hpo.study._queries import rung_counts
 from hpo.study._queries import state_counts
 from hpo.study._queries import study_status
 from hpo.study._retrain import PLAIN_TRAINING_EPOCHS
@@ -73,6 +76,7 @@ __all__ = [
     "DeletedStudy",
     "RetrainError",
     "RetrainOptions",
+    "RungCount",
     "RunningTrial",
     "StorageLike",
     "StudyAttr",
@@ -97,6 +101,7 @@ __all__ = [
     "ensure_study_uuid",
     "evaluate_best_on_test",
     "export_trials",
+    "finished_epochs",
     "first_prune_epoch",
     "keep_the_best_checkpoint",
     "list_studies",
@@ -107,6 +112,7 @@ __all__ = [
     "reid_core_evaluator",
     "resolve_stored",
     "retrain_trial",
+    "rung_counts",
     "spec_of",
     "state_counts",
     "stored_path",

@@ -14,6 +14,8 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from hpo.errors import NoCompletedTrialError
+from hpo.search import RungPlan
+from hpo.search import rung_plan
 from hpo.spec import StudySpec
 from hpo.storage import heartbeat_ages
 from hpo.storage import missing_sqlite_file
@@ -29,6 +31,7 @@ from hpo.study.records import TrialAttr
 from hpo.study.records import best_trial
 from hpo.study.records import direction_name
 from hpo.study.records import read_spec_or_none
+from hpo.study.records import rung_of
 from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
 
@@ -84,6 +87,35 @@ def list_studies(storage_url: StorageLike) -> list[StudyInfo]:
 
 
 @dataclass(frozen=True)
+class RungCount:
+    """The trials of one rung of a ``fidelity:`` study, by state."""
+
+    rung: int
+    epochs: int
+    states: dict[str, int]
+
+
+def rung_counts(trials: list[FrozenTrial], plan: RungPlan) -> list[RungCount]:
+    """Trials per rung and state, cheapest rung first (trials not placed yet are left out)."""
+    by_rung: dict[int, list[FrozenTrial]] = {level: [] for level in range(len(plan.ladder))}
+    for trial in trials:
+        rung = rung_of(trial)
+        if rung is not None:
+            by_rung[rung.rung].append(trial)
+    return [
+        RungCount(level, plan.ladder[level], state_counts(placed))
+        for level, placed in by_rung.items()
+    ]
+
+
+def finished_epochs(trials: list[FrozenTrial]) -> int:
+    """Epochs of a ``fidelity:`` study's finished trials, each at its rung's epochs."""
+    return sum(
+        rung.epochs for t in trials if t.state in _FINISHED and (rung := rung_of(t)) is not None
+    )
+
+
+@dataclass(frozen=True)
 class RunningTrial:
     """A RUNNING trial: who runs it and how recently it signalled life."""
 
@@ -102,6 +134,8 @@ class RunningTrial:
     elapsed_s: float | None = None
     eta_s: float | None = None
     """Seconds until the trial's last epoch at its pace so far (None before its first epoch)."""
+    rung: int | None = None
+    """The trial's rung in a ``fidelity:`` study (0: the cheapest), else None."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +165,12 @@ class StudyStatus:
     running: list[RunningTrial] = field(default_factory=list)
     compute: ComputeAccount | None = None
     """What the search spent and what pruning saved (:mod:`hpo.study._accounting`)."""
+    rungs: list[RungCount] = field(default_factory=list)
+    """Trials per rung of a ``fidelity:`` study (empty for other studies)."""
+    epochs_finished: int | None = None
+    """A ``fidelity:`` study's finished epochs (its budget counts epochs), else None."""
+    epochs_budget: int | None = None
+    """A ``fidelity:`` study's budget in epochs (``n_trials`` full schedules), else None."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -151,6 +191,7 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         ages = heartbeat_ages(storage, study_id)
     best = best_trial(trials, direction)
     epochs = spec.training.epochs if spec else None
+    plan = rung_plan(spec) if spec else None
     now = datetime.now()
     running = [
         _running_trial(t, ages.get(t.number), epochs, now)
@@ -158,10 +199,14 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         if t.state == TrialState.RUNNING
     ]
     elapsed = _elapsed_hours(trials, now)
-    n_finished = sum(1 for t in trials if t.state in _FINISHED)
     budget = spec.budget if spec else None
+    epochs_budget = plan.budget_epochs(budget.n_trials) if plan and budget else None
+    epochs_done = finished_epochs(trials) if plan else None
+    n_finished = sum(1 for t in trials if t.state in _FINISHED)
     used = []
-    if budget and budget.n_trials:
+    if epochs_budget and epochs_done is not None:
+        used.append(epochs_done / epochs_budget)
+    elif budget and budget.n_trials:
         used.append(n_finished / budget.n_trials)
     if budget and budget.timeout_hours and elapsed is not None:
         used.append(elapsed / budget.timeout_hours)
@@ -179,6 +224,9 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         best=TrialSummary(best.number, best.value, dict(best.params)) if best else None,
         running=running,
         compute=compute_account(trials, epochs),
+        rungs=rung_counts(trials, plan) if plan else [],
+        epochs_finished=epochs_done,
+        epochs_budget=epochs_budget,
     )
 
 
@@ -197,6 +245,9 @@ def _elapsed_hours(trials: list[FrozenTrial], now: datetime) -> float | None:
 def _running_trial(
     t: FrozenTrial, heartbeat_age_s: float | None, epochs: int | None, now: datetime
 ) -> RunningTrial:
+    rung = rung_of(t)
+    if rung is not None:
+        epochs = rung.epochs
     last_step = max(t.intermediate_values) if t.intermediate_values else None
     done = t.user_attrs.get(TrialAttr.EPOCHS_DONE)
     epoch = int(done) if isinstance(done, int) else (None if last_step is None else last_step + 1)
@@ -220,6 +271,7 @@ def _running_trial(
         val_map_pct=float(val_map) if isinstance(val_map, int | float) else None,
         elapsed_s=elapsed,
         eta_s=eta,
+        rung=rung.rung if rung is not None else None,
     )
 
 
@@ -299,12 +351,15 @@ def _absolute_folder(stored: str | None, spec: StudySpec | None) -> str | None:
 
 __all__ = [
     "BestTrial",
+    "RungCount",
     "RunningTrial",
     "StudyInfo",
     "StudyStatus",
     "TrialSummary",
     "best_trial_of",
+    "finished_epochs",
     "list_studies",
+    "rung_counts",
     "state_counts",
     "study_status",
 ]
