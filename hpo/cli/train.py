@@ -152,6 +152,13 @@ class Prototypes(StrEnum):
     centers = "centers"
 
 
+class ErasingStyle(StrEnum):
+    """``--erasing-style``."""
+
+    reference = "reference"
+    torchvision = "torchvision"
+
+
 class Distance(StrEnum):
     """``--triplet-distance``."""
 
@@ -223,6 +230,18 @@ def train_command(
     random_erasing: float | None = _opt(
         "--random-erasing", default=_D.random_erasing, min=0.0, max=1.0, help="Probability."
     ),
+    labelled_erasing: float | None = _opt(
+        "--labelled-erasing",
+        default=_D.labelled_erasing,
+        min=0.0,
+        max=1.0,
+        help="Probability of a second, labelled erasing per frame (Attn-CL).",
+    ),
+    erasing_style: ErasingStyle | None = _opt(
+        "--erasing-style",
+        default=_D.erasing_style,
+        help="Erasing box and fill: the reference's (area <= 0.4) or torchvision's.",
+    ),
     lr: float | None = _opt("--lr", default=_O.lr, min=0.0, help="Adam learning rate."),
     weight_decay: float | None = _opt(
         "--weight-decay", default=_O.weight_decay, min=0.0, help="Adam weight decay."
@@ -272,6 +291,12 @@ def train_command(
     alpha: float | None = _opt("--alpha", default=_L.osm_alpha, min=0.0, help="OSM alpha."),
     osm_l: float | None = _opt(
         "--osm-l", default=_L.osm_l, min=0.0, max=1.0, help="OSM l (negative-pair share)."
+    ),
+    attention_weight: float | None = _opt(
+        "--attention-weight",
+        default=_L.attention_weight,
+        min=0.0,
+        help="Attention loss (Attn-CL): raw attention scores of the labelled-erased frames.",
     ),
     init_from: Path | None = typer.Option(
         None,
@@ -329,6 +354,8 @@ def train_command(
             "num_workers": num_workers,
             "pad": pad,
             "random_erasing": random_erasing,
+            "labelled_erasing": labelled_erasing,
+            "erasing_style": _value(erasing_style),
         },
         model={
             "arch": _value(arch),
@@ -351,6 +378,7 @@ def train_command(
                 "osm_sigma": sigma,
                 "osm_alpha": alpha,
                 "osm_l": osm_l,
+                "attention_weight": attention_weight,
             },
         ),
         optim={

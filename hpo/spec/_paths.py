@@ -53,6 +53,8 @@ TRAINING_PATHS: dict[str, str] = {
             "test_batch_size",
             "num_workers",
             "random_erasing",
+            "labelled_erasing",
+            "erasing_style",
             "pad",
             "cache_frames",
             "epoch_sampling",
@@ -79,6 +81,7 @@ TRAINING_PATHS: dict[str, str] = {
             "osm_l",
             "osm_sigma",
             "prototypes",
+            "attention_weight",
         )
     },
 }

@@ -191,6 +191,8 @@ class TrainingSpec(_Spec):
     test_batch_size: int = Field(_D.test_batch_size, ge=1)
     num_workers: int = Field(_D.num_workers, ge=0)
     random_erasing: float = Field(_D.random_erasing, ge=0, le=1)
+    labelled_erasing: float = Field(_D.labelled_erasing, ge=0, le=1)
+    erasing_style: Literal["reference", "torchvision"] = _D.erasing_style
     pad: int = Field(_D.pad, ge=0)
     cache_frames: bool = _D.cache_frames
     epoch_sampling: Literal["per_id", "per_tracklet"] = _D.epoch_sampling
@@ -214,6 +216,7 @@ class TrainingSpec(_Spec):
     osm_l: float = Field(_L.osm_l, ge=0, le=1)
     osm_sigma: float = Field(_L.osm_sigma, gt=0)
     prototypes: Literal["classifier", "centers"] = _L.prototypes
+    attention_weight: float = Field(_L.attention_weight, ge=0)
     amp: Literal["auto", "fp16", "bf16", "off"] = _T.amp
     channels_last: bool = _T.channels_last
     compile: bool = _T.compile

@@ -400,11 +400,12 @@ class Trainer:
         state.next_epoch = epoch + 1
         checkpoint = self._save(epoch, state) if due else None
         logger.info(
-            "epoch %d/%d lr %.3g loss %.4f%s",
+            "epoch %d/%d lr %.3g loss %.4f (%s)%s",
             epoch + 1,
             self.cfg.epochs,
             lr,
             losses["total"],
+            " ".join(f"{name} {value:.4g}" for name, value in losses.items() if name != "total"),
             "" if metrics is None else " " + _format_metrics(metrics),
         )
         report = EpochReport(

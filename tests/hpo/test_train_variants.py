@@ -40,6 +40,7 @@ DOCUMENTED = {
     "bot": ("ta_bt", 1, 0.1, 1.0, "cosine", 5e-4, 0.0, "centers"),
     "bot_osm": ("ta_bt", 1, 0.1, 0.0, "cosine", 5e-4, 1.0, "classifier"),
     "bot_osm_cl": ("ta_bt", 1, 0.1, 0.0, "cosine", 5e-4, 1.0, "centers"),
+    "bbot_attn_cl": ("ta_bt", 1, 0.1, 0.0, "cosine", 5e-4, 1.0, "centers"),
     "bot_osm_cl_prid": ("ta_bt", 1, 0.1, 1.0 - PRID_BETA, "cosine", 5e-4, PRID_BETA, "centers"),
 }
 
@@ -120,6 +121,8 @@ def test_loss_switches_override_the_preset(mars: Path, tmp_path: Path) -> None:
         (["--no-osm", "--beta", "0.5"], "--no-osm with --beta 0.5"),
         (["--preset", "bot_osm_cl", "--no-center"], "CL centers"),
         (["--preset", "bot_osm_cl", "--arch", "nope"], "Invalid value for '--arch'"),
+        (["--preset", "bot", "--attention-weight", "1"], "data.labelled_erasing > 0"),
+        (["--preset", "bbot_attn_cl", "--arch", "tp"], "needs a temporal attention"),
     ],
 )
 def test_contradictory_loss_switches_are_refused(
@@ -145,6 +148,18 @@ def test_a_spec_names_a_preset_and_overrides_its_fields(tmp_path: Path) -> None:
     raw["preset"] = "bot_tricks"
     with pytest.raises(SpecError, match="unknown preset 'bot_tricks'"):
         parse_spec(raw)
+
+
+def test_a_spec_with_the_attn_cl_preset_trains_its_attention_loss(tmp_path: Path) -> None:
+    raw = spec_dict(name="p", data_root=tmp_path, artifacts=tmp_path / "a")
+    raw["preset"] = "bbot_attn_cl"
+    del raw["training"]["random_erasing"]
+    cfg = to_train_config(parse_spec(raw), {}, trial_number=0, output_dir=".")
+    assert (cfg.loss.attention_weight, cfg.data.labelled_erasing) == (1.0, 0.5)
+    assert (cfg.data.random_erasing, cfg.data.erasing_style) == (0.5, "reference")
+    raw["training"]["attention_weight"] = 0.25
+    cfg = to_train_config(parse_spec(raw), {}, trial_number=0, output_dir=".")
+    assert cfg.loss.attention_weight == 0.25
 
 
 def test_mars_model_fine_tuned_on_prid(mars: Path, tmp_path: Path) -> None:
