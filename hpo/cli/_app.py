@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 from typing import Any
 
@@ -20,16 +21,36 @@ def user_error_line(exc: BaseException) -> str:
     return f"Error: {text.splitlines()[0] if text else type(exc).__name__}"
 
 
+# A path the user gave that the operating system refuses: its reason is the whole story.
+_PATH_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EROFS}
+)
+
+
+def is_user_path_error(exc: BaseException) -> bool:
+    """An OSError about a named path (too long, not a folder, no permission, read-only)."""
+    return isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS and exc.filename is not None
+
+
+def path_error_line(exc: OSError) -> str:
+    """``Error: cannot use PATH: REASON`` for :func:`is_user_path_error` errors."""
+    return f"Error: cannot use {exc.filename}: {exc.strerror}"
+
+
 class _ReidGroup(TyperGroup):
-    """Turns every :class:`ReidError` raised by a command into one stderr line and exit 2."""
+    """Turns every :class:`ReidError` raised by a command (and every OSError about a path the
+    user named, :func:`is_user_path_error`) into one stderr line and exit 2."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except ReidError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+        except (ReidError, OSError) as exc:
+            if (ctx.obj and ctx.obj.get("debug")) or not (
+                isinstance(exc, ReidError) or is_user_path_error(exc)
+            ):
                 raise
-            typer.echo(user_error_line(exc), err=True)
+            line = user_error_line(exc) if isinstance(exc, ReidError) else path_error_line(exc)
+            typer.echo(line, err=True)
             raise typer.Exit(code=EXIT_USER_ERROR) from None
 
 

@@ -63,6 +63,11 @@ _T = TrainConfig()
 # Guard against enumerating absurd integer ranges in the batch_size / num_instances check.
 _MAX_COMBINATIONS = 200_000
 
+#: A seed every generator takes (NumPy's legacy RandomState, which Optuna's samplers use).
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+#: The longest heartbeat interval / grace: a thread waits no longer than the OS allows.
+MAX_HEARTBEAT_S = 86_400
+
 TRUSTED_NAMES: dict[str, Any] = {"trusted_names": True}
 """Validation context for a spec read back from a study: its registry names were checked when
 the study was created, so they are not checked again (no torch import)."""
@@ -128,7 +133,7 @@ class ValidationSpec(_Spec):
     (:class:`reid_core.config.ValidationConfig`)."""
     fraction: float = Field(0.1, gt=0, lt=1)
     distractor_fraction: float = Field(0.25, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
     guided_ids: list[int] | None = None
     preset: Literal["paper"] | None = None
 
@@ -331,7 +336,7 @@ class SamplerSpec(_Spec):
     """``tpe`` | ``random`` | ``gp`` | ``cmaes`` | ``qmc``, its seed and constructor options."""
 
     name: Literal["tpe", "random", "gp", "cmaes", "qmc"] = "tpe"
-    seed: int | None = 0
+    seed: Seed | None = 0
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("options")
@@ -415,8 +420,8 @@ class HeartbeatSpec(_Spec):
     grace would fail the healthy trials of a worker with a longer interval.
     """
 
-    interval: int = Field(30, ge=1)
-    grace: int | None = Field(None, ge=1)
+    interval: int = Field(30, ge=1, le=MAX_HEARTBEAT_S)
+    grace: int | None = Field(None, ge=1, le=3 * MAX_HEARTBEAT_S)
 
     @model_validator(mode="after")
     def _grace_covers_beats(self) -> HeartbeatSpec:
@@ -506,7 +511,7 @@ class StudySpec(_Spec):
     heartbeat: HeartbeatSpec = Field(default_factory=HeartbeatSpec)
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     fidelity: FidelitySpec = Field(default_factory=FidelitySpec)
-    seed: int = 0
+    seed: Seed = 0
     seed_policy: Literal["shared", "per_trial"] = "shared"
     """``shared``: every trial trains with ``seed`` (the reference: common random numbers, so
     two trials differ by their parameters, not their draws); ``per_trial``: trial n trains with

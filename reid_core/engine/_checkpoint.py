@@ -138,7 +138,12 @@ def verify_checkpoint(path: Path) -> Path:
     sidecar = checksum_path(real)
     if not sidecar.is_file():
         raise CheckpointError(f"checkpoint {real} has no checksum file {sidecar.name}")
-    expected = sidecar.read_text(encoding="utf-8").split(maxsplit=1)
+    try:
+        expected = sidecar.read_bytes().decode("ascii").split(maxsplit=1)
+    except (UnicodeDecodeError, OSError):
+        raise CheckpointError(
+            f"checkpoint {real} has an unreadable checksum file {sidecar.name} (not a SHA-256 line)"
+        ) from None
     if not expected or sha256_file(real) != expected[0]:
         raise CheckpointError(f"checkpoint {real} fails its SHA-256 check (truncated or corrupt)")
     return real
@@ -200,7 +205,26 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         raise CheckpointError(f"cannot read checkpoint {real}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{real} is not a reid-hpo checkpoint of format {CHECKPOINT_FORMAT}")
+    problem = _shape_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {real} is malformed: {problem}")
     return state
+
+
+def _shape_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a loaded checkpoint's entries, or None."""
+    epoch = state.get("epoch")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+        return f"epoch is {epoch!r}, not an epoch number"
+    model = state.get("model", {})
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        return "model is not a state dict of named tensors"
+    for key in ("config", "metrics"):
+        if key in state and not isinstance(state[key], dict):
+            return f"{key} is a {type(state[key]).__name__}, not a mapping"
+    return None
 
 
 class CheckpointManager:

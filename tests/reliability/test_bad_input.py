@@ -66,6 +66,14 @@ SPEC_CASES: dict[str, tuple[dict[str, Any] | str, str]] = {
         _search(sigmaa={"type": "float", "low": 0.1, "high": 1.0}),
         "search_space.sigmaa",
     ),
+    "sampler_seed_too_large": ({"sampler": {"name": "tpe", "seed": 2**32}}, "sampler.seed"),
+    "negative_seed": ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
+    "validation_seed_too_large": ({"validation": {"seed": 2**40}}, "validation.seed"),
+    "heartbeat_interval_too_long": ({"heartbeat": {"interval": 10**12}}, "heartbeat.interval"),
+    "heartbeat_grace_too_long": (
+        {"heartbeat": {"interval": 30, "grace": 10**12}},
+        "heartbeat.grace",
+    ),
 }
 
 
@@ -200,3 +208,36 @@ def test_the_installed_command_prints_exactly_one_line(
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("Error: "), done.stderr
     assert "s3cret-pw" not in done.stderr
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("data", "synth", f"{LONG}/data", "--layout", "mars"),
+        ("data", "check", LONG, "--dataset", "mars"),
+        ("study", "plan", f"{LONG}.yaml"),
+        ("study", "create", f"{LONG}.yaml", "--storage", "sqlite://"),
+        ("evaluate", f"{LONG}.pt"),
+    ],
+    ids=["synth", "check", "plan", "create", "evaluate"],
+)
+def test_a_path_longer_than_the_file_system_allows_is_one_line(
+    args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _one_error_line(_invoke(*args))
+    assert LONG[:50] in line  # (study report --out: tests/reliability/test_output_files.py)
+
+
+def test_a_checkpoint_with_a_binary_checksum_file_is_one_line(tmp_path: Path) -> None:
+    import torch
+
+    from reid_core.engine import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "epoch_0000.pt", {"model": {"w": torch.zeros(2)}})
+    (tmp_path / "epoch_0000.pt.sha256").write_bytes(b"\xff\xfe\x00\x81")
+    line = _one_error_line(_invoke("evaluate", str(path), "--device", "cpu"))
+    assert "unreadable checksum file" in line

@@ -111,3 +111,21 @@ def test_remove_all_keeps_only_the_named_checkpoint_and_other_files(tmp_path: Pa
     assert manager.remove_all() > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
     assert CheckpointManager(tmp_path / "missing").remove_all() == 0
+
+
+@pytest.mark.parametrize(
+    "state",
+    [{"epoch": "3"}, {"epoch": True}, {"model": [1, 2]}, {"model": {"w": 1.0}}, {"config": "x"}],
+    ids=["epoch-str", "epoch-bool", "model-list", "model-float", "config-str"],
+)
+def test_a_checkpoint_with_wrong_types_is_refused_by_name(tmp_path: Path, state: dict) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", {**_state(), **state})
+    with pytest.raises(CheckpointError, match="is malformed"):
+        load_checkpoint(path)
+
+
+def test_a_sidecar_that_is_not_text_is_a_checkpoint_error(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", _state())
+    (tmp_path / "a.pt.sha256").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(CheckpointError, match="unreadable checksum file"):
+        load_checkpoint(path)
