@@ -12,13 +12,18 @@ Nothing reads it back for selection.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import logging
 import math
+import os
 import shutil
+import socket
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +62,7 @@ PLAIN_TRAINING_ERASING = 0.5
 RETRAIN_DIR = "retrain"
 IDENTITY_FILE = "retrain.json"
 TEST_FILE = "test.json"
+LOCK_FILE = ".retrain.lock"
 
 TrainerFactory = Callable[[TrainConfig], Any]
 """``cfg -> trainer`` with ``fit(*, callbacks, resume_from)`` and ``num_classes``."""
@@ -193,61 +199,111 @@ def retrain_trial(
         "study_uuid": ensure_study_uuid(study),
         "trial": trial.number,
         "config_hash": config_hash(cfg),
-    }
-    resume_from = _prepare_folder(folder, identity, force=options.force)
-    _write_json(folder / IDENTITY_FILE, identity)
-    logger.info(
-        "study %r: retraining trial %d on every training id for %d epochs in %s%s",
-        study.study_name,
-        trial.number,
-        cfg.epochs,
-        folder,
-        f", resuming from {resume_from}" if resume_from else "",
-    )
-    trainer = (trainer_factory or _build_trainer)(cfg)
-    callbacks = _tensorboard(folder)
-    fit = trainer.fit(callbacks=callbacks, resume_from=resume_from)
-    if fit.checkpoint is None or fit.epochs_run < cfg.epochs:
-        raise RetrainError(
-            f"retrain of trial {trial.number} stopped after {fit.epochs_run} of {cfg.epochs} "
-            "epochs; run the command again to continue"
+    }  # plus "study" (its name, to name the owner in a refusal); not compared
+    with _folder_lock(folder):
+        resume_from = _prepare_folder(folder, identity, study.study_name, force=options.force)
+        _write_json(folder / IDENTITY_FILE, {**identity, "study": study.study_name})
+        logger.info(
+            "study %r: retraining trial %d on every training id for %d epochs in %s%s",
+            study.study_name,
+            trial.number,
+            cfg.epochs,
+            folder,
+            f", resuming from {resume_from}" if resume_from else "",
         )
-    raw = (evaluator or reid_core_evaluator)(
-        Path(fit.checkpoint), root=Path(spec.dataset.root), rerank=options.rerank, device=cfg.device
-    )
-    result = _result(trial, cfg, trainer, fit, raw, spec.artifacts.root)
-    _write_json(folder / TEST_FILE, result)
-    study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
-    return result
+        trainer = (trainer_factory or _build_trainer)(cfg)
+        callbacks = _tensorboard(folder)
+        fit = trainer.fit(callbacks=callbacks, resume_from=resume_from)
+        if fit.checkpoint is None or fit.epochs_run < cfg.epochs:
+            raise RetrainError(
+                f"retrain of trial {trial.number} stopped after {fit.epochs_run} of {cfg.epochs} "
+                "epochs; run the command again to continue"
+            )
+        raw = (evaluator or reid_core_evaluator)(
+            Path(fit.checkpoint),
+            root=Path(spec.dataset.root),
+            rerank=options.rerank,
+            device=cfg.device,
+        )
+        result = _result(trial, cfg, trainer, fit, raw, spec.artifacts.root)
+        _write_json(folder / TEST_FILE, result)
+        study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
+        return result
 
 
-def _prepare_folder(folder: Path, identity: dict[str, Any], *, force: bool) -> Path | None:
-    """The checkpoint to resume from (None: start afresh), after clearing a finished retrain
-    when ``force``.
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.retrain.lock`` (flock, released when the process dies) for a retrain.
 
     Raises:
-        RetrainError: The folder holds something else, or another retrain without ``force``.
+        RetrainError: Another retrain holds it, or the folder cannot be created.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise RetrainError(f"--output {folder} is a file; name a folder for the retrain")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise RetrainError(f"cannot use {folder}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RetrainError(
+                f"another retrain ({holder}) is running in {folder}; wait for it to end"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+
+
+def _prepare_folder(
+    folder: Path, identity: dict[str, Any], study_name: str, *, force: bool
+) -> Path | None:
+    """The checkpoint to resume from (None: start afresh), after clearing a finished retrain
+    of the same study when ``force``. Another study's retrain is never removed.
+
+    Raises:
+        RetrainError: The folder holds something else, another study's retrain, or another
+            retrain of this study without ``force``.
     """
     from reid_core.engine import find_resumable_checkpoint
 
-    if not folder.exists() or not any(folder.iterdir()):
+    entries = [p for p in folder.iterdir() if p.name != LOCK_FILE] if folder.is_dir() else []
+    if not entries:
         return None
     recorded = _read_json(folder / IDENTITY_FILE)
     if recorded is None:
         raise RetrainError(
             f"{folder} is not empty and holds no retrain ({IDENTITY_FILE}); choose another --output"
         )
-    same = recorded == identity
+    owner = recorded.get("study", "?")
+    if recorded.get("study_uuid") != identity["study_uuid"]:
+        raise RetrainError(
+            f"{folder} holds a retrain of another study ({owner!r}, uuid "
+            f"{recorded.get('study_uuid')}, trial {recorded.get('trial')}), not of "
+            f"{study_name!r}; it is never replaced, even with --force: choose another --output"
+        )
+    same = {k: recorded.get(k) for k in identity} == identity
     finished = (folder / TEST_FILE).is_file()
     if same and not (finished and force):
         return find_resumable_checkpoint(folder)
     if not same and not force:
         raise RetrainError(
-            f"{folder} holds a retrain of another trial or configuration (trial "
-            f"{recorded.get('trial')}); add --force to replace it, or choose another --output"
+            f"{folder} holds a retrain of another trial or configuration of study "
+            f"{owner!r} (trial {recorded.get('trial')}); add --force to replace it, or choose "
+            "another --output"
         )
     logger.info("removing the previous retrain in %s (--force)", folder)
-    shutil.rmtree(folder)
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     return None
 
 

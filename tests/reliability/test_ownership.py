@@ -1,0 +1,94 @@
+"""Folders reid-hpo may delete are its own: ``study retrain --output DIR`` never replaces
+another study's retrain (not even with ``--force``), names its owner when it refuses, refuses
+a file, and holds a lock so that two retrains of one trial never share a folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from hpo.cli import app
+from hpo.spec import parse_spec
+from hpo.storage import close_storage
+from hpo.storage import open_storage
+from hpo.study import create_study
+from tests.hpo._worker_support import make_dataset
+from tests.hpo._worker_support import spec_dict
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A study ``own`` with one COMPLETE trial (told, not trained) and a real dataset."""
+    tmp = tmp_path_factory.mktemp("own")
+    url = f"sqlite:///{tmp / 'study.db'}"
+    root = make_dataset(tmp / "mars")
+    spec = parse_spec(spec_dict(name="own", data_root=root, artifacts=tmp / "artifacts"))
+    storage = open_storage(url)
+    try:
+        create_study(spec, storage)
+        study = optuna.load_study(study_name="own", storage=storage)
+        trial = study.ask()
+        trial.suggest_float("sigma", 0.1, 1.0)
+        trial.suggest_float("margin", 1.0e-3, 1.0, log=True)
+        study.tell(trial, 0.5)
+    finally:
+        close_storage(storage)
+    return url, tmp
+
+
+def _retrain(url: str, *extra: str) -> tuple[int, str]:
+    args = ["study", "retrain", "own", "--storage", url, "--epochs", "1", "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, *extra])
+    return result.exit_code, result.output
+
+
+def _one_line(code: int, output: str) -> str:
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), output
+    return lines[0]
+
+
+def test_output_naming_a_file_is_one_line(finished: tuple[str, Path], tmp_path: Path) -> None:
+    url, _ = finished
+    target = tmp_path / "a_file"
+    target.write_text("mine")
+    line = _one_line(*_retrain(url, "--output", str(target)))
+    assert "is a file" in line
+    assert target.read_text() == "mine"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_another_studys_retrain_is_never_deleted(
+    force: bool, finished: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _ = finished
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    record = {"study": "theirs", "study_uuid": "0" * 32, "trial": 3, "config_hash": "x"}
+    (folder / "retrain.json").write_text(json.dumps(record))
+    (folder / "last.pt").write_text("their checkpoint")
+    (folder / "test.json").write_text("{}")
+    line = _one_line(*_retrain(url, "--output", str(folder), *(["--force"] if force else [])))
+    assert "another study ('theirs', uuid " + "0" * 32 in line and "never replaced" in line
+    assert (folder / "last.pt").read_text() == "their checkpoint"
+    assert (folder / "test.json").is_file()
+
+
+def test_a_second_retrain_of_the_same_folder_is_refused(
+    finished: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _ = finished
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    with open(folder / ".retrain.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 1234 on elsewhere\n")
+        held.flush()
+        line = _one_line(*_retrain(url, "--output", str(folder)))
+    assert "another retrain (pid 1234 on elsewhere) is running in" in line
