@@ -222,7 +222,7 @@ def _shape_problem(state: dict[str, Any]) -> str | None:
     ):
         return "model is not a state dict of named tensors"
     for key in ("config", "metrics"):
-        if key in state and not isinstance(state[key], dict):
+        if state.get(key) is not None and not isinstance(state[key], dict):
             return f"{key} is a {type(state[key]).__name__}, not a mapping"
     return None
 

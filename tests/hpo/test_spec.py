@@ -470,7 +470,7 @@ def _valid_spec(draw: st.DrawFn) -> dict[str, Any]:
             "n_trials": draw(st.one_of(st.none(), st.integers(1, 1000))),
             "timeout_hours": draw(st.floats(0.01, 100.0)),
         },
-        seed=draw(st.integers(-(2**31), 2**31)),
+        seed=draw(st.integers(0, 2**32 - 1)),
     )
 
 
