@@ -22,6 +22,7 @@ from reid_core.losses import ReidCriterion
 from reid_core.models import build_model_from_config
 from reid_core.presets import PRESETS
 from reid_core.presets import apply_preset
+from tests._helpers.specs import tiny_spec_dict
 from tests.hpo._worker_support import spec_dict
 
 runner = CliRunner()
@@ -241,3 +242,14 @@ def test_an_incompatible_checkpoint_is_refused_naming_the_layer(mars: Path, tmp_
     line = result.output.strip()
     assert line.startswith("Error: --init-from ") and "does not fit this model: layer " in line
     assert "backbone." in line and len(line.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_a_spec_naming_only_a_preset_trains_its_whole_recipe(name: str) -> None:
+    raw = tiny_spec_dict(preset=name, model={}, training={})
+    cfg = to_train_config(parse_spec(raw), {}, trial_number=3, output_dir="x")
+    expected = apply_preset(TrainConfig(), name)
+    for path in PRESETS[name].values:
+        section, _, leaf = path.rpartition(".")
+        got, want = (getattr(c, section) if section else c for c in (cfg, expected))
+        assert getattr(got, leaf) == getattr(want, leaf), path  # the seed too (shared policy)
