@@ -24,7 +24,16 @@ from hpo.bench._registry import environment
 from hpo.bench._registry import run_child
 from reid_core.registry import Registry
 
-_BENCHMARK_MODULES = ("_cli", "_gpu", "_metrics", "_parse", "_pipeline", "_search", "_storage")
+_BENCHMARK_MODULES = (
+    "_cli",
+    "_gpu",
+    "_metrics",
+    "_parse",
+    "_pipeline",
+    "_search",
+    "_search_v2",
+    "_storage",
+)
 
 
 def load_benchmarks() -> Registry[Benchmark]:

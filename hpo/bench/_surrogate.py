@@ -248,7 +248,10 @@ def train_run(
 def _test_map(trainer: Trainer) -> float:
     data_cfg = trainer.cfg.data
     dataset = reid_data.build_dataset(
-        data_cfg.dataset, data_cfg.root, split_id=data_cfg.split_id, mars_gallery=data_cfg.mars_gallery
+        data_cfg.dataset,
+        data_cfg.root,
+        split_id=data_cfg.split_id,
+        mars_gallery=data_cfg.mars_gallery,
     )
     result = evaluate(
         trainer.model,
