@@ -13,7 +13,7 @@ compressed ladder its own schedule's epochs (the compressed schedules share no p
 longer ones: a promoted configuration retrains).
 
 The promotion rule of compressed successive halving / Hyperband is the product's own
-(:func:`hpo.search._fidelity.promotions`, :func:`~hpo.search._fidelity.next_bracket`), so the
+(:func:`hpo.search.promotions`, :func:`hpo.search.next_bracket`), so the
 benchmark measures what the service does.
 """
 
@@ -29,11 +29,11 @@ from typing import Any
 
 import optuna
 
+from hpo.search import brackets
+from hpo.search import next_bracket
+from hpo.search import promotions
+from hpo.search import rung_epochs
 from hpo.search import suggest
-from hpo.search._fidelity import brackets
-from hpo.search._fidelity import next_bracket
-from hpo.search._fidelity import promotions
-from hpo.search._fidelity import rung_epochs
 from hpo.spec import FloatParam
 from hpo.spec import StudySpec
 from hpo.study import create_study

@@ -30,6 +30,8 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.models.resnet import ResNet
 
+from hpo.search import Schedule
+from hpo.search import scale_schedule
 from hpo.spec import FloatParam
 from hpo.spec import StudySpec
 from hpo.spec import load_spec
@@ -144,12 +146,14 @@ def sobol_design(count: int, space: dict[str, FloatParam], seed: int = 0) -> lis
 
 
 def scaled_schedule(epochs: int) -> dict[str, Any]:
-    """The full schedule compressed to ``epochs``: warm-up and milestones scaled, rounded."""
-    factor = epochs / FULL_EPOCHS
+    """The full schedule compressed to ``epochs`` by the product's rule
+    (:func:`hpo.search.scale_schedule`): warm-up and milestones scaled."""
+    full = Schedule(FULL_EPOCHS, WARMUP, MILESTONES, eval_every=2)
+    scaled = scale_schedule(full, epochs)
     return {
         "epochs": epochs,
-        "warmup_epochs": round(WARMUP * factor),
-        "milestones": sorted({max(1, round(m * factor)) for m in MILESTONES}),
+        "warmup_epochs": scaled.warmup_epochs,
+        "milestones": list(scaled.milestones),
     }
 
 

@@ -15,6 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.bench import BENCHMARKS
+from hpo.bench._replay import BUDGET
+from hpo.bench._replay import FULL as FULL_EPOCHS
+from hpo.bench._replay import LADDER
+from hpo.bench._replay import Table
+from hpo.bench._replay import Trace
+from hpo.bench._replay import build_table
+from hpo.bench._replay import replay_brief
+from hpo.bench._replay import replay_ladder
+from hpo.bench._replay import replay_optuna
 from hpo.bench._search import CANDIDATES
 from hpo.bench._search import DEFAULT_STRATEGY
 from hpo.bench._search import FULL
@@ -29,12 +38,31 @@ from hpo.bench._search import make_lookup
 from hpo.bench._search import param_levels
 from hpo.bench._search import select_candidate
 from hpo.bench._search import snap
+from hpo.bench._search_v2 import QUICK_LABELS
+from hpo.bench._search_v2 import STRATEGIES
+from hpo.bench._search_v2 import TRAINING_SEEDS
+from hpo.bench._search_v2 import select
+from hpo.bench._stats import icc1
+from hpo.bench._stats import spearman
+from hpo.bench._stats import wilson
+from hpo.bench._surrogate import NARROW_BACKBONE
+from hpo.bench._surrogate import SHARD_DIR
+from hpo.bench._surrogate import eval_epochs
+from hpo.bench._surrogate import load_shards
+from hpo.bench._surrogate import mars_space
+from hpo.bench._surrogate import scaled_schedule
+from hpo.bench._surrogate import shard_path
+from hpo.bench._surrogate import sobol_design
+from hpo.bench._surrogate import surrogate_spec
+from hpo.bench._surrogate import train_shard
+from hpo.bench._surrogate import write_shard
 from hpo.cli import app
 from hpo.search import build_pruner
 from hpo.search import build_sampler
 from hpo.spec import FloatParam
 from hpo.spec import PrunerSpec
 from hpo.spec import SamplerSpec
+from reid_core.models import build_backbone
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +231,157 @@ def test_candidates_carry_explicit_options_and_full_setup_confirms_on_new_seeds(
     assert all(c.pruner_options for c in CANDIDATES)
     assert set(FULL.seeds).isdisjoint(FULL.heldout_seeds)
     assert FULL.candidates == CANDIDATES
+
+
+# ------------------------------------------------------------------- search v2 (issue 20)
+
+
+def _table(count: int = 9) -> Table:
+    """A hand-made cache: configuration c scores c / 10 on every schedule and seed (the best is
+    the last), quality c / 10 too."""
+    params = sobol_design(count, mars_space())
+    val, rung, test = {}, {}, {}
+    for c in range(count):
+        for s in (0, 1):
+            val[(c, s)] = {e: c / 10 * e / 24 for e in eval_epochs()}
+            for epochs in LADDER:
+                rung[(c, s, epochs)] = c / 10 * epochs / 24
+                test[(c, s, epochs)] = c / 10
+    return Table(params, (0, 1), val, rung, test, [c / 10 for c in range(count)])
+
+
+def _spent_per_step(trace: Trace) -> list[int]:
+    spent = [s for s, _ in trace.steps]
+    return [b - a for a, b in zip([0, *spent], spent, strict=False)]
+
+
+def test_sobol_design_covers_the_shipped_mars_space_and_is_a_prefix() -> None:
+    space = mars_space()
+    assert set(space) == {"sigma", "alpha", "l", "margin", "beta", "gamma", "weight_decay"}
+    short, long = sobol_design(8, space), sobol_design(64, space)
+    assert short == long[:8]
+    for config in long:
+        assert all(space[n].low <= v <= space[n].high for n, v in config.items())
+
+
+def test_compressed_schedules_are_the_products_rungs_and_evaluations_cover_rung_ends() -> None:
+    assert LADDER == (3, 8, 24)
+    assert scaled_schedule(3) == {"epochs": 3, "warmup_epochs": 0, "milestones": [1, 2]}
+    assert scaled_schedule(8) == {"epochs": 8, "warmup_epochs": 1, "milestones": [3, 5]}
+    assert eval_epochs() == [2, 3, 4, 6, 8, 9, 10, 12, 14, 15, 16, 18, 20, 22, 24]
+
+
+def test_narrow_backbone_is_registered_and_small() -> None:
+    backbone = build_backbone(NARROW_BACKBONE, pretrained=False)
+    assert 1.1e6 < sum(p.numel() for p in backbone.parameters()) < 1.4e6
+    assert backbone.out_channels == 256
+
+
+def test_existing_shard_is_skipped_and_writes_are_atomic(tmp_path: Path) -> None:
+    path = shard_path(3, 1, tmp_path)
+    write_shard(path, {"config_index": 3, "seed": 1})
+    design = sobol_design(4, mars_space())
+    # An existing shard is never retrained (a missing data root would fail if it were).
+    assert train_shard(3, 1, design=design, data_root=tmp_path / "absent", folder=tmp_path) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["c003_s1.json"]
+    assert load_shards(tmp_path) == [{"config_index": 3, "seed": 1}]
+
+
+def test_compressed_sha_pays_rung_epochs_and_promotes_a_third() -> None:
+    table = _table()
+    spec = surrogate_spec("unused", mars_space())
+    trace = replay_ladder(table, spec, kind="sha", sampler="random", seed=0, label="x")
+    steps = _spent_per_step(trace)
+    assert set(steps) <= set(LADDER)
+    assert BUDGET <= trace.steps[-1][0] < BUDGET + FULL_EPOCHS
+    n3, n8, n24 = (steps.count(e) for e in LADDER)
+    # ASHA: about a third of a rung goes up (a promoted run that later drops out of the top
+    # third stays promoted); nobody waits: new configurations keep starting at the bottom.
+    assert 0 < n24 < n8 / 2 and n8 < n3 / 2
+    assert steps[:3] == [3, 3, 3] and steps[3] == 8
+    # The incumbent is the best configuration trained on the full schedule.
+    assert trace.incumbent_at(BUDGET) == len(table.params) - 1
+
+
+def test_ladder_replay_uses_the_products_promotion_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def never(results: dict, promoted: list, eta: int) -> list:
+        calls.append(len(results))
+        return []
+
+    monkeypatch.setattr("hpo.bench._replay.promotions", never)
+    monkeypatch.setattr("hpo.bench._replay.BUDGET", 60)
+    spec = surrogate_spec("unused", mars_space())
+    trace = replay_ladder(_table(), spec, kind="sha", sampler="random", seed=0, label="x")
+    assert _spent_per_step(trace) == [3] * 20 and calls
+
+
+def test_compressed_hyperband_starts_brackets_on_every_rung() -> None:
+    spec = surrogate_spec("unused", mars_space())
+    trace = replay_ladder(_table(), spec, kind="hyperband", sampler="random", seed=1, label="x")
+    steps = _spent_per_step(trace)
+    # Bracket 2 starts configurations directly on the full schedule, within the first round.
+    assert FULL_EPOCHS in steps[:17] and 8 in steps[:17]
+    assert BUDGET <= trace.steps[-1][0] < BUDGET + FULL_EPOCHS
+
+
+def test_brief_training_spends_n_short_runs_then_k_full_ones() -> None:
+    spec = surrogate_spec("unused", mars_space())
+    trace = replay_brief(_table(), spec, epochs=3, n=20, keep=2, seed=0, label="x")
+    assert _spent_per_step(trace) == [3] * 20 + [FULL_EPOCHS] * 2
+    assert trace.quality_at(_table(), 0) == 0.0
+
+
+def test_median_pruned_replay_stops_bad_curves_after_the_last_milestone() -> None:
+    spec = surrogate_spec("unused", mars_space())
+    trace = replay_optuna(_table(), spec, sampler="random", pruner="median", seed=0, label="x")
+    steps = _spent_per_step(trace)
+    # Schedule-derived median: no comparison before epoch index 14 (1-based 15).
+    assert min(steps) >= 15 and any(s < FULL_EPOCHS for s in steps)
+    unpruned = replay_optuna(_table(), spec, sampler="random", pruner="none", seed=0, label="x")
+    assert set(_spent_per_step(unpruned)) == {FULL_EPOCHS} and len(unpruned.steps) == 60
+
+
+def test_statistics() -> None:
+    assert spearman([1, 2, 3, 4], [10, 20, 40, 30]) == pytest.approx(0.8)
+    assert icc1([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]) == pytest.approx(1.0)
+    assert icc1([[1.0, 2.0], [2.0, 1.0], [1.5, 1.5]]) < 0
+    low, high = wilson(7, 10)
+    assert (round(low, 3), round(high, 3)) == (0.397, 0.892)
+
+
+def test_selection_rule_successes_then_tenth_then_order() -> None:
+    def row(successes: int, tenth: float) -> dict:
+        return {"successes": successes, "diff@1/10": [tenth], "seeds": 10}
+
+    rows = {"tpe+median": row(5, 0.0), "csha-tpe": row(7, -0.02), "chb-tpe": row(7, -0.01)}
+    assert select(rows, fidelity_allowed=True) == "chb-tpe"
+    assert select(rows, fidelity_allowed=False) == "tpe+median"
+    rows["chb-tpe"] = row(7, -0.02)
+    assert select(rows, fidelity_allowed=True) == "csha-tpe"
+
+
+def test_search_v2_quick_replays_the_committed_cache(tmp_path: Path) -> None:
+    shards = load_shards(SHARD_DIR)
+    configurations = len(build_table(shards, TRAINING_SEEDS).params)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REID_HPO_BENCH_SEARCH_V2_DIR", str(tmp_path / "figures"))
+    try:
+        result = CliRunner().invoke(app, ["bench", "search-v2", "--quick", "--out", str(tmp_path)])
+    finally:
+        mp.undo()
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "search-v2.json").read_text())
+    details = data["details"]
+    assert details["configurations"] == configurations >= 2
+    assert details["shards"] == len(shards)
+    assert [r["strategy"] for r in data["rows"]] == [
+        s.label for s in STRATEGIES if s.label in QUICK_LABELS
+    ]
+    for results in details["per_seed"].values():
+        baseline = results["random-60"]
+        # random-60 matches itself at its own full budget on every seed.
+        assert baseline["diff@all"] == [0.0] * baseline["seeds"]
+    assert (tmp_path / "figures" / "search_v2.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "figures" / "search_v2.html").stat().st_size > 1000
