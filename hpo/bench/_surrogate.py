@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.models.resnet import ResNet
 
+from hpo.bench._search import _TRAINING as V1_TRAINING
 from hpo.search import Schedule
 from hpo.search import scale_schedule
 from hpo.spec import FloatParam
@@ -60,28 +61,14 @@ NARROW_WIDTH = 32
 
 DATA = {"ids": 128, "cameras": 4, "tracklets": 4, "frames": 8, "height": 32, "width": 16}
 
+#: The recipe of the v1 surrogate (``hpo.bench._search``) on the 24-epoch schedule.
 TRAINING: dict[str, Any] = {
+    **V1_TRAINING,
     "epochs": FULL_EPOCHS,
     "eval_every": 2,
-    "height": 32,
-    "width": 16,
-    "seq_len": 4,
-    "batch_size": 16,
-    "num_instances": 4,
-    "lr": 1.0e-3,
-    "weight_decay": 5.0e-4,
     "warmup_epochs": WARMUP,
     "milestones": list(MILESTONES),
-    "gamma": 0.1,
-    "num_workers": 0,
-    "pad": 2,
     "test_max_clips": 2,
-    "test_batch_size": 32,
-    "cache_frames": True,
-    "epoch_sampling": "per_tracklet",
-    "translation": "pad_crop",
-    "augment_scope": "clip",
-    "test_clips": "spaced",
 }
 
 
