@@ -25,6 +25,7 @@ _LABELS = (
     ("epochs", "epochs per trial"),
     ("evaluations", "evaluations per trial"),
     ("first_prune_epoch", "first epoch the pruner may compare"),
+    ("rung_epochs", "fidelity rungs (epochs of each compressed schedule)"),
     ("n_trials", "trial budget"),
     ("timeout_hours", "time budget"),
     ("max_epochs_total", "most epochs the study can spend"),
@@ -105,4 +106,6 @@ def _shown(key: str, value: object) -> str:
         return f"{minutes // 60}:{minutes % 60:02d} h"
     if key == "first_prune_epoch" and isinstance(value, int):
         return str(value + 1)
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
     return str(value)

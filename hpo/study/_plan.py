@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Any
 
+from hpo.search import rung_plan
 from hpo.spec import StudySpec
 from hpo.spec import pruner_options
 from hpo.spec import to_train_config
@@ -65,6 +66,8 @@ class StudyPlan:
     device: str | None = None
     notes: tuple[str, ...] = ()
     """One line per way the dataset is read differently from the published protocol."""
+    rung_epochs: tuple[int, ...] | None = None
+    """A ``fidelity:`` study's rungs (compressed schedules' epochs, the full one last)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -152,6 +155,7 @@ def build_plan(spec: StudySpec, dataset: VideoDataset) -> StudyPlan:
         checkpoint_mb=round(checkpoint_mb, 1),
         disk_mb=None if n_trials is None else round(checkpoint_mb * CHECKPOINTS_KEPT * n_trials),
         notes=tuple(dataset.notes()),
+        rung_epochs=plan.ladder if (plan := rung_plan(spec)) is not None else None,
     )
 
 

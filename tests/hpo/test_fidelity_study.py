@@ -229,3 +229,13 @@ def test_a_ladder_that_does_not_fit_is_one_error_line_at_create(
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert lines == ["Error: fidelity: 3 rungs with eta=3 do not fit 4 epochs (rungs [0, 1, 4])"]
+
+
+def test_study_plan_shows_the_rungs(tmp_path: Path, data_root: Path, sqlite_url: str) -> None:
+    spec_file = write_spec(tmp_path / "f.yaml", _raw(tmp_path, data_root))
+    args = ["study", "plan", str(spec_file), "--storage", sqlite_url, "--sample-frames", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    assert "fidelity rungs (epochs of each compressed schedule) 2, 4" in lines
+    assert "most epochs the study can spend 8" in lines
