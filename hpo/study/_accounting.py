@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from hpo.study.records import TrialAttr
+from hpo.study.records import rung_of
 
 REFERENCE_TRIALS = 60
 """Trials of the reference's search: each a full training, no pruning (REFERENCE.md)."""
@@ -119,7 +120,8 @@ def compute_account(trials: Iterable[FrozenTrial], epochs_per_trial: int | None)
 
     Args:
         trials: Every trial of the study (any state).
-        epochs_per_trial: The spec's training epochs (None: savings are not counted).
+        epochs_per_trial: The spec's training epochs (None: savings are not counted); a rung
+            trial of a ``fidelity:`` study counts with its rung's epochs.
 
     Returns:
         The account.
@@ -134,7 +136,7 @@ def compute_account(trials: Iterable[FrozenTrial], epochs_per_trial: int | None)
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     saved = 0
     if epochs_per_trial:
-        saved = sum(max(epochs_per_trial - _epochs_done(t), 0) for t in pruned)
+        saved = sum(max(_scheduled(t, epochs_per_trial) - _epochs_done(t), 0) for t in pruned)
     per_epoch = seconds / epochs if epochs else None
     reference = (
         REFERENCE_TRIALS * epochs_per_trial * per_epoch / 3600
@@ -152,10 +154,18 @@ def compute_account(trials: Iterable[FrozenTrial], epochs_per_trial: int | None)
         finished_trials=len(finished),
         pruned_trials=len(pruned),
         epochs_saved=saved,
-        unpruned_epochs=len(finished) * epochs_per_trial if epochs_per_trial else None,
+        unpruned_epochs=(
+            sum(_scheduled(t, epochs_per_trial) for t in finished) if epochs_per_trial else None
+        ),
         seconds_per_epoch=None if per_epoch is None else round(per_epoch, 2),
         reference_hours=None if reference is None else round(reference, 3),
     )
+
+
+def _scheduled(trial: FrozenTrial, epochs_per_trial: int) -> int:
+    """The epochs the trial was to train: its rung's in a ``fidelity:`` study."""
+    rung = rung_of(trial)
+    return rung.epochs if rung is not None else epochs_per_trial
 
 
 def _epochs_done(trial: FrozenTrial) -> int:

@@ -107,6 +107,7 @@ def test_the_best_rung_result_is_promoted_to_the_compressed_full_schedule_within
     # Budget: 2 full-schedule trials = 8 epochs, spent exactly; status and report show rungs.
     status = study_status("f", sqlite_url)
     assert (status.epochs_finished, status.epochs_budget) == (8, 8)
+    assert status.compute is not None and status.compute.unpruned_epochs == 8
     _shows_the_rungs(tmp_path, sqlite_url)
     assert [(r.rung, r.epochs, r.states["COMPLETE"]) for r in status.rungs] == [
         (0, 2, 2),
