@@ -383,7 +383,8 @@ def test_reproduction_walkthrough_and_its_row_commands(workdir: Path) -> None:
     # Each row's command is the walk-through's with its own preset, dataset and folder.
     rows = _reproduction_rows()
     assert [row[row.index("--preset") + 1] for row in rows] == [
-        "baseline", "bot", "bot_osm", "bot_osm_cl", "bot_osm_cl_prid", "bot_osm_cl_prid"
+        "baseline", "bot", "bot_osm", "bot_osm_cl", "bbot_attn_cl", "bot_osm_cl_prid",
+        "bot_osm_cl_prid",
     ]  # fmt: skip
     options = {word for word in shlex.split(REPRODUCTION[0]) if word.startswith("--")}
     for row in rows:
