@@ -386,8 +386,9 @@ class FidelitySpec(_Spec):
     warm-up, milestones and evaluation period scaled down; ``hyperband`` runs one such bracket per
     starting rung. The ladder has ``rungs`` rungs (default 3) or as many as keep the bottom rung
     at ``min_epochs`` or more; ``eta`` is the reduction factor. New configurations come from the
-    study's sampler; the pruner must be ``none`` (rungs replace it) and the budget's ``n_trials``
-    counts full-schedule trials' worth of epochs.
+    study's sampler (``random``: ASHA's random proposals; TPE sees every completed rung trial's
+    value, compressed or full, as one objective); the pruner must be ``none`` (rungs replace it)
+    and the budget's ``n_trials`` counts full-schedule trials' worth of epochs.
     """
 
     kind: Literal["none", "sha", "hyperband"] = "none"

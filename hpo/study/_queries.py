@@ -311,7 +311,8 @@ def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
 
     Raises:
         StudyNotFoundError: No such study.
-        NoCompletedTrialError: No trial has completed yet.
+        NoCompletedTrialError: No trial has completed yet (in a ``fidelity:`` study: no
+            full-schedule trial).
     """
     with opened(storage_url) as (storage, where):
         study_id = study_id_of(name, storage, where)
@@ -319,9 +320,10 @@ def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
         direction = direction_name(storage.get_study_directions(study_id))
         attrs = storage.get_study_user_attrs(study_id)
     best = best_trial(trials, direction)
-    if best is None or best.value is None:
-        raise NoCompletedTrialError(f"study {name!r} has no completed trial yet")
     spec = read_spec_or_none(attrs, name)
+    if best is None or best.value is None:
+        what = "full-schedule (top-rung) trial" if spec and spec.fidelity.enabled else "trial"
+        raise NoCompletedTrialError(f"study {name!r} has no completed {what} yet")
     user = best.user_attrs
     return BestTrial(
         study=name,

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from hpo.cli import app
+from hpo.errors import NoCompletedTrialError
 from hpo.search import rung_plan
 from hpo.spec import StudySpec
 from hpo.study import best_trial_of
@@ -170,6 +171,8 @@ def test_a_worker_never_waits_for_a_rung_to_fill(
         assert trials[0].state is TrialState.RUNNING
         assert [rung_of(t).rung for t in trials] == [0, 0, 0]  # type: ignore[union-attr]
         assert [rung_of(t).config for t in trials] == [0, 1, 2]  # type: ignore[union-attr]
+        with pytest.raises(NoCompletedTrialError, match="no completed full-schedule"):
+            best_trial_of("f", sqlite_url)
     finally:
         _Blocking.release.set()
         first.join(60)
