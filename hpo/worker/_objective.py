@@ -607,6 +607,11 @@ def _set_attr_if_running(trial: optuna.Trial, key: str, value: Any) -> None:
 
 
 def _release_memory() -> None:
+    """Free the trial's memory; after a sticky CUDA error ``empty_cache`` raises that error
+    again, which is logged here so that the trial's own exception is the one that propagates."""
     gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    if torch.cuda.is_initialized():
+        try:
+            torch.cuda.empty_cache()
+        except RuntimeError as exc:  # torch.AcceleratorError is a RuntimeError
+            logger.warning("cannot release the GPU memory cache: %s", exc)

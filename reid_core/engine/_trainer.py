@@ -231,6 +231,9 @@ class Trainer:
 
         Loss terms are summed on the device and read back every :data:`LOSS_READ_EVERY`
         steps and at the end of the epoch (the step itself never waits for the device).
+        Under the fp16 gradient scaler a step whose loss is not finite is skipped by the
+        scaler and left out of the means; only a window in which every step was skipped
+        fails.
 
         Args:
             epoch: 0-based epoch index (seeds the data order of the epoch).
@@ -246,6 +249,8 @@ class Trainer:
         loader = self._train_loader(epoch)
         sums: dict[str, torch.Tensor] = {}
         steps = checked = 0
+        kept = torch.zeros((), device=self.device)  # steps in the sums, counted on the device
+        kept_before = 0.0
         total_steps = len(loader) if hasattr(loader, "__len__") else None
         label = f"epoch {epoch + 1}/{self.cfg.epochs}"
         with epoch_progress(label, total_steps, enabled=self.progress) as advance:
@@ -258,12 +263,22 @@ class Trainer:
                     pids.to(self.device, non_blocking=True),
                     reid_data.erased_frames(boxes),
                 )
+                if self.scaler.is_enabled():  # a non-finite step was skipped by the scaler
+                    finite = torch.isfinite(losses["total"])
+                    losses = {
+                        k: torch.where(finite, v, torch.zeros_like(v)) for k, v in losses.items()
+                    }
+                    kept = kept + finite
+                else:
+                    kept = kept + 1
                 for name, value in losses.items():
                     sums[name] = sums[name] + value if name in sums else value
                 steps += 1
                 text = ""
                 if steps % LOSS_READ_EVERY == 0:
-                    means = self._checked_mean(sums, steps, epoch, (checked, step))
+                    means, kept_before = self._checked_mean(
+                        sums, kept, kept_before, epoch, (checked, step)
+                    )
                     text, checked = f"loss {means['total']:.4f}", steps
                 advance(text)
         if steps == 0:
@@ -272,21 +287,28 @@ class Trainer:
                 f"(batch_size={self.cfg.data.batch_size}, num_instances="
                 f"{self.cfg.data.num_instances}, {self.num_classes} ids)"
             )
-        return self._checked_mean(sums, steps, epoch, (checked, steps - 1))
+        return self._checked_mean(sums, kept, kept_before, epoch, (checked, steps - 1))[0]
 
     def _checked_mean(
-        self, sums: dict[str, torch.Tensor], steps: int, epoch: int, unchecked: tuple[int, int]
-    ) -> dict[str, float]:
-        """Read the summed loss terms back (one synchronisation) and check they are finite;
-        ``unchecked`` is the range of steps not checked before."""
-        means = {name: float(value) / steps for name, value in sums.items()}
-        if not math.isfinite(means["total"]):
+        self,
+        sums: dict[str, torch.Tensor],
+        kept: torch.Tensor,
+        kept_before: float,
+        epoch: int,
+        unchecked: tuple[int, int],
+    ) -> tuple[dict[str, float], float]:
+        """Read the summed loss terms back and check them: finite, and at least one step of
+        the ``unchecked`` range (steps) kept. Returns the means and the steps kept so far."""
+        counted = float(kept)
+        means = {name: float(value) / max(counted, 1.0) for name, value in sums.items()}
+        if counted == kept_before or not math.isfinite(means["total"]):
+            loss = means["total"] if counted > kept_before else "not finite at every step"
             raise NonFiniteLossError(
-                f"loss is {means['total']} at epoch {epoch}, step {_span(*unchecked)} "
+                f"loss is {loss} at epoch {epoch}, step {_span(*unchecked)} "
                 f"(lr={self.optimizer.param_groups[0]['lr']:.3g}, precision "
                 f"{self.precision.name})"
             )
-        return means
+        return means, counted
 
     def train_step(
         self, clips: torch.Tensor, pids: torch.Tensor, erased: torch.Tensor | None = None
@@ -313,7 +335,7 @@ class Trainer:
         if self.center_optimizer is not None:
             self.scaler.unscale_(self.center_optimizer)
             reid_losses.rescale_center_grads(self.criterion, self.cfg.loss.center_weight)
-            self.scaler.step(self.center_optimizer)
+            step_skipping_overflow(self.center_optimizer, self.scaler)
         self.scaler.update()
         return {name: value.detach() for name, value in losses.items()}
 
@@ -547,6 +569,23 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         ):
             changed.append(f"{prefix}{key}")
     return changed
+
+
+def step_skipping_overflow(optimizer: torch.optim.Optimizer, scaler: Any) -> None:
+    """``scaler.step(optimizer)`` for a plain SGD (no momentum, no weight decay), without the
+    host synchronisation ``scaler.step`` makes to read its overflow flag.
+
+    Gradients already unscaled (``scaler.unscale_``); where any of them is not finite, all
+    are zeroed on the device, which makes this SGD step a no-op, as the scaler's skipped step.
+    """
+    if scaler.is_enabled():
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        grads = [g for g in grads if g is not None]
+        if grads:
+            finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+            for grad in grads:
+                torch.where(finite, grad, torch.zeros_like(grad), out=grad)
+    optimizer.step()
 
 
 def _span(first: int, last: int) -> str:

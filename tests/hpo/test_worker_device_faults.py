@@ -24,6 +24,7 @@ from hpo.worker import DeviceRestartRequired
 from hpo.worker import FlappingGuard
 from hpo.worker import WorkerError
 from hpo.worker import fail_reason
+from hpo.worker import make_objective
 from hpo.worker import run_supervisor
 from hpo.worker import run_worker
 from reid_core.errors import NonFiniteLossError
@@ -158,3 +159,22 @@ def test_a_broken_gpu_is_restarted_then_left_idle(
     assert {(t.state, t.user_attrs["fail_reason"]) for t in trials} == {(TrialState.FAIL, reason)}
     assert f"needs a fresh process (exit code {EXIT_RESTART}); restart 1/1" in caplog.text
     assert f"exit codes [{EXIT_RESTART}, {EXIT_RESTART}]); cpu left idle" in caplog.text
+
+
+def test_a_failing_cache_release_never_hides_the_trials_own_cuda_error(
+    tmp_path: Path, data_root: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def sticky() -> None:  # what CUDA answers every call after such an error
+        raise torch.AcceleratorError("CUDA error: unspecified launch failure")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", sticky)
+    raw = spec_dict(name="w", data_root=data_root, artifacts=tmp_path / "runs", n_trials=1)
+    spec = StudySpec.model_validate(raw)
+    study = create_study(spec, sqlite_url)
+    factory = fake_trainer_factory({0: torch.AcceleratorError(ILLEGAL_ADDRESS)})
+    objective = make_objective(spec, study_name="w", trainer_factory=factory)
+    with pytest.raises(torch.AcceleratorError, match="illegal memory access"):
+        study.optimize(objective, n_trials=1)
+    assert study.trials[0].user_attrs["fail_reason"] == "cuda_error"
