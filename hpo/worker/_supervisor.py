@@ -10,8 +10,11 @@ goes through the environment. Exit codes of a child: 0 = budget met or stopped c
 user error (bad spec, missing dataset, a streak of identical failures), which a restart cannot
 fix; anything else (75 = a sticky CUDA error or repeated out-of-memory, a crash, a kill, a
 host OOM kill) is restarted, up to ``max_restarts`` times per GPU, after which the GPU is
-reported and left idle. SIGTERM/SIGINT are forwarded to every child, which hand their trials
-back and exit.
+reported and left idle. The count is of restarts in a row: a child that ran for
+:data:`HEALTHY_S` (10 minutes) before dying was healthy, and its slot starts counting again
+(a GPU that fails once a day is not given up after five days). Restart ``n`` waits ``n``
+seconds (at most 30); a SIGTERM/SIGINT during that wait ends it without a new child.
+SIGTERM/SIGINT are forwarded to every child, which hand their trials back and exit.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -38,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 EXIT_USER_ERROR = 2
 _POLL_S = 0.5
+_BACKOFF_S = 1.0
+_MAX_BACKOFF_S = 30.0
+HEALTHY_S = 600.0
+"""A child that ran this long before dying resets its slot's restart count."""
 
 
 @dataclass
@@ -45,6 +53,7 @@ class _Child:
     slot: str | None
     process: subprocess.Popen[bytes]
     restarts: int = 0
+    started: float = field(default_factory=time.monotonic)
     history: list[int] = field(default_factory=list)
 
 
@@ -134,7 +143,10 @@ def _supervise(
                     _log_exit(child, code)
                     worst = max(worst, code if code >= 0 else 1)
                     running.remove(child)
-                elif child.restarts >= max_restarts:
+                    continue
+                if time.monotonic() - child.started >= HEALTHY_S:
+                    child.restarts = 0  # it ran well for a while: count again from zero
+                if child.restarts >= max_restarts:
                     logger.error(
                         "worker on %s failed %d times (exit codes %s); %s left idle: check "
                         "it (nvidia-smi, dmesg for Xid errors) before using it again",
@@ -155,8 +167,13 @@ def _supervise(
                         child.restarts,
                         max_restarts,
                     )
-                    time.sleep(min(30.0, float(child.restarts)))
+                    _back_off(min(_MAX_BACKOFF_S, _BACKOFF_S * child.restarts), lambda: stopping)
+                    if stopping:  # signalled during the wait: no new child to miss the signal
+                        worst = max(worst, code if code >= 0 else 1)
+                        running.remove(child)
+                        continue
                     child.process = _spawn(study_name, storage_url, child.slot, max_trials, env)
+                    child.started = time.monotonic()
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -165,6 +182,13 @@ def _supervise(
                 child.process.terminate()
                 child.process.wait()
     return worst
+
+
+def _back_off(seconds: float, stopping: Callable[[], bool]) -> None:
+    """Wait ``seconds``, in short slices, ending early once ``stopping()``."""
+    deadline = time.monotonic() + seconds
+    while not stopping() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(_POLL_S, left))
 
 
 def _spawn(

@@ -6,8 +6,11 @@ No GPU is needed: the device count is mocked and the children are captured at ``
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +141,65 @@ def test_worker_device_cpu_passes_through_to_the_supervisor(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert calls == [("all", "cpu")]
+
+
+class _Died:
+    """Stands in for a child process that has exited with ``code``."""
+
+    pid = 4243
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def poll(self) -> int:
+        return self.code
+
+    def send_signal(self, signum: int) -> None:
+        pass
+
+
+def _dying_children(
+    monkeypatch: pytest.MonkeyPatch, codes: list[int], on_spawn: Any = None
+) -> list[_Died]:
+    """Children that exit with ``codes`` in turn; returns those started so far."""
+    started: list[_Died] = []
+    pending = iter(codes)
+
+    def popen(command: list[str], **kwargs: Any) -> _Died:
+        started.append(_Died(next(pending)))
+        if on_spawn is not None:
+            on_spawn(len(started))
+        return started[-1]
+
+    monkeypatch.setattr("hpo.worker._supervisor.subprocess.Popen", popen)
+    monkeypatch.setattr("hpo.worker._supervisor._POLL_S", 0.01)
+    monkeypatch.setattr("hpo.worker._supervisor._BACKOFF_S", 0.0)
+    return started
+
+
+def test_the_restart_count_resets_after_a_healthy_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    started = _dying_children(monkeypatch, [1, 1, 1, 0])
+    monkeypatch.setattr("hpo.worker._supervisor.HEALTHY_S", 0.0)  # every run counts healthy
+    assert run_supervisor("s", "sqlite:///x.db", "none", max_restarts=1) == 0
+    assert len(started) == 4
+    started = _dying_children(monkeypatch, [1, 1, 1, 0])
+    monkeypatch.setattr("hpo.worker._supervisor.HEALTHY_S", 3600.0)  # quick deaths in a row
+    assert run_supervisor("s", "sqlite:///x.db", "none", max_restarts=1) == 1
+    assert len(started) == 2  # given up after one restart
+
+
+def test_sigterm_during_the_restart_back_off_starts_no_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def signal_once_started(count: int) -> None:  # the supervisor's handler is in place
+        if count == 1:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    started = _dying_children(monkeypatch, [1, 0], signal_once_started)
+    monkeypatch.setattr("hpo.worker._supervisor._BACKOFF_S", 60.0)
+    begin = time.monotonic()
+    assert run_supervisor("s", "sqlite:///x.db", "none", max_restarts=3) == 1
+    assert len(started) == 1 and time.monotonic() - begin < 30
 
 
 # ------------------------------------------------------------------------------ GPU locks
@@ -295,6 +357,27 @@ def test_cgroup_quota_caps_the_cpus(tmp_path: Path) -> None:
     (v1 / "cpu.cfs_quota_us").write_text("100000\n")
     (v1 / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(tmp_path / "v1") == 1
+
+
+def test_the_quota_of_the_processs_own_cgroup_counts(tmp_path: Path) -> None:
+    """systemd / SLURM / Kubernetes without a cgroup namespace: the limit is on the process's
+    cgroup (or one above it), not on the root of the mount."""
+    own = tmp_path / "self-cgroup"
+    root = tmp_path / "fs"
+    pod = root / "kubepods" / "pod1"
+    (pod / "ctr").mkdir(parents=True)
+    (pod / "ctr" / "cpu.max").write_text("200000 100000\n")
+    own.write_text("0::/kubepods/pod1/ctr\n")
+    unlimited = available_cpus(tmp_path / "none", own)
+    assert available_cpus(root, own) == min(2, unlimited)
+    (pod / "cpu.max").write_text("100000 100000\n")  # a tighter limit above it
+    assert available_cpus(root, own) == 1
+    job = root / "cpu,cpuacct" / "slurm" / "job7"
+    job.mkdir(parents=True)
+    (job / "cpu.cfs_quota_us").write_text("100000\n")
+    (job / "cpu.cfs_period_us").write_text("100000\n")
+    own.write_text("12:memory:/slurm/job7\n5:cpu,cpuacct:/slurm/job7\n")  # v1
+    assert available_cpus(root, own) == 1
 
 
 def test_thread_share_and_the_users_own_setting() -> None:
