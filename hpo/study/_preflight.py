@@ -97,7 +97,8 @@ def _check_validation(spec: StudySpec, dataset: VideoDataset) -> None:
 
     data = to_train_config(spec, {}, trial_number=0, output_dir=".").data
     # The guided colour hardness reads every frame; the counts do not depend on it.
-    split = carve_validation(dataset.train, data.validation, hardness=lambda train: {})
+    # A check: the carve-out is logged where it is used (the plan, each trial's trainer).
+    split = carve_validation(dataset.train, data.validation, hardness=lambda _: {}, quiet=True)
     left = len({t.pid for t in split.train})
     per_batch = data.batch_size // data.num_instances
     if left < per_batch:

@@ -579,7 +579,8 @@ def describe_device(device: str) -> str:
 
 
 def _build_trainer(cfg: Any, *, rerank: bool) -> Trainer:
-    return Trainer(cfg, evaluate_rerank=rerank)
+    # The worker logs its own epoch line (TrialProgress, with the trial): one line per epoch.
+    return Trainer(cfg, evaluate_rerank=rerank, log_epochs=False)
 
 
 def _code_version() -> dict[str, Any]:

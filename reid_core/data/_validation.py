@@ -26,7 +26,11 @@ HardnessFn = Callable[[Sequence[Tracklet]], Mapping[int, float]]
 
 
 def carve_validation(
-    train: Sequence[Tracklet], cfg: ValidationConfig, *, hardness: HardnessFn | None = None
+    train: Sequence[Tracklet],
+    cfg: ValidationConfig,
+    *,
+    hardness: HardnessFn | None = None,
+    quiet: bool = False,
 ) -> ReidSplit:
     """Split training tracklets into a smaller train set and a validation query / gallery.
 
@@ -61,6 +65,7 @@ def carve_validation(
         train: training tracklets (from the dataset's ``train``; never query or gallery).
         cfg: the validation settings.
         hardness: overrides the guided mode's default per-id hardness.
+        quiet: log the carve-out at DEBUG (a check whose counts are not shown).
 
     Returns:
         ``ReidSplit(train, query, gallery)`` of the carve-out.
@@ -111,7 +116,8 @@ def carve_validation(
         len(remaining), size=n_distractors, replace=False
     )
     gallery += [remaining[i] for i in sorted(picked.tolist())]
-    logger.info(
+    logger.log(
+        logging.DEBUG if quiet else logging.INFO,
         "validation carve-out (%s, %s, seed %d): %d ids, %d query / %d gallery tracklets "
         "(%d distractors), %d training ids left",
         cfg.sampling,

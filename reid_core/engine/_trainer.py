@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
+import time
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import replace
@@ -92,8 +94,12 @@ class Trainer:
         evaluate_rerank: bool = False,
         monitor: str = "mAP",
         progress: bool | None = None,
+        log_epochs: bool = True,
     ) -> None:
         self.cfg = cfg
+        #: Log one INFO line per epoch (epoch e/E, elapsed, ETA, lr, loss, metrics); False
+        #: moves it to DEBUG for a caller that logs its own epoch line (an HPO worker).
+        self.log_epochs = log_epochs
         self.evaluate_rerank = evaluate_rerank
         self.monitor = monitor
         self.progress = progress
@@ -370,6 +376,7 @@ class Trainer:
         config_file = config_path(self.output_dir)
         write_json_atomic(config_file, self.cfg.to_dict())
         hooks = (MetricsLog(self.output_dir, start_epoch=state.next_epoch), *callbacks)
+        state.clock_start = (time.monotonic(), state.next_epoch)
         failed = True
         try:
             try:
@@ -421,14 +428,20 @@ class Trainer:
             state.record_metrics(epoch, metrics, self.monitor)
         state.next_epoch = epoch + 1
         checkpoint = self._save(epoch, state) if due else None
-        logger.info(
-            "epoch %d/%d lr %.3g loss %.4f (%s)%s",
+        started, first = state.clock_start
+        elapsed = time.monotonic() - started
+        eta = elapsed / (epoch + 1 - first) * (self.cfg.epochs - epoch - 1)
+        logger.log(
+            logging.INFO if self.log_epochs else logging.DEBUG,
+            "epoch %d/%d, elapsed %s, ETA %s, lr %.3g, loss %.4f (%s)%s",
             epoch + 1,
             self.cfg.epochs,
+            _duration(elapsed),
+            _duration(eta),
             lr,
             losses["total"],
             " ".join(f"{name} {value:.4g}" for name, value in losses.items() if name != "total"),
-            "" if metrics is None else " " + _format_metrics(metrics),
+            "" if metrics is None else ", " + _format_metrics(metrics),
         )
         report = EpochReport(
             epoch=epoch, losses=losses, lr=lr, metrics=metrics, checkpoint=checkpoint
@@ -518,6 +531,8 @@ class _FitState:
 
     def __init__(self) -> None:
         self.next_epoch = 0
+        self.clock_start = (time.monotonic(), 0)
+        """When this call started training, and at which epoch (for elapsed and ETA)."""
         self.stopped = False
         self.last_metrics: dict[str, float] | None = None
         self.best_metrics: dict[str, float] | None = None
@@ -590,6 +605,11 @@ def step_skipping_overflow(optimizer: torch.optim.Optimizer, scaler: Any) -> Non
 
 def _span(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
+
+
+def _duration(seconds: float) -> str:
+    """``H:MM:SS``, rounded to the second."""
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,20 @@ def test_measure_times_steps_and_an_evaluation(tiny_root: Path, tmp_path: Path) 
     assert plan["trial_hours"] == pytest.approx(expected, rel=0.05, abs=1e-3)
     assert plan["study_hours"] == pytest.approx(plan["trial_hours"] * 4, rel=0.05, abs=1e-3)
     assert plan["reference_hours"] == pytest.approx(plan["trial_hours"] * 60, rel=0.05, abs=1e-3)
+
+
+def test_the_plan_logs_its_validation_carve_out_once(
+    tiny_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        dataset={"name": "mars", "root": str(tiny_root)},
+        artifacts={"root": str(tmp_path / "runs")},
+    )
+    with caplog.at_level(logging.INFO):
+        result = _plan(str(spec), "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    assert result.exit_code == 0, result.output
+    assert sum("validation carve-out" in m for m in caplog.messages) == 1, caplog.messages
 
 
 def test_the_plan_table_reads_in_gb_and_1_based_epochs_and_suggests_measure(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,9 +50,17 @@ class Recorder(Callback):
         self.result = result
 
 
-def test_callbacks_run_in_order_with_checkpoint_written_first(tiny_cfg: TinyConfig) -> None:
+def test_callbacks_run_in_order_with_checkpoint_written_first(
+    tiny_cfg: TinyConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     first, second = Recorder(), Recorder()
-    result = Trainer(tiny_cfg(epochs=3, eval_every=2)).fit(callbacks=[first, second])
+    with caplog.at_level(logging.INFO, logger="reid_core.engine._trainer"):
+        result = Trainer(tiny_cfg(epochs=3, eval_every=2)).fit(callbacks=[first, second])
+    # One line per epoch, 1-based, with the elapsed time and the ETA of plain training.
+    lines = [m for m in caplog.messages if m.startswith("epoch ")]
+    assert [line.split(",")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all(re.search(r", elapsed \d+:\d\d:\d\d, ETA \d+:\d\d:\d\d,", x) for x in lines)
+    assert lines[-1].split(", ")[2] == "ETA 0:00:00" and "mAP" in lines[-1]
     # epoch 1 is an evaluation epoch, epoch 2 the last one; epoch 0 neither
     expected = [
         ("start",),
@@ -72,10 +82,15 @@ def test_callbacks_run_in_order_with_checkpoint_written_first(tiny_cfg: TinyConf
     assert first.reports[0].lr == pytest.approx(1e-4)  # warm-up: 0.1 x lr at epoch 0
 
 
-def test_stop_training_ends_cleanly_with_a_checkpoint(tiny_cfg: TinyConfig) -> None:
+def test_stop_training_ends_cleanly_with_a_checkpoint(
+    tiny_cfg: TinyConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     cfg = tiny_cfg(epochs=4, eval_every=3)
     recorder = Recorder(raise_at=0, exc=StopTraining("enough"))
-    result = Trainer(cfg).fit(callbacks=[recorder])
+    with caplog.at_level(logging.INFO, logger="reid_core.engine._trainer"):
+        result = Trainer(cfg, log_epochs=False).fit(callbacks=[recorder])
+    # A caller that logs its own epoch line (an HPO worker) gets no second one.
+    assert not [m for m in caplog.messages if m.startswith("epoch ")]
     assert result.stopped_early
     assert result.epochs_run == 1
     assert recorder.events[-1] == ("end",)
