@@ -28,6 +28,8 @@ from hpo.study import finished_epochs
 from hpo.study import rung_counts
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
+from hpo.study.records import format_number
+from hpo.study.records import format_pct
 from hpo.study.records import read_spec_or_none
 from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
@@ -46,6 +48,7 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}.note{color:#666;font-s
 .state-RUNNING{color:#2ca02c}.state-WAITING{color:#7f7f7f}code{font-size:.95em}
 .caption{color:#8a5a00}tr.best td{background:#fff7d6;font-weight:600}
 table.sortable th{cursor:pointer}td[data-value]{text-align:right}
+.table-box{overflow-x:auto;max-width:100%}pre{overflow-x:auto}
 """
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -100,23 +103,19 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def _pct_table(metrics: dict[str, object]) -> str:
     """Re-ID metrics (fractions) in %, other entries as they are."""
     shown = {
-        k: f"{100 * v:.2f}%" if isinstance(v, float) and not isinstance(v, bool) else v
+        k: format_pct(v) if isinstance(v, float) and not isinstance(v, bool) else v
         for k, v in metrics.items()
     }
     return _kv_table(shown)
 
 
 def _kv_table(rows: dict[str, object]) -> str:
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in rows.items())
+    body = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(format_number(v))}</td></tr>" for k, v in rows.items()
+    )
     return f"<table>{body}</table>"
 
 

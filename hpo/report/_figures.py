@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ _STATE_DASH: dict[TrialState, str] = {
 UNKNOWN_WORKER = "unknown worker"
 BEST_COLOUR = "#000000"
 MIN_RELIABLE_IMPORTANCE_TRIALS = 10
-"""Below this many complete trials the importance plot is captioned as unreliable."""
+"""Below this many complete trials the importances are not drawn (a sentence says why)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def _single_objective(study: optuna.Study) -> bool:
 def optimisation_history(
     study: optuna.Study, trials: Sequence[FrozenTrial], metric: Metric
 ) -> Section:
-    """Objective value of every complete trial and the best value so far."""
+    """Objective value of every complete trial, the best value so far, and every pruned trial
+    at the last value it reported."""
     title = "Optimisation history"
     if not _single_objective(study):
         return Section(title, note="Only drawn for single-objective studies.")
@@ -70,7 +72,19 @@ def optimisation_history(
     for trace in fig.data:
         if trace.y is not None:
             trace.y = [None if v is None else metric.scale * v for v in trace.y]
-    fig.update_layout(title=None, yaxis_title=metric.label)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    if pruned:
+        fig.add_trace(
+            go.Scatter(
+                x=[t.number for t in pruned],
+                y=[metric.scale * float(_last_value(t)) for t in pruned],  # type: ignore[arg-type]
+                mode="markers",
+                name="pruned (last reported value)",
+                marker={"color": STATE_COLOURS[TrialState.PRUNED], "symbol": "x", "size": 9},
+                meta=[f"trial {t.number} (PRUNED)" for t in pruned],
+            )
+        )
+    fig.update_layout(title=None, yaxis_title=metric.label, yaxis_tickformat=".3g")
     return Section(title, fig)
 
 
@@ -136,10 +150,25 @@ def _last_value(trial: FrozenTrial) -> float | None:
     return None
 
 
-def _dimension(name: str, values: list[object]) -> dict:
+def _dimension(name: str, values: list[object], *, log: bool = False) -> dict:
+    """A parallel-coordinates axis: numbers with 3 significant digits (a log-searched
+    parameter on a log axis: log10 positions labelled with the values), text as categories."""
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) == len(values) and log and all(float(v) > 0 for v in numbers):  # type: ignore[arg-type]
+        logs = [math.log10(float(v)) for v in numbers]  # type: ignore[arg-type]
+        ticks = _log_ticks(min(logs), max(logs))
+        return {
+            "label": f"{name} (log)",
+            "values": logs,
+            "tickvals": ticks,
+            "ticktext": [f"{10**t:.3g}" for t in ticks],
+        }
     if len(numbers) == len(values):
-        return {"label": name, "values": [float(v) for v in numbers]}  # type: ignore[arg-type]
+        return {
+            "label": name,
+            "values": [float(v) for v in numbers],  # type: ignore[arg-type]
+            "tickformat": ".3g",
+        }
     labels = sorted({str(v) for v in values})
     return {
         "label": name,
@@ -147,6 +176,15 @@ def _dimension(name: str, values: list[object]) -> dict:
         "tickvals": list(range(len(labels))),
         "ticktext": labels,
     }
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Tick positions (log10) of a log axis: the ends and the whole decades between them."""
+    decades = [float(d) for d in range(math.ceil(low), math.floor(high) + 1)]
+    ticks = sorted({round(low, 6), *decades, round(high, 6)})
+    # Drop a decade that would crowd an end label.
+    span = max(high - low, 1e-9)
+    return [t for t in ticks if t in (ticks[0], ticks[-1]) or min(t - low, high - t) > span / 10]
 
 
 def parallel_coordinates(
@@ -162,12 +200,14 @@ def parallel_coordinates(
         return Section(title, note="No finished trial with parameters yet: nothing to plot.")
     names = list(dict.fromkeys(n for t in drawn for n in t.params))
     drawn = [t for t in drawn if all(n in t.params for n in names)]
+    if not drawn:
+        return Section(title, note="No finished trial has every parameter: nothing to plot.")
     values = [metric.scale * float(_last_value(t)) for t in drawn]  # type: ignore[arg-type]
-    dimensions = [_dimension(n, [t.params[n] for t in drawn]) for n in names]
+    dimensions = [_dimension(n, [t.params[n] for t in drawn], log=_is_log(drawn, n)) for n in names]
     dimensions.append(
         _dimension("state", [t.state.name for t in drawn]),
     )
-    dimensions.append({"label": metric.label, "values": values})
+    dimensions.append({"label": metric.label, "values": values, "tickformat": ".3g"})
     fig = go.Figure(
         go.Parcoords(
             dimensions=dimensions,
@@ -189,19 +229,27 @@ def parallel_coordinates(
     return Section(title, fig, caption=caption)
 
 
+def _is_log(trials: Sequence[FrozenTrial], name: str) -> bool:
+    """Whether the parameter was searched on a log scale (its Optuna distribution says so)."""
+    distribution = trials[0].distributions.get(name)
+    return bool(getattr(distribution, "log", False))
+
+
 def parameter_importances(
     study: optuna.Study, trials: Sequence[FrozenTrial], metric: Metric
 ) -> Section:
-    """PED-ANOVA importances (Optuna's default evaluator); needs two complete trials and is
-    captioned as unreliable below :data:`MIN_RELIABLE_IMPORTANCE_TRIALS`."""
+    """PED-ANOVA importances (Optuna's default evaluator), drawn only from
+    :data:`MIN_RELIABLE_IMPORTANCE_TRIALS` complete trials on: a ranking of fewer says
+    nothing, so a sentence stands in for it."""
     title = "Parameter importances (PED-ANOVA)"
     if not _single_objective(study):
         return Section(title, note="Only drawn for single-objective studies.")
     complete = _complete(trials)
-    if len(complete) < 2 or not any(t.params for t in complete):
+    if len(complete) < MIN_RELIABLE_IMPORTANCE_TRIALS or not any(t.params for t in complete):
         return Section(
             title,
-            note=f"Needs at least 2 complete trials with parameters; the study has "
+            note=f"Not drawn: importances need at least {MIN_RELIABLE_IMPORTANCE_TRIALS} "
+            f"complete trials with parameters to rank anything; the study has "
             f"{len(complete)}.",
         )
     try:
@@ -213,14 +261,7 @@ def parameter_importances(
         logger.warning("parameter importances not computed: %s", exc)
         return Section(title, note=f"Importances could not be computed: {exc}")
     fig.update_layout(title=None)
-    if len(complete) < MIN_RELIABLE_IMPORTANCE_TRIALS:
-        caption = (
-            f"Unreliable: computed from only {len(complete)} complete trials (fewer than "
-            f"{MIN_RELIABLE_IMPORTANCE_TRIALS}); read it as a hint, not a ranking."
-        )
-    else:
-        caption = f"Computed from {len(complete)} complete trials."
-    return Section(title, fig, caption=caption)
+    return Section(title, fig, caption=f"Computed from {len(complete)} complete trials.")
 
 
 def worker_of(trial: FrozenTrial) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import optuna
 
 from hpo.study.records import METRIC_NAMES
+from hpo.study.records import format_number
+from hpo.study.records import format_pct
 from hpo.study.records import read_spec_or_none
 
 
@@ -28,12 +30,13 @@ class Metric:
         return f"{self.name} (%)" if self.scale == 100.0 else self.name
 
     def show(self, value: float | None) -> str:
-        """A stored value as text: ``"45.12%"`` (or 4 significant digits without a unit)."""
+        """A stored value as text: ``"45.1%"`` (or as a parameter without a unit): the
+        precision rule of every reid-hpo output (:func:`~hpo.study.records.format_pct`)."""
         if value is None:
             return ""
         if self.scale == 100.0:
-            return f"{100.0 * value:.2f}%"
-        return f"{value:.4g}"
+            return format_pct(value)
+        return format_number(value)
 
 
 def objective_metric(study: optuna.Study) -> Metric:

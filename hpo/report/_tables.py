@@ -15,6 +15,8 @@ from hpo.search import rung_plan
 from hpo.spec import StudySpec
 from hpo.spec import pruner_options
 from hpo.study.records import TrialAttr
+from hpo.study.records import format_number
+from hpo.study.records import format_pct
 from hpo.study.records import rung_of
 
 # Validation metrics of the trials table: (user-attr key in val_metrics, column header).
@@ -55,10 +57,6 @@ def _cell(text: str, value: float | int | None = None, css: str = "") -> str:
     return f"<td{klass}{data}>{_e(text)}</td>"
 
 
-def _param_text(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -83,18 +81,27 @@ def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | 
     params = list(dict.fromkeys(name for t in trials for name in t.params))
     warm = any(TrialAttr.WARM_START in t.user_attrs for t in trials)
     rungs = any(rung_of(t) is not None for t in trials)
-    headers = ["#", "state", metric.label, *(f"{h} (%)" for _, h in VAL_COLUMNS), "epochs"]
+    shown = val_columns(metric)
+    headers = ["#", "state", metric.label, *(f"{h} (%)" for _, h in shown), "epochs"]
     headers += [*(["rung", "configuration"] if rungs else []), *params]
     headers += ["worker", "started", "duration (s)", *(["warm start"] if warm else [])]
     headers.append("fail reason")
     head = "".join(f"<th title='click to sort'>{_e(h)}</th>" for h in headers)
-    rows = [_trial_row(t, params, metric, best, warm=warm, rungs=rungs) for t in trials]
+    rows = [
+        _trial_row(t, params, metric, best, warm=warm, rungs=rungs, shown=shown) for t in trials
+    ]
     return (
         "<p class='note'>Click a column header to sort; &#9733; marks the best trial "
         "(validation). Metrics are on the validation split.</p>"
-        f"<table class='sortable' id='trials-table'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        # The box scrolls sideways: a wide table never widens the page.
+        f"<div class='table-box'><table class='sortable' id='trials-table'><thead><tr>{head}"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def val_columns(metric: Metric) -> tuple[tuple[str, str], ...]:
+    """:data:`VAL_COLUMNS` without the one the objective column already shows."""
+    return tuple((key, h) for key, h in VAL_COLUMNS if metric.name != f"val {h}")
 
 
 def _trial_row(
@@ -105,6 +112,7 @@ def _trial_row(
     *,
     warm: bool,
     rungs: bool,
+    shown: tuple[tuple[str, str], ...],
 ) -> str:
     is_best = best is not None and t.number == best.number
     value = t.value if t.values is not None and len(t.values) == 1 else None
@@ -115,9 +123,10 @@ def _trial_row(
         _cell(t.state.name, css=f"state-{t.state.name}"),
         _cell(metric.show(value), _number(value)),
     ]
-    for key, _ in VAL_COLUMNS:
-        shown = _number(val.get(key))
-        cells.append(_cell("" if shown is None else f"{100 * shown:.2f}", shown))
+    for key, _ in shown:
+        number = _number(val.get(key))
+        text = "" if number is None else format_pct(number).removesuffix("%")
+        cells.append(_cell(text, number))
     epochs = epochs_of(t)
     cells.append(_cell("" if epochs is None else str(epochs), epochs))
     if rungs:
@@ -126,7 +135,7 @@ def _trial_row(
         cells.append(_cell("" if rung is None else str(rung.config), rung and rung.config))
     for name in params:
         raw = t.params.get(name)
-        cells.append(_cell("" if raw is None else _param_text(raw), _number(raw)))
+        cells.append(_cell("" if raw is None else format_number(raw), _number(raw)))
     started = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else ""
     duration = _duration_s(t)
     cells += [

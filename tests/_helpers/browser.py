@@ -39,10 +39,17 @@ def require_chromium() -> str:
     pytest.skip(message)
 
 
-def dump_dom(url: str, *, virtual_time_ms: int = 10_000, timeout_s: float = 120.0) -> str:
+def dump_dom(
+    url: str,
+    *,
+    virtual_time_ms: int = 10_000,
+    timeout_s: float = 120.0,
+    window_width: int | None = None,
+) -> str:
     """Load ``url`` (``file://`` or ``http://``), let scripts run, and return the serialised DOM.
 
-    ``--virtual-time-budget`` fast-forwards timers, so single-page apps finish rendering.
+    ``--virtual-time-budget`` fast-forwards timers, so single-page apps finish rendering;
+    ``window_width`` sets the viewport's width in CSS pixels (900 high).
     """
     binary = require_chromium()
     with tempfile.TemporaryDirectory(prefix="reid-hpo-chromium-") as profile:
@@ -52,6 +59,7 @@ def dump_dom(url: str, *, virtual_time_ms: int = 10_000, timeout_s: float = 120.
                 *_FLAGS,
                 f"--user-data-dir={profile}",
                 f"--virtual-time-budget={virtual_time_ms}",
+                *([f"--window-size={window_width},900"] if window_width else []),
                 "--dump-dom",
                 url,
             ],

@@ -59,7 +59,7 @@ def test_report_timeline_has_one_row_per_worker(full_report: str) -> None:
 
 
 def test_report_header_names_best_trial_and_counts(full_report: str) -> None:
-    assert "Best trial (validation): trial 2, val mAP = 60.00%" in full_report
+    assert "Best trial (validation): trial 2, val mAP = 60.0%" in full_report
     assert "COMPLETE 3" in full_report
     assert "PRUNED 2" in full_report
     assert "FAIL 1" in full_report
@@ -82,7 +82,7 @@ def test_report_shows_stored_test_result(tmp_path: Path) -> None:
         "test_result", {"trial": 2, "metrics": {"mAP": 0.4321}, "cmc": [0.5, 0.7, 0.9]}
     )
     text = build_report(study, tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "43.21%" in text
+    assert "43.2%" in text
     assert "test (trial 2)" in text
 
 
@@ -100,7 +100,7 @@ def test_report_on_one_trial_study_explains_missing_importances(tmp_path: Path) 
     trial.report(0.2, 0)
     study.tell(trial, 0.3)
     text = build_report(study, tmp_path / "one.html").read_text(encoding="utf-8")
-    assert "Needs at least 2 complete trials with parameters; the study has 1." in text
+    assert "importances need at least 10 complete trials with parameters" in text
     assert "the best trial stored no &#x27;cmc&#x27;" in text
 
 
@@ -111,14 +111,54 @@ def test_report_replaces_an_existing_file_without_leftovers(tmp_path: Path) -> N
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
 
 
-def test_report_renders_every_figure_in_chromium(tmp_path: Path) -> None:
-    out = build_report(make_study(optuna.storages.InMemoryStorage()), tmp_path / "r.html")
-    dom = dump_dom(out.resolve().as_uri(), virtual_time_ms=5_000)
-    # Each figure div is followed by the SVG plotly drew into it once the page's JS ran.
-    chunks = dom.split('id="figure-')[1:]
-    assert len(chunks) == 6
-    for chunk in chunks:
-        assert 'class="main-svg"' in chunk.split("</section>")[0]
+_LAYOUT_PROBE = """<script>
+window.addEventListener('load', function () {
+  var width = document.documentElement.clientWidth;
+  var out = document.createElement('pre');
+  out.id = 'layout';
+  out.textContent = JSON.stringify({
+    width: width,
+    page: document.documentElement.scrollWidth,
+    tables: Array.from(document.querySelectorAll('table')).map(function (t) {
+      var shown = t.closest('.table-box') || t;  // a boxed table is seen through its box
+      return Math.ceil(shown.getBoundingClientRect().right) <= width;
+    }),
+    boxed: document.getElementById('trials-table').parentElement.scrollWidth,
+    figures: Array.from(document.querySelectorAll('.js-plotly-plot')).map(function (gd) {
+      return gd.querySelector('svg.main-svg') !== null && gd.getBoundingClientRect().height > 0;
+    })
+  });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_report_fits_the_page_and_draws_every_figure_in_chromium(
+    tmp_path: Path, width: int
+) -> None:
+    study = make_study(optuna.storages.InMemoryStorage())
+    for i in range(4):  # parameters with long names widen the trials table past the page
+        trial = study.ask()
+        trial.suggest_float("sigma", 0.1, 1.0)
+        trial.suggest_float("margin", 1e-6, 1.0, log=True)
+        for n in range(12):
+            trial.suggest_float(f"a_rather_long_parameter_name_{n}", 0.1, 1.0)
+        study.tell(trial, 0.1 * i)
+    out = build_report(study, tmp_path / "r.html")
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text(encoding="utf-8").replace("</body>", _LAYOUT_PROBE + "</body>"))
+    dom = dump_dom(probed.resolve().as_uri(), virtual_time_ms=5_000, window_width=width)
+    import html
+    import json
+
+    layout = json.loads(html.unescape(dom.split('<pre id="layout">', 1)[1].split("</pre>")[0]))
+    assert layout["width"] <= width
+    assert layout["page"] <= layout["width"], layout  # nothing widens the page
+    assert all(layout["tables"]), layout  # every table ends inside it
+    assert layout["boxed"] > layout["width"]  # the wide trials table scrolls in its own box
+    # 5 figures (importances need 10 complete trials: a sentence), each drawn.
+    assert layout["figures"] == [True] * 5, layout
 
 
 def test_study_report_cli_writes_the_report(sqlite_url: str, tmp_path: Path) -> None:
@@ -172,7 +212,7 @@ window.addEventListener('load', function () {
   });
   var table = document.getElementById('trials-table');
   var header = Array.from(table.tHead.rows[0].cells).findIndex(function (th) {
-    return th.textContent === 'mAP (%)';
+    return th.textContent === 'val mAP (%)';
   });
   table.tHead.rows[0].cells[header].click();
   table.tHead.rows[0].cells[header].click();
@@ -218,11 +258,17 @@ def test_report_figures_hold_the_study_in_chromium(tmp_path: Path) -> None:
     assert parcoords["line"]["showscale"] is True
     assert sorted(parcoords["line"]["color"]) == pytest.approx([5.0, 7.5, 40.0, 50.0, 60.0])
     labels = [d["label"] for d in parcoords["dimensions"]]
-    assert labels == ["sigma", "margin", "state", "val mAP (%)"]
+    assert labels == ["sigma", "margin (log)", "state", "val mAP (%)"]
+    # The log-searched margin sits on a log axis labelled with its values (3 digits).
+    margin = parcoords["dimensions"][1]
+    assert all(len(t.replace(".", "").lstrip("0")) <= 3 or "e" in t for t in margin["ticktext"])
     assert figures["figure-3"]["colorbar"]
 
-    # Importances: drawn, captioned as unreliable (3 complete trials < 10).
-    assert "Unreliable: computed from only 3 complete trials (fewer than 10)" in out.read_text()
+    # Importances: not drawn from 3 complete trials; a sentence says why.
+    assert "importances need at least 10 complete trials" in out.read_text()
+    # The optimisation history shows the pruned trials (1 and 4) at their last value.
+    pruned = next(t for t in figures["figure-1"]["data"] if (t["name"] or "").startswith("pruned"))
+    assert pruned["x"] == [1, 4] and pruned["y"] == pytest.approx([5.0, 7.5])
 
     # The trials table sorts by validation mAP (two clicks: descending): 2, 5, 0, then the
     # trials without a validation mAP.
@@ -232,11 +278,13 @@ def test_report_figures_hold_the_study_in_chromium(tmp_path: Path) -> None:
 def test_report_trials_table_and_setup_section(full_report: str) -> None:
     table = full_report.split("id='trials-table'", 1)[1]
     header = table.split("</thead>", 1)[0]
-    for column in ("val mAP (%)", "mAP (%)", "R1 (%)", "R5 (%)", "R10 (%)", "epochs", "sigma"):
+    for column in ("val mAP (%)", "R1 (%)", "R5 (%)", "R10 (%)", "epochs", "sigma"):
         assert f">{column}</th>" in header
+    assert ">mAP (%)</th>" not in header  # the objective column already is the val mAP
     assert "<tr class='best' data-trial='2'>" in table
     assert "2 \u2605 best" in table
-    assert "<td data-value='0.6'>60.00</td>" in table  # trial 2's val mAP, shown in %
+    assert "<td data-value='0.6'>60.0%</td>" in table  # trial 2's val mAP, shown in %
+    assert "<td data-value='0.7'>70.0</td>" in table  # its rank-1, same precision
     setup = full_report.split("<section id='setup'>", 1)[1].split("</section>", 1)[0]
     for text in ("search-space", "sampler", "pruner", "effective options", "The whole spec"):
         assert text in setup
