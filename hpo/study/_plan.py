@@ -202,11 +202,13 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     clips = torch.randn(data.batch_size, data.seq_len, 3, data.height, data.width, device=device)
     pids = torch.arange(data.batch_size, device=device) // data.num_instances % plan.train_ids
+    erased = torch.rand(data.batch_size, data.seq_len, device=device) < data.labelled_erasing
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         output = model(clips)
-        criterion(output, pids, model.classifier.weight)["total"].backward()
+        terms = criterion(output, pids, model.classifier.weight, erased=erased.float())
+        terms["total"].backward()
         optimizer.step()
 
     model.train()

@@ -133,11 +133,15 @@ def test_unreachable_storage_is_one_line(tiny_root: Path, tmp_path: Path) -> Non
     _user_error(_plan(str(spec), "--storage", "postgresql://nobody@127.0.0.1:1/none"))
 
 
-def test_measure_times_steps_and_an_evaluation(tiny_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset", [{}, {"preset": "bbot_attn_cl"}])  # + the attention loss
+def test_measure_times_steps_and_an_evaluation(
+    preset: dict, tiny_root: Path, tmp_path: Path
+) -> None:
     spec = write_spec(
         tmp_path / "s.yaml",
         dataset={"name": "mars", "root": str(tiny_root)},
         artifacts={"root": str(tmp_path / "runs")},
+        **preset,
     )
     result = _plan(str(spec), "--measure", "2", "--format", "json",
                    "--storage", f"sqlite:///{tmp_path / 's.db'}")  # fmt: skip
