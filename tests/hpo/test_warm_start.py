@@ -22,6 +22,7 @@ from hpo.study import TrialAttr
 from hpo.study import create_study
 from hpo.worker import run_worker
 from reid_core.config import LossConfig
+from tests._helpers.specs import SEVEN_PARAMS
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
@@ -85,15 +86,7 @@ def test_the_paper_preset_enqueues_configuration_59_on_mars_and_the_prid_one_on_
     tmp_path: Path, data_root: Path
 ) -> None:
     raw = _raw(tmp_path, data_root, "p", n_trials=4, warm_start={"preset": "paper"})
-    raw["search_space"] = {
-        "sigma": {"type": "float", "low": 0.1, "high": 1.0},
-        "alpha": {"type": "float", "low": 0.5, "high": 3.0},
-        "l": {"type": "float", "low": 0.1, "high": 1.0},
-        "margin": {"type": "float", "low": 1.0e-6, "high": 1.0, "log": True},
-        "beta": {"type": "float", "low": 1.0e-6, "high": 1.0},
-        "gamma": {"type": "float", "low": 1.0e-6, "high": 1.0},
-        "weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0},
-    }
+    raw["search_space"] = SEVEN_PARAMS  # the reference's search space
     # Written from bagoftricks.py:132-147 (README.md: "Use 59 configuration ... for MARS").
     mars = {"sigma": 0.9047814732165316, "alpha": 2.8436551583293728, "l": 0.5873389293193368}
     mars |= {"margin": 4.4132437486402204e-05, "beta": 1.0, "gamma": 0.3282654557691594}
