@@ -558,6 +558,7 @@ class StudySpec(_Spec):
             _check_param_fits(self, where, path, param, info.context)
         _check_divisible(self)
         _check_eval_every(self)
+        _check_attention_loss(self)
         warm_start_configs(self)
         _check_warm_start(self)
         try:
@@ -703,6 +704,23 @@ def _check_divisible(spec: StudySpec) -> None:
                     f"num_instances={k} (P x K sampling); every combination the search can "
                     "draw must divide"
                 )
+
+
+def _check_attention_loss(spec: StudySpec) -> None:
+    """The attention loss (on, or searched) needs an attention model and labelled erasing."""
+    searched = {resolve_param_path(name) for name in spec.search_space}
+    if spec.training.attention_weight == 0 and "loss.attention_weight" not in searched:
+        return
+    if spec.model.arch == "tp":
+        raise ValueError(
+            "training.attention_weight: the attention loss needs a temporal attention "
+            "(model arch ta or ta_bt)"
+        )
+    if spec.training.labelled_erasing == 0 and "data.labelled_erasing" not in searched:
+        raise ValueError(
+            "training.attention_weight: the attention loss learns from the labelled erasing's "
+            "frames; set training.labelled_erasing > 0 (the reference: 0.5)"
+        )
 
 
 def _check_eval_every(spec: StudySpec) -> None:

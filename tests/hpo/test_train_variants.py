@@ -161,6 +161,12 @@ def test_a_spec_with_the_attn_cl_preset_trains_its_attention_loss(tmp_path: Path
     raw["training"]["attention_weight"] = 0.25
     cfg = to_train_config(parse_spec(raw), {}, trial_number=0, output_dir=".")
     assert cfg.loss.attention_weight == 0.25
+    raw["training"]["labelled_erasing"] = 0.0
+    with pytest.raises(SpecError, match=r"training.labelled_erasing > 0"):
+        parse_spec(raw)
+    raw["training"]["labelled_erasing"], raw["model"]["arch"] = 0.5, "tp"
+    with pytest.raises(SpecError, match="needs a temporal attention"):
+        parse_spec(raw)
 
 
 def test_mars_model_fine_tuned_on_prid(mars: Path, tmp_path: Path) -> None:
