@@ -208,28 +208,35 @@ def replay_optuna(
 
 
 class _Proposer:
-    """New configurations for a rung ladder: ``random`` or ``tpe`` (one Optuna study per bottom
-    rung, told the bottom rung's validation mAP: values of one rung only, so comparable)."""
+    """New configurations for a rung ladder from one Optuna study, as the service does: the
+    sampler (``random``: ASHA's random proposals; ``tpe``) sees every completed rung result,
+    compressed or full, as one objective; a promoted configuration is an enqueued trial with
+    its original parameters."""
 
     def __init__(self, spec: StudySpec, sampler: str, seed: int, table: Table) -> None:
         self._spec = spec
-        self._sampler = sampler
-        self._seed = seed
-        self._studies: dict[int, optuna.Study] = {}
+        self._study = _study(spec, sampler, "none", seed)
         self._snap = snapper(table, dict(spec.search_space))
 
-    def ask(self, bottom: int) -> tuple[int, optuna.Trial]:
-        if bottom not in self._studies:
-            self._studies[bottom] = _study(self._spec, self._sampler, "none", self._seed + bottom)
-        trial = self._studies[bottom].ask()
-        return self._snap(suggest(trial, self._spec)), trial
+    def ask(self) -> tuple[int, dict[str, float], optuna.Trial]:
+        """A new configuration: (design index, sampled parameters, its trial)."""
+        trial = self._study.ask()
+        params = suggest(trial, self._spec)
+        return self._snap(params), params, trial
 
-    def tell(self, bottom: int, trial: optuna.Trial, value: float) -> None:
-        study = self._studies[bottom]
+    def tell(self, trial: optuna.Trial, value: float) -> None:
+        """Report a rung result (NaN: a failed run)."""
         if math.isnan(value):
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
-            study.tell(trial, value)
+            self._study.tell(trial, value)
+
+    def tell_promoted(self, params: dict[str, float], value: float) -> None:
+        """Report the result of a promoted configuration (an enqueued trial)."""
+        self._study.enqueue_trial(params)
+        trial = self._study.ask()
+        suggest(trial, self._spec)
+        self.tell(trial, value)
 
 
 def replay_ladder(
@@ -241,15 +248,15 @@ def replay_ladder(
     plan = brackets(kind, len(LADDER), ETA)  # type: ignore[arg-type]
     proposer = _Proposer(spec, sampler, seed, table)
     pick_seed = _seed_picker(table, seed)
-    # results[(bracket, rung)] = {run id: val}; runs[run id] = (config, training seed)
+    # results[(bracket, rung)] = {run id: val}; runs[run id] = (config, training seed, params)
     results: dict[tuple[int, int], dict[int, float]] = {}
     promoted: dict[tuple[int, int], list[int]] = {}
-    runs: list[tuple[int, int]] = []
+    runs: list[tuple[int, int, dict[str, float]]] = []
     started = [0] * len(plan)
     trace, incumbent, spent = Trace(label, seed), _Incumbent(), 0
 
     def run(run_id: int, bracket: int, rung: int) -> float:
-        config, training_seed = runs[run_id]
+        config, training_seed, _ = runs[run_id]
         epochs = LADDER[rung]
         value = table.rung[(config, training_seed, epochs)]
         results.setdefault((bracket, rung), {})[run_id] = value
@@ -269,16 +276,15 @@ def replay_ladder(
         if job:
             b, rung, run_id = job
             promoted.setdefault((b, rung), []).append(run_id)
-            run(run_id, b, rung + 1)
+            proposer.tell_promoted(runs[run_id][2], run(run_id, b, rung + 1))
             spent += LADDER[rung + 1]
         else:
             b = next_bracket(started, plan)
             started[b] += 1
             bottom = plan[b].bottom
-            config, trial = proposer.ask(bottom)
-            runs.append((config, pick_seed()))
-            value = run(len(runs) - 1, b, bottom)
-            proposer.tell(bottom, trial, value)
+            config, params, trial = proposer.ask()
+            runs.append((config, pick_seed(), params))
+            proposer.tell(trial, run(len(runs) - 1, b, bottom))
             spent += LADDER[bottom]
         trace.steps.append((spent, incumbent.get()))
     return trace
@@ -294,10 +300,10 @@ def replay_brief(
     trace, incumbent, spent = Trace(label, seed), _Incumbent(), 0
     brief: list[tuple[float, int, int]] = []
     for order in range(n):
-        config, trial = proposer.ask(0)
+        config, _, trial = proposer.ask()
         training_seed = pick_seed()
         value = table.rung[(config, training_seed, epochs)]
-        proposer.tell(0, trial, value)
+        proposer.tell(trial, value)
         brief.append((-math.inf if math.isnan(value) else value, -order, config))
         incumbent.add(epochs, value, config)
         spent += epochs
