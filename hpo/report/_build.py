@@ -139,7 +139,7 @@ def _summary_html(
     ]
     spec = read_spec_or_none(study.user_attrs, study.study_name)
     account = compute_account(trials, spec.training.epochs if spec else None)
-    compute = "<br>".join(_e(line) for line in account.lines())
+    compute = "<br>".join(_e(line.removeprefix("compute: ")) for line in account.lines())
     rows.append(f"<tr><th>compute</th><td id='compute'>{compute}</td></tr>")
     rows += _rung_rows(study, trials)
     if storage_url:

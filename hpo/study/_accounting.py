@@ -96,6 +96,8 @@ class ComputeAccount:
         out = [
             f"compute: {self.epochs_trained} epochs, "
             f"{_seconds(self.device_seconds, self.unit)}{where}"
+            if self.attempts
+            else "compute: no trial has a compute record yet"
         ]
         if self.unpruned_epochs:
             share = self.epochs_saved / self.unpruned_epochs
@@ -110,7 +112,7 @@ class ComputeAccount:
                 f"-epoch trials, no pruning) at this pace: {self.reference_hours:.2f} "
                 f"{self.unit}-hours"
             )
-        if self.untracked:
+        if self.untracked and self.attempts:
             out.append(f"{self.untracked} trials have no compute record")
         return out
 
