@@ -79,6 +79,7 @@ from reid_core.engine import TensorBoardLog
 from reid_core.engine import Trainer
 from reid_core.engine import code_version
 from reid_core.engine import select_device
+from reid_core.engine import write_hparams
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import EvaluationError
@@ -399,7 +400,18 @@ class TrialObjective:
             progress,
         ]
         trainer = self._trainer_factory(cfg, rerank=self.metric.startswith("rerank_"))
-        result = trainer.fit(callbacks=callbacks, resume_from=resume_from)
+        hparams = {"trial": trial.number, "seed": seed, **params}
+        try:
+            result = trainer.fit(callbacks=callbacks, resume_from=resume_from)
+        except optuna.TrialPruned:
+            _tensorboard_hparams(folder, {**hparams, "state": "PRUNED"}, recorder.metrics)
+            raise
+        except (TrialFenced, StudyNotFoundError):
+            raise
+        except Exception as exc:
+            state = f"FAIL ({fail_reason(exc)})"
+            _tensorboard_hparams(folder, {**hparams, "state": state}, recorder.metrics)
+            raise
         if resume_from is not None and recorder.first_epoch is None:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.epochs_run)
         if result.checkpoint is not None:
@@ -429,6 +441,7 @@ class TrialObjective:
                 f"(available: {sorted(metrics)})"
             )
         clock.record(trial)
+        _tensorboard_hparams(folder, {**hparams, "state": "COMPLETE"}, metrics)
         logger.info(
             "%s complete: val %s", label, format_metrics(metrics, ("mAP", "rank1", "rank5"))
         )
@@ -576,6 +589,18 @@ def describe_device(device: str) -> str:
         index = torch.cuda.current_device() if index is None else index
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return device
+
+
+def _tensorboard_hparams(
+    folder: Path, hparams: dict[str, Any], metrics: dict[str, float] | None
+) -> None:
+    """The trial's parameters, state and last validation metrics (in %) in TensorBoard's
+    HParams tab; a write that fails only warns (the trial's outcome stands)."""
+    values = {f"hparams/val_{k}": 100.0 * v for k, v in (metrics or {}).items() if math.isfinite(v)}
+    try:
+        write_hparams(folder / TENSORBOARD_DIR, hparams, values)
+    except OSError as exc:
+        logger.warning("trial %s: TensorBoard hparams not written: %s", hparams["trial"], exc)
 
 
 def _build_trainer(cfg: Any, *, rerank: bool) -> Trainer:

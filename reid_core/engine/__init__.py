@@ -51,6 +51,7 @@ from reid_core.engine._schedule import warmup_multistep_factor
 from reid_core.engine._seed import seed_everything
 from reid_core.engine._tensorboard import TENSORBOARD_DIR
 from reid_core.engine._tensorboard import TensorBoardLog
+from reid_core.engine._tensorboard import write_hparams
 from reid_core.engine._trainer import Trainer
 
 __all__ = [
@@ -98,5 +99,6 @@ __all__ = [
     "transferable_state",
     "verify_checkpoint",
     "warmup_multistep_factor",
+    "write_hparams",
     "write_json_atomic",
 ]

@@ -56,3 +56,25 @@ class TensorBoardLog(Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def write_hparams(
+    log_dir: str | Path, hparams: dict[str, float | int | str | bool], metrics: dict[str, float]
+) -> None:
+    """Record a run's hyperparameters and final metrics in ``log_dir`` for TensorBoard's
+    HParams tab (the same run as the run's scalars: one row per run there).
+
+    Args:
+        log_dir: The run's event-file folder (:data:`TENSORBOARD_DIR` of its output).
+        hparams: Hyperparameters (numbers, text or booleans), e.g. a trial's and its state.
+        metrics: Final metrics by tag (shown as the HParams tab's metric columns).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        # run_name "." keeps the row in the run's own folder (not a timestamped subfolder).
+        writer.add_hparams(hparams, metrics, run_name=".")
+    finally:
+        writer.close()

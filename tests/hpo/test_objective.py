@@ -10,6 +10,7 @@ import os
 import socket
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -80,9 +81,23 @@ def test_real_training_records_value_and_every_user_attr(
     assert attrs["code_version"]["hpo"]
     assert attrs["device"] == "cpu"
     assert attrs["epochs_trained"] == 2 and attrs["device_count"] == 1
+    # TensorBoard's HParams tab: the trial's number, parameters and state, in its own run.
+    hparams = _tensorboard_hparams(attempt / "tensorboard")
+    assert hparams["state"].string_value == "COMPLETE"
+    assert hparams["trial"].number_value == 0 and "sigma" in hparams
     assert 0 < attrs["device_seconds"] <= trial.duration.total_seconds() + 0.1
     assert attrs["worker"] == f"{socket.gethostname()}:{os.getpid()}"
     assert "fail_reason" not in attrs and "resumed_from_epoch" not in attrs
+
+
+def _tensorboard_hparams(log_dir: Path) -> Any:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    return HParamsPluginData.FromString(content).session_start_info.hparams
 
 
 class _CrashAfterEpoch(Callback):

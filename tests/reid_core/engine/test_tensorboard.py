@@ -43,3 +43,20 @@ def test_event_files_hold_losses_lr_and_validation_metrics(tmp_path: Path) -> No
     assert [(s, pytest.approx(v)) for s, v in scalars["lr"]] == [(1, 1e-3), (2, 1e-4)]
     assert scalars["val/mAP"] == [(2, pytest.approx(45.0))]
     assert scalars["val/rank1"] == [(2, pytest.approx(60.0))]
+
+
+def test_hparams_land_in_the_runs_own_folder(tmp_path: Path) -> None:
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    from reid_core.engine import write_hparams
+
+    _fit(TensorBoardLog(tmp_path / "tb"), [EpochReport(epoch=0, losses={"total": 1.0}, lr=0.1)])
+    write_hparams(tmp_path / "tb", {"sigma": 0.5, "state": "PRUNED"}, {"hparams/val_mAP": 41.2})
+    assert [p for p in (tmp_path / "tb").iterdir() if p.is_dir()] == []  # one run, not two
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    start = HParamsPluginData.FromString(content).session_start_info
+    assert start.hparams["state"].string_value == "PRUNED"
+    assert start.hparams["sigma"].number_value == pytest.approx(0.5)
+    assert read_scalars(tmp_path / "tb")["hparams/val_mAP"] == [(0, pytest.approx(41.2))]
