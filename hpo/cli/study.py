@@ -390,6 +390,21 @@ def best_cmd(
         _print_best(best)
 
 
+@study_app.command("tensorboard")
+def tensorboard_cmd(name: NameArgument, storage: StorageOption = None) -> None:
+    """Print the TensorBoard command whose runs are named <study>/trial_<n> (Optuna's trial
+    numbers), not by the uuid folders the trials write in."""
+    from hpo.storage import resolve_storage_url
+    from hpo.study import logdir_spec
+    from hpo.study import tensorboard_runs
+
+    runs = tensorboard_runs(name, resolve_storage_url(storage))
+    if not runs:
+        typer.echo(f"study {name!r} has no TensorBoard event files yet")
+        return
+    typer.echo(f"tensorboard --logdir_spec '{logdir_spec(runs)}'")
+
+
 @study_app.command("export")
 def export_cmd(
     name: NameArgument,

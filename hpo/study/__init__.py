@@ -60,6 +60,8 @@ from hpo.study._retrain import RetrainError
 from hpo.study._retrain import RetrainOptions
 from hpo.study._retrain import refuse_if_retrained
 from hpo.study._retrain import retrain_trial
+from hpo.study._tensorboard import logdir_spec
+from hpo.study._tensorboard import tensorboard_runs
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import spec_of
@@ -106,6 +108,7 @@ __all__ = [
     "keep_the_best_checkpoint",
     "list_studies",
     "load_study",
+    "logdir_spec",
     "measure_costs",
     "read_identity",
     "refuse_if_retrained",
@@ -119,6 +122,7 @@ __all__ = [
     "study_dir",
     "study_status",
     "take_over",
+    "tensorboard_runs",
     "trial_checkpoint",
     "trial_compute",
     "write_identity",

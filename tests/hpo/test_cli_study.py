@@ -209,3 +209,18 @@ def test_postgres_password_never_printed(spec_file: Path, postgres_url: str) -> 
     assert "postgres:***@" in outputs[0].output
     for result in outputs:
         assert SECRET not in result.output
+
+
+def test_tensorboard_names_runs_by_study_and_trial(
+    created: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the spec's artifacts root is the relative "runs"
+    _add_completed_trial(created)  # its folder: runs/uuid/trial_0/attempt_0
+    assert (
+        "no TensorBoard event files yet" in _run("tensorboard", "tiny", "--storage", created).output
+    )
+    events = tmp_path / "runs" / "uuid" / "trial_0" / "attempt_0" / "tensorboard"
+    events.mkdir(parents=True)
+    result = _run("tensorboard", "tiny", "--storage", created)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"tensorboard --logdir_spec 'tiny/trial_0:{events}'"
