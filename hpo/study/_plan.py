@@ -64,6 +64,8 @@ class StudyPlan:
     reference_hours: float | None = None
     """Hours of the reference's search (60 full trials, no pruning) at the measured pace."""
     device: str | None = None
+    precision: str | None = None
+    """The precision policy the measured steps ran under (the trainer's, from ``amp``)."""
     notes: tuple[str, ...] = ()
     """One line per way the dataset is read differently from the published protocol."""
     rung_epochs: tuple[int, ...] | None = None
@@ -176,40 +178,34 @@ def _parameters(cfg: TrainConfig, num_classes: int) -> int:
 def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
     """``plan`` with timings of ``steps`` training steps and one evaluation on this device.
 
-    A step is the forward, the loss and the backward of one batch of the spec's shape with
-    Adam's update; an evaluation is the forward of every validation clip (``plan.val_clips``),
-    from the time of ``test_batch_size``-clip chunks.
+    A step is the trainer's own (:func:`reid_core.engine.optimisation_step` on the parts of
+    :func:`reid_core.engine.build_step_parts`: the spec's precision, ``channels_last``,
+    ``compile``, fused Adam on CUDA, the centre-loss step) on one batch of the spec's shape;
+    an evaluation is the forward of every validation clip (``plan.val_clips``) under the same
+    precision, from the time of ``test_batch_size``-clip chunks.
     Input is synthetic: frame decoding and augmentation are not counted.
     """
     from dataclasses import replace
 
     import torch
 
+    from reid_core.engine import build_step_parts
+    from reid_core.engine import optimisation_step
     from reid_core.engine import select_device
-    from reid_core.losses import ReidCriterion
-    from reid_core.models import build_model_from_config
 
     cfg = to_train_config(spec, {}, trial_number=0, output_dir="plan")
+    cfg = replace(cfg, model=replace(cfg.model, pretrained=False))
     data = cfg.data
     device = select_device(cfg.device)
-    model = build_model_from_config(
-        replace(cfg.model, pretrained=False),
-        num_classes=plan.train_ids,
-        input_size=(data.height, data.width),
-    ).to(device)
-    criterion = ReidCriterion(cfg.loss, num_classes=plan.train_ids, feat_dim=model.feat_dim)
-    criterion = criterion.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    parts = build_step_parts(cfg, plan.train_ids, device)  # the trainer's own precision,
+    model = parts.model  # layout, compilation and optimisers
     clips = torch.randn(data.batch_size, data.seq_len, 3, data.height, data.width, device=device)
     pids = torch.arange(data.batch_size, device=device) // data.num_instances % plan.train_ids
     erased = torch.rand(data.batch_size, data.seq_len, device=device) < data.labelled_erasing
+    erased = erased.float()
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        output = model(clips)
-        terms = criterion(output, pids, model.classifier.weight, erased=erased.float())
-        terms["total"].backward()
-        optimizer.step()
+        optimisation_step(parts, clips, pids, erased, cfg.loss.center_weight)
 
     model.train()
     step()  # warm-up: allocations, kernel selection
@@ -220,7 +216,7 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
     )
 
     def forward() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), parts.precision.autocast():
             model(chunk)
 
     forward()
@@ -250,6 +246,7 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
         study_hours_pruned=None if pruned_h is None else round(pruned_h, 4),
         reference_hours=round(trial_s * REFERENCE_TRIALS / 3600, 4),
         device=str(device),
+        precision=parts.precision.name,
     )
 
 

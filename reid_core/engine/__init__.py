@@ -49,6 +49,9 @@ from reid_core.engine._precision import resolve_precision
 from reid_core.engine._schedule import WarmupMultiStepLR
 from reid_core.engine._schedule import warmup_multistep_factor
 from reid_core.engine._seed import seed_everything
+from reid_core.engine._step import StepParts
+from reid_core.engine._step import build_step_parts
+from reid_core.engine._step import optimisation_step
 from reid_core.engine._tensorboard import TENSORBOARD_DIR
 from reid_core.engine._tensorboard import TensorBoardLog
 from reid_core.engine._tensorboard import write_hparams
@@ -70,6 +73,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "Precision",
+    "StepParts",
     "StopTraining",
     "TensorBoardLog",
     "TrainConfig",
@@ -77,6 +81,7 @@ __all__ = [
     "TrainerView",
     "ValidationConfig",
     "WarmupMultiStepLR",
+    "build_step_parts",
     "checksum_path",
     "code_version",
     "evaluate",
@@ -89,6 +94,7 @@ __all__ = [
     "keep_off_gpus",
     "load_checkpoint",
     "load_model",
+    "optimisation_step",
     "resolve_checkpoint",
     "resolve_device",
     "resolve_precision",

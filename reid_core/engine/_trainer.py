@@ -16,8 +16,6 @@ import torch
 from torch import nn
 
 from reid_core import data as reid_data
-from reid_core import losses as reid_losses
-from reid_core import models as reid_models
 from reid_core.config import TrainConfig
 from reid_core.config import config_path
 from reid_core.data.records import ReidSplit
@@ -36,12 +34,13 @@ from reid_core.engine._evaluation import evaluate
 from reid_core.engine._init_from import init_from_checkpoint
 from reid_core.engine._io import write_json_atomic
 from reid_core.engine._metrics_log import MetricsLog
-from reid_core.engine._precision import resolve_precision
 from reid_core.engine._progress import epoch_progress
 from reid_core.engine._schedule import WarmupMultiStepLR
 from reid_core.engine._seed import rng_state
 from reid_core.engine._seed import seed_everything
 from reid_core.engine._seed import set_rng_state
+from reid_core.engine._step import build_step_parts
+from reid_core.engine._step import optimisation_step
 from reid_core.errors import CheckpointError
 from reid_core.errors import ConfigError
 from reid_core.errors import NonFiniteLossError
@@ -105,30 +104,17 @@ class Trainer:
         self.progress = progress
         self.output_dir = Path(cfg.output_dir)
         self.device = select_device(cfg.device)
-        self.precision = resolve_precision(cfg.amp, self.device)
 
         seed_everything(cfg.seed, deterministic=cfg.deterministic)
         self.train_records, self.eval_split = self._build_data(split, eval_split)
         self.num_classes = len({t.pid for t in self.train_records})
-        data_cfg = cfg.data
-        self.model: nn.Module = reid_models.build_model_from_config(
-            cfg.model, num_classes=self.num_classes, input_size=(data_cfg.height, data_cfg.width)
-        ).to(self.device)
-        if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            self.model.compile()  # in place: parameter names and state-dict keys unchanged
-        self.criterion: nn.Module = reid_losses.ReidCriterion(
-            cfg.loss, num_classes=self.num_classes, feat_dim=self.model.feat_dim
-        ).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=cfg.optim.lr,
-            weight_decay=cfg.optim.weight_decay,
-            fused=self.device.type == "cuda",  # one kernel per step instead of a loop
-        )
-        centers = [p for p in self.criterion.center_parameters() if p.requires_grad]
-        self.center_optimizer = torch.optim.SGD(centers, lr=cfg.loss.center_lr) if centers else None
+        parts = build_step_parts(cfg, self.num_classes, self.device)
+        self.precision = parts.precision
+        self.model: nn.Module = parts.model
+        self.criterion: nn.Module = parts.criterion
+        self.optimizer = parts.optimizer
+        self.center_optimizer = parts.center_optimizer
+        self.scaler = parts.scaler
         self.scheduler = WarmupMultiStepLR(
             self.optimizer,
             milestones=cfg.optim.milestones,
@@ -136,7 +122,6 @@ class Trainer:
             warmup_factor=cfg.optim.warmup_factor,
             warmup_epochs=cfg.optim.warmup_epochs,
         )
-        self.scaler = self.precision.grad_scaler()
         self._erase_fill = reid_data.erasing_style(cfg.data.erasing_style).fill
         self.checkpoints = CheckpointManager(self.output_dir)
         #: Where the initial backbone/attention weights came from (``cfg.init_from``).
@@ -323,27 +308,7 @@ class Trainer:
         checked, ``erased[B, T]`` the erased-frame labels the attention loss needs); returns
         the detached loss terms, still on the device (nothing is read back).
         """
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.center_optimizer is not None:
-            self.center_optimizer.zero_grad(set_to_none=True)
-        with self.precision.autocast():
-            output = self.model(clips)
-        output = type(output)(*(None if t is None else t.float() for t in output))
-        losses = self.criterion(
-            output,
-            pids,
-            self.model.classifier.weight.float(),
-            erased=erased,
-            check_labels=False,
-        )
-        self.scaler.scale(losses["total"]).backward()
-        self.scaler.step(self.optimizer)
-        if self.center_optimizer is not None:
-            self.scaler.unscale_(self.center_optimizer)
-            reid_losses.rescale_center_grads(self.criterion, self.cfg.loss.center_weight)
-            step_skipping_overflow(self.center_optimizer, self.scaler)
-        self.scaler.update()
-        return {name: value.detach() for name, value in losses.items()}
+        return optimisation_step(self, clips, pids, erased, self.cfg.loss.center_weight)
 
     def fit(
         self, *, callbacks: Sequence[Callback] = (), resume_from: Path | None = None
@@ -584,23 +549,6 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         ):
             changed.append(f"{prefix}{key}")
     return changed
-
-
-def step_skipping_overflow(optimizer: torch.optim.Optimizer, scaler: Any) -> None:
-    """``scaler.step(optimizer)`` for a plain SGD (no momentum, no weight decay), without the
-    host synchronisation ``scaler.step`` makes to read its overflow flag.
-
-    Gradients already unscaled (``scaler.unscale_``); where any of them is not finite, all
-    are zeroed on the device, which makes this SGD step a no-op, as the scaler's skipped step.
-    """
-    if scaler.is_enabled():
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
-        grads = [g for g in grads if g is not None]
-        if grads:
-            finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
-            for grad in grads:
-                torch.where(finite, grad, torch.zeros_like(grad), out=grad)
-    optimizer.step()
 
 
 def _span(first: int, last: int) -> str:

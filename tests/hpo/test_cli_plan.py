@@ -14,6 +14,7 @@ from typer.testing import Result
 from hpo.cli import app
 from reid_core.data import write_mars_metadata
 from reid_core.data import write_synthetic
+from tests._helpers.specs import tiny_spec_dict
 from tests._helpers.specs import write_spec
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -205,3 +206,29 @@ def test_readme_study_plan_examples_run(tmp_path: Path, weights: Path) -> None:
         result = CliRunner().invoke(app, [*args, "--storage", f"sqlite:///{tmp_path / 's.db'}"])
         assert result.exit_code == 0, (args, result.output)
         assert "iterations per epoch" in result.output or '"iterations_per_epoch"' in result.output
+
+
+def test_measure_runs_the_trainers_own_step_with_the_studys_precision_and_layout(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reid_core.engine as engine
+
+    built: list[engine.StepParts] = []
+    steps: list[int] = []
+    build, step = engine.build_step_parts, engine.optimisation_step
+    monkeypatch.setattr(engine, "build_step_parts", lambda *a: built.append(build(*a)) or built[-1])
+    monkeypatch.setattr(engine, "optimisation_step", lambda *a: steps.append(1) or step(*a))
+    training = {**tiny_spec_dict()["training"], "amp": "bf16", "channels_last": True}
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        dataset={"name": "mars", "root": str(tiny_root)},
+        artifacts={"root": str(tmp_path / "runs")},
+        training=training,
+    )
+    result = _plan(str(spec), "--measure", "2", "--format", "json",
+                   "--storage", f"sqlite:///{tmp_path / 's.db'}")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output[result.output.index("{") :])
+    assert plan["precision"] == "bf16" and len(steps) == 3  # warm-up + 2 timed
+    conv = next(m for m in built[0].model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reid_core.engine import Trainer
-from reid_core.engine._trainer import step_skipping_overflow
+from reid_core.engine._step import step_skipping_overflow
 from reid_core.errors import NonFiniteLossError
 from tests.reid_core.engine.conftest import TinyConfig
 
