@@ -146,6 +146,12 @@ def create_cmd(
     typer.echo(f"Next: reid-hpo worker {spec.name} --gpus all   (on every GPU machine)")
 
 
+def printable(name: str) -> str:
+    """``name`` safe for a terminal: control characters (escape sequences, newlines) written
+    as Python escapes (``\\x1b``, ``\\n``); letters of any script kept."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 @study_app.command("list")
 def list_cmd(
     storage: StorageOption = None,
@@ -177,15 +183,16 @@ def list_cmd(
         pad_edge=False,
     )
     # The name is what a user copies: it never wraps; the objective gives way first.
-    table.add_column("name", no_wrap=True, min_width=max(len(info.name) for info in infos))
+    names = [printable(info.name) for info in infos]
+    table.add_column("name", no_wrap=True, min_width=max(len(name) for name in names))
     table.add_column("objective", overflow="fold")
     for header in ("trials", "C/P/F/R", "best", "#"):
         table.add_column(header, justify="right", no_wrap=True)
-    for info in infos:
+    for info, name in zip(infos, names, strict=True):
         arrow = {"maximize": "max", "minimize": "min"}.get(info.direction, info.direction)
         states = (info.states[s] for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
         table.add_row(
-            info.name,
+            Text(name),
             f"{info.metric or '?'} ({arrow})",
             str(info.n_trials),
             "/".join(str(n) for n in states),

@@ -353,3 +353,16 @@ def test_a_warm_start_url_with_a_secret_is_not_stored(
     assert "carries a credential" in result.output
     assert "Zq9xKsecret" not in result.output
     assert list_studies(postgres_url) == []
+
+
+def test_study_list_prints_control_characters_escaped(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'names.db'}"
+    hostile = "evil\x1b[2J\x1b]0;pwned\x07\nsecond line\r[bold]x[/bold]"
+    optuna.create_study(study_name=hostile, storage=url)
+    optuna.create_study(study_name="café-ü", storage=url)
+    result = _invoke("study", "list", "--storage", url)
+    assert result.exit_code == 0, result.output
+    assert not any(c in result.output for c in "\x1b\x07\r")
+    assert "evil\\x1b[2J\\x1b]0;pwned\\x07\\nsecond line\\r[bold]x[/bold]" in result.output
+    assert "café-ü" in result.output
+    assert not any(line.startswith("second line") for line in result.output.splitlines())
