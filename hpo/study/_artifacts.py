@@ -38,6 +38,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import ReidHpoError
+from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
 from reid_core.config import TrainConfig
@@ -201,17 +202,41 @@ def keep_the_best_checkpoint(study: optuna.Study, root: str | Path) -> int:
         The bytes freed on this machine.
     """
     best = best_of_study(study)
+    owner = study.user_attrs.get(StudyAttr.UUID)
     freed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         folder = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
         if not folder:
             continue
+        path = resolve_stored(root, str(folder))
+        if not _owned_attempt(root, owner, path):
+            logger.warning(
+                "retention: not touching %s (trial %d): not an attempt folder of this study "
+                "under the artifacts root %s",
+                path,
+                trial.number,
+                root,
+            )
+            continue
         keep = None
         if best is not None and trial.number == best.number:
             final = trial.user_attrs.get(TrialAttr.CHECKPOINT)
             keep = resolve_stored(root, str(final)) if final else None
-        freed += drop_checkpoints(resolve_stored(root, str(folder)), keep=keep)
+        freed += drop_checkpoints(path, keep=keep)
     return freed
+
+
+def _owned_attempt(root: str | Path, study_uuid: object, folder: Path) -> bool:
+    """Whether ``folder`` resolves under ``<root>/<study_uuid>`` and its ``attempt.json``
+    names that study: the only folders retention may empty."""
+    if not isinstance(study_uuid, str):
+        return False
+    try:
+        inside = folder.resolve().is_relative_to(study_dir(root, study_uuid).resolve())
+    except (ArtifactPathError, OSError):
+        return False
+    identity = read_identity(folder) if inside else None
+    return identity is not None and identity.study_uuid == study_uuid
 
 
 @dataclass(frozen=True)

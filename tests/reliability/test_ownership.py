@@ -92,3 +92,45 @@ def test_a_second_retrain_of_the_same_folder_is_refused(
         held.flush()
         line = _one_line(*_retrain(url, "--output", str(folder)))
     assert "another retrain (pid 1234 on elsewhere) is running in" in line
+
+
+def _trial_with_checkpoints(study: optuna.Study, folder: Path, value: float) -> None:
+    import torch
+
+    from reid_core.engine import CheckpointManager
+
+    manager = CheckpointManager(folder)
+    for epoch in range(2):
+        manager.save({"epoch": epoch, "model": {"w": torch.zeros(4)}}, epoch=epoch)
+    trial = study.ask()
+    trial.set_user_attr("checkpoint_dir", str(folder))
+    trial.set_user_attr("checkpoint", str(folder / "epoch_0001.pt"))
+    study.tell(trial, value)
+
+
+def test_retention_never_touches_a_stored_folder_it_does_not_own(tmp_path: Path) -> None:
+    from hpo.study import keep_the_best_checkpoint
+    from hpo.study._artifacts import AttemptIdentity
+    from hpo.study._artifacts import write_identity
+
+    root, uuid = tmp_path / "root", "a" * 32
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("study_uuid", uuid)
+    own = root / uuid / "trial_0" / "attempt_0"
+    write_identity(own, AttemptIdentity(uuid, 0, 0, "h"))
+    outside = tmp_path / "elsewhere"  # a stored path pointing outside the artifacts root
+    write_identity(outside, AttemptIdentity(uuid, 1, 0, "h"))
+    foreign = root / uuid / "trial_2" / "attempt_0"  # under the root, owned by another study
+    write_identity(foreign, AttemptIdentity("b" * 32, 2, 0, "h"))
+    _trial_with_checkpoints(study, own, 0.1)
+    _trial_with_checkpoints(study, outside, 0.2)
+    _trial_with_checkpoints(study, foreign, 0.3)
+    best = root / uuid / "trial_3" / "attempt_0"
+    write_identity(best, AttemptIdentity(uuid, 3, 0, "h"))
+    _trial_with_checkpoints(study, best, 0.9)
+
+    assert keep_the_best_checkpoint(study, root) > 0
+    assert not list(own.glob("epoch_*.pt"))  # its own, not the best: dropped
+    assert [p.name for p in best.glob("epoch_*.pt")] == ["epoch_0001.pt"]
+    assert len(list(outside.glob("epoch_*.pt"))) == 2
+    assert len(list(foreign.glob("epoch_*.pt"))) == 2
