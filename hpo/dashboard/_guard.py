@@ -88,7 +88,7 @@ class DashboardGuard:
     def _has_token(self, environ: dict[str, Any]) -> bool:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
         sent = cookie[COOKIE_NAME].value if COOKIE_NAME in cookie else ""
-        return bool(sent) and hmac.compare_digest(sent, self._token)
+        return _same_token(sent, self._token)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self.host_allowed(environ.get("HTTP_HOST", "")):
@@ -101,9 +101,15 @@ class DashboardGuard:
                 return _refuse(start_response, "open the dashboard with the URL it printed")
             return self._app(environ, start_response)
         offered = parse_qs(environ.get("QUERY_STRING", "")).get(TOKEN_PARAM, [""])[0]
-        if offered and hmac.compare_digest(offered, self._token):
+        if _same_token(offered, self._token):
             return self._app(environ, _with_cookie(start_response, self._token))
         return self._app(environ, start_response)
+
+
+def _same_token(sent: str, token: str) -> bool:
+    """Constant-time comparison that any sent text survives (non-ASCII included)."""
+    raw = sent.encode("utf-8", "surrogatepass")
+    return bool(raw) and hmac.compare_digest(raw, token.encode("utf-8"))
 
 
 def _with_cookie(start_response: StartResponse, token: str) -> StartResponse:

@@ -140,6 +140,14 @@ def test_changes_need_the_token_of_the_printed_url(dashboard: _Dashboard) -> Non
     assert dashboard.study_ids() == [first]
 
 
+def test_a_non_ascii_token_is_refused_not_a_server_error(dashboard: _Dashboard) -> None:
+    first, *_ = dashboard.study_ids()
+    cookie = "reid_hpo_dashboard=\u00e9t\u00e9".encode().decode("latin-1")
+    assert _request(dashboard.port, "DELETE", f"/api/studies/{first}", cookie=cookie)[0] == 403
+    assert _request(dashboard.port, "GET", "/dashboard/?token=%C3%A9t%C3%A9")[0] == 200
+    assert first in dashboard.study_ids()
+
+
 def test_a_read_only_dashboard_refuses_changes_and_prints_no_token(tmp_path: Path) -> None:
     served = _start(tmp_path, "--read-only")
     try:
