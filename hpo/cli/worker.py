@@ -82,6 +82,10 @@ def run(
     """Run a study: from a spec file (created if absent, resumed if it exists with the same
     spec) or by name; then work on it as `reid-hpo worker` does.
 
+    TARGET ending in .yaml/.yml is a spec file. Otherwise an existing study of that name
+    wins over a file of that name in the working directory; the file is read as a spec only
+    when no such study exists.
+
     Example: reid-hpo study run studies/demo.yaml --gpus none
     """
     from hpo.spec import load_spec
@@ -93,7 +97,8 @@ def run(
 
     url = resolve_storage_url(storage)
     path = Path(target)
-    if path.suffix.lower() in (".yaml", ".yml") or _is_file(path):
+    is_spec = path.suffix.lower() in (".yaml", ".yml")
+    if is_spec or (_is_file(path) and not _study_exists(target, url)):
         spec = load_spec(path)
         check_spec_can_run(spec)
         create_study(spec, url, resume=True)
@@ -102,6 +107,24 @@ def run(
         name = target
         check_study_can_run(name, url)
     raise typer.Exit(code=run_supervisor(name, url, gpus, max_trials=max_trials, device=device))
+
+
+def _study_exists(name: str, url: str) -> bool:
+    """Whether the storage holds a study ``name`` (a SQLite file that is not there holds none)."""
+    from hpo.storage import close_storage
+    from hpo.storage import missing_sqlite_file
+    from hpo.storage import open_storage
+
+    if missing_sqlite_file(url):
+        return False
+    opened = open_storage(url, must_exist=True)
+    try:
+        opened.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    finally:
+        close_storage(opened)
+    return True
 
 
 def _is_file(path: Path) -> bool:

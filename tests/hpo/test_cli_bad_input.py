@@ -118,3 +118,19 @@ def test_report_to_a_path_that_cannot_hold_a_file_is_one_line(
     out = {"a directory": str(tmp_path), "under a file": "a_file/report.html", "empty": ""}[where]
     line = _one_error_line(["study", "report", "r", "--out", out, "--storage", url])
     assert "cannot write the report to" in line
+
+
+def test_study_run_prefers_an_existing_study_over_a_file_of_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests._helpers.fake_study import make_study
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    make_study(url, name="mystudy")  # its spec's dataset root (data/mars) is not here
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mystudy").write_text("not: [a spec\n")
+    (tmp_path / "other").write_text("not: [a spec\n")
+    by_name = _one_error_line(["study", "run", "mystudy", "--storage", url, "--gpus", "none"])
+    assert "data/mars" in by_name and "YAML" not in by_name  # the study, not the file
+    by_file = _one_error_line(["study", "run", "other", "--storage", url, "--gpus", "none"])
+    assert "invalid YAML" in by_file  # no study 'other': the file is the spec
