@@ -57,7 +57,12 @@ COPY --from=builder /opt/venv /opt/venv
 # docker-compose.yml mounts the datasets on ./data and a shared volume on ./runs.
 WORKDIR /srv/reid-hpo
 COPY --chown=reid:reid studies/ studies/
-RUN mkdir -p data runs && chown reid:reid data runs
+# The torch hub cache, where reid-hpo reads the ImageNet weights (never downloading them):
+# made here and owned by reid so that an empty volume mounted on it (compose's `weights`,
+# filled by its fetch-weights service) takes that owner.
+RUN mkdir -p data runs /home/reid/.cache/torch/hub/checkpoints \
+    && chown reid:reid data runs \
+    && chown -R reid:reid /home/reid/.cache
 
 USER 10001:10001
 

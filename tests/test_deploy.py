@@ -231,6 +231,28 @@ def test_compose_has_one_worker_service_per_gpu(rendered: dict[str, Any]) -> Non
         assert int(worker["shm_size"]) >= 1 << 30
 
 
+def test_compose_services_read_the_weights_filled_by_fetch_weights(
+    rendered: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights_dir = _image_weights_dir(monkeypatch)
+    for name in REID_HPO_SERVICES:
+        (mount,) = [v for v in rendered["services"][name]["volumes"] if v["target"] == weights_dir]
+        assert (mount["type"], mount["source"], mount.get("read_only")) == (
+            "volume",
+            "weights",
+            True,
+        ), name
+    fetch = rendered["services"]["fetch-weights"]
+    assert fetch["volumes"] == [
+        {"type": "volume", "source": "weights", "target": weights_dir, "volume": {}}
+    ]
+    assert fetch["profiles"] == ["setup"]
+    # The image makes the cache folder as its user, so the empty volume takes that owner.
+    runs = " ; ".join(args for op, args in _final_stage() if op == "RUN")
+    assert f"mkdir -p data runs {weights_dir}" in runs
+    assert "chown -R reid:reid /home/reid/.cache" in runs
+
+
 def test_compose_workers_start_alone(rendered: dict[str, Any]) -> None:
     for worker in _worker_services(rendered).values():
         assert "container_name" not in worker
@@ -576,6 +598,110 @@ def test_kubernetes_worker_job_runs_as_the_image_user() -> None:
     security = _worker_job()["spec"]["template"]["spec"]["securityContext"]
     assert security["runAsNonRoot"] is True
     assert security["runAsUser"] == IMAGE_UID
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The ENV variables of the Dockerfile's final stage (``KEY=value`` form)."""
+    env = {}
+    for op, args in _final_stage():
+        if op == "ENV":
+            env.update(dict(re.findall(r'(\w+)="?([^"\s]*)"?', args)))
+    return env
+
+
+def _image_weights_dir(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The folder reid-hpo reads resnet50's ImageNet weights from inside the image: its
+    torch hub cache under the image's HOME (the Dockerfile sets neither TORCH_HOME nor
+    XDG_CACHE_HOME, which would move it)."""
+    from reid_core.models._backbones import expected_weights_path
+
+    env = _dockerfile_env()
+    assert not {"TORCH_HOME", "XDG_CACHE_HOME"} & set(env)
+    monkeypatch.setenv("HOME", env["HOME"])
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    path = expected_weights_path("resnet50")
+    assert path is not None and path.name.startswith("resnet50-0676ba61")
+    return str(path.parent)
+
+
+def _mounted_claims(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """mountPath -> {claim, readOnly} for the container's PersistentVolumeClaim mounts."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    return {
+        m["mountPath"]: {
+            "claim": volumes[m["name"]]["persistentVolumeClaim"]["claimName"],
+            "readOnly": m.get("readOnly", False),
+        }
+        for m in container["volumeMounts"]
+        if "persistentVolumeClaim" in volumes[m["name"]]
+    }
+
+
+def _job(name: str) -> dict[str, Any]:
+    (job,) = [doc for doc in _by_kind("Job") if doc["metadata"]["name"] == name]
+    return job
+
+
+def test_kubernetes_worker_reads_the_weights_where_the_image_looks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    weights_dir = _image_weights_dir(monkeypatch)
+    pod = _worker_job()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mount = _mounted_claims(pod, container)[weights_dir]
+    assert mount["readOnly"] is True
+    # The weights Job fills that claim, mounted at the same path, read-write.
+    fill_pod = _job("reid-hpo-weights")["spec"]["template"]["spec"]
+    (fill,) = fill_pod["containers"]
+    assert _mounted_claims(fill_pod, fill)[weights_dir] == {
+        "claim": mount["claim"],
+        "readOnly": False,
+    }
+    assert fill["image"] == container["image"]
+    assert fill_pod["securityContext"]["runAsUser"] == IMAGE_UID
+    assert "resnet50(weights=" in " ".join(fill["command"] + fill["args"])
+    claims = {pvc["metadata"]["name"] for pvc in _by_kind("PersistentVolumeClaim")}
+    assert mount["claim"] in claims
+
+
+def test_kubernetes_worker_lands_on_gpu_nodes() -> None:
+    pod = _worker_job()["spec"]["template"]["spec"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["nodeSelector"]
+
+
+def test_kubernetes_secret_host_is_the_postgres_service() -> None:
+    (secret,) = _by_kind("Secret")
+    host = re.search(r"@([^:/]+)", secret["stringData"]["url"]).group(1)
+    (service,) = _by_kind("Service")
+    (statefulset,) = _by_kind("StatefulSet")
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert host == f"{name}.{namespace}.svc.cluster.local"
+    assert statefulset["spec"]["serviceName"] == name
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == int(re.search(r":(\d+)/", secret["stringData"]["url"]).group(1))
+
+
+def test_kubernetes_postgres_reads_its_password_from_a_mounted_secret() -> None:
+    (statefulset,) = _by_kind("StatefulSet")
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert "POSTGRES_PASSWORD" not in env
+    password_file = Path(env["POSTGRES_PASSWORD_FILE"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(password_file.parent)]
+    (source,) = volumes[mount["name"]]["projected"]["sources"]
+    assert source["secret"]["name"] == "reid-hpo-postgres"
+    assert container["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    (template,) = statefulset["spec"]["volumeClaimTemplates"]
+    data = [m for m in container["volumeMounts"] if m["name"] == template["metadata"]["name"]]
+    assert env["PGDATA"].startswith(data[0]["mountPath"] + "/")
 
 
 # ----------------------------------------------------------------------------- SLURM

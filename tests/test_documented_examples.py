@@ -117,6 +117,7 @@ COMPOSE = [
     "openssl rand -hex 24 > secrets/postgres_password && chmod 644 secrets/postgres_password",
     "docker compose build",
     "docker compose up -d postgres dashboard",
+    "docker compose run --rm fetch-weights",
     "docker compose run --rm create-study",
     "docker compose up -d worker-gpu0 worker-gpu1",
     "docker compose logs -f worker-gpu0",
@@ -125,8 +126,19 @@ COMPOSE = [
 ]
 KUBERNETES = [
     "kubectl create namespace reid-hpo",
+    "install -D -m 600 /dev/null ~/.config/reid-hpo/postgres-password",
+    "openssl rand -hex 24 > ~/.config/reid-hpo/postgres-password",
+    "kubectl -n reid-hpo create secret generic reid-hpo-postgres "
+    '--from-file="$HOME/.config/reid-hpo/postgres-password"',
+    "kubectl apply -f deploy/kubernetes/postgres.yaml",
+    "kubectl -n reid-hpo rollout status statefulset/postgres --timeout=5m",
     "kubectl apply -f deploy/kubernetes/pvc.yaml",
+    "kubectl apply -f deploy/kubernetes/weights.yaml",
+    "kubectl -n reid-hpo wait --for=condition=complete job/reid-hpo-weights --timeout=10m",
     "install -D -m 600 /dev/null ~/.config/reid-hpo/storage-url",
+    "url='postgresql://reid:<password>@postgres.reid-hpo.svc.cluster.local:5432/reid_hpo'",
+    "printf '%s\\n' \"${url/<password>/$(cat ~/.config/reid-hpo/postgres-password)}\" "
+    "> ~/.config/reid-hpo/storage-url",
     "kubectl -n reid-hpo create secret generic reid-hpo-storage "
     '--from-file=url="$HOME/.config/reid-hpo/storage-url"',
     "kubectl apply -f deploy/kubernetes/worker-job.yaml",
@@ -719,24 +731,26 @@ def _compose_examples(examples: Examples, scratch: Path, tmp_path: Path) -> None
     built = {name for name, service in services.items() if "build" in service}
     assert built == {"dashboard", "create-study", "worker-gpu0", "worker-gpu1"}
     assert {services[name]["build"]["context"] for name in built} == {str(ROOT)}
-    for example in (COMPOSE[4], COMPOSE[6]):
+    for example in (COMPOSE[4], COMPOSE[7]):
         named = [w for w in compose_words(example) if w not in ("up", "-d")]
         assert set(named) <= set(services), named
     assert services["dashboard"]["ports"][0]["host_ip"] == "127.0.0.1"
-    assert compose_words(COMPOSE[5]) == ["run", "--rm", "create-study"]
+    assert compose_words(COMPOSE[5]) == ["run", "--rm", "fetch-weights"]
+    assert "weights" in model["volumes"]  # filled by fetch-weights (checked in test_deploy.py)
+    assert compose_words(COMPOSE[6]) == ["run", "--rm", "create-study"]
     assert services["create-study"]["command"] == [
         "study",
         "create",
         "studies/mars_map_random.yaml",
     ]
-    assert compose_words(COMPOSE[7])[-1] in services
-    run = compose_words(COMPOSE[8])
+    assert compose_words(COMPOSE[8])[-1] in services
+    run = compose_words(COMPOSE[9])
     assert run[:3] == ["run", "--rm", "dashboard"] and run[3:] == [
         "study",
         "status",
         "mars-map-random",
     ]
-    assert compose_words(COMPOSE[9]) == ["down"]
+    assert compose_words(COMPOSE[10]) == ["down"]
     # `down` keeps named volumes: the database and the checkpoints live in them.
     assert services["postgres"]["volumes"][0]["source"] == "pgdata"
     assert {"pgdata", "artifacts"} <= set(model["volumes"])
@@ -770,40 +784,74 @@ def _compose_examples(examples: Examples, scratch: Path, tmp_path: Path) -> None
 
 def test_kubernetes_examples(tmp_path: Path) -> None:
     """No cluster here: each kubectl line is checked against the manifests it acts on (they
-    are validated against the Kubernetes API schema in tests/test_deploy.py); the shell line
-    runs for real in a scratch home."""
+    are validated against the Kubernetes API schema in tests/test_deploy.py); the shell lines
+    run for real in a scratch home and make the two files the Secrets are created from."""
     examples = Examples(KUBERNETES)
     manifests = {
         path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
         for path in (ROOT / "deploy/kubernetes").glob("*.yaml")
     }
     documents = [doc for docs in manifests.values() for doc in docs]
-    (job,) = [doc for doc in documents if doc["kind"] == "Job"]
+    named = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents}
+    job = named["Job", "reid-hpo-worker"]
 
     namespace = examples.take(KUBERNETES[0]).split()[-1]
     assert {doc["metadata"]["namespace"] for doc in documents} == {namespace}
-    for example in (KUBERNETES[1], KUBERNETES[4]):
+    for example in (KUBERNETES[4], KUBERNETES[6], KUBERNETES[7], KUBERNETES[13]):
         path = ROOT / examples.take(example).split()[-1]
         assert manifests[path.name]
     assert {doc["kind"] for doc in manifests["pvc.yaml"]} == {"PersistentVolumeClaim"}
+    assert {doc["kind"] for doc in manifests["postgres.yaml"]} == {"Service", "StatefulSet"}
 
-    _bash(examples.take(KUBERNETES[2]), tmp_path, HOME=str(tmp_path))
+    shell = [examples.take(line) for line in (*KUBERNETES[1:3], *KUBERNETES[9:12])]
+    _bash("\n".join(shell), tmp_path, HOME=str(tmp_path))
+    password_file = tmp_path / ".config/reid-hpo/postgres-password"
     url_file = tmp_path / ".config/reid-hpo/storage-url"
-    assert url_file.stat().st_mode & 0o777 == 0o600
-    secret = shlex.split(examples.take(KUBERNETES[3]))
+    for path in (password_file, url_file):
+        assert path.stat().st_mode & 0o777 == 0o600
+    password = password_file.read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{48}", password)
+    # The URL written is the Secret example's, with the password the database is given.
+    (example_secret,) = [doc for doc in documents if doc["kind"] == "Secret"]
+    assert (
+        url_file.read_text()
+        == example_secret["stringData"]["url"].replace("<password>", password) + "\n"
+    )
+
+    # The database's password Secret: the name and key the StatefulSet mounts.
+    db_secret = shlex.split(examples.take(KUBERNETES[3]))
+    assert db_secret[:6] == ["kubectl", "-n", namespace, "create", "secret", "generic"]
+    source = db_secret[-1].removeprefix("--from-file=")
+    assert source == "$HOME/.config/reid-hpo/postgres-password"  # key: the file's name
+    statefulset = named["StatefulSet", "postgres"]
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    (volume,) = [v for v in pod["volumes"] if "projected" in v]
+    (projected,) = volume["projected"]["sources"]
+    assert projected["secret"]["name"] == db_secret[6]
+    assert Path(env["POSTGRES_PASSWORD_FILE"]).name == Path(source).name
+
+    rollout = examples.take(KUBERNETES[5]).split()
+    assert rollout[-2] == "statefulset/" + statefulset["metadata"]["name"]
+    wait = examples.take(KUBERNETES[8]).split()
+    weights_job = named["Job", wait[-2].removeprefix("job/")]
+    assert "resnet50" in " ".join(weights_job["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    secret = shlex.split(examples.take(KUBERNETES[12]))
     assert secret[:6] == ["kubectl", "-n", namespace, "create", "secret", "generic"]
     key, _, source = secret[-1].removeprefix("--from-file=").partition("=")
-    assert source == "$HOME/.config/reid-hpo/storage-url"  # the file the line above made
+    assert source == "$HOME/.config/reid-hpo/storage-url"  # the file the lines above made
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = {item["name"]: item for item in container["env"]}
     ref = env["REID_HPO_STORAGE"]["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"]) == (secret[6], key)
 
-    selector = examples.take(KUBERNETES[5]).split()[-1]
+    selector = examples.take(KUBERNETES[14]).split()[-1]
     label, _, value = selector.partition("=")
     assert job["spec"]["template"]["metadata"]["labels"][label] == value
-    assert examples.take(KUBERNETES[6]).split()[-1] == f"job/{job['metadata']['name']}"
-    assert examples.take(KUBERNETES[7]).split()[-1] == job["metadata"]["name"]
+    assert examples.take(KUBERNETES[15]).split()[-1] == f"job/{job['metadata']['name']}"
+    assert examples.take(KUBERNETES[16]).split()[-1] == job["metadata"]["name"]
     examples.done()
 
 
