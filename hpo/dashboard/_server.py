@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -79,11 +80,24 @@ class _ThreadedServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+_TOKEN_IN_LINE = re.compile(r"([?&]token=)[^&\s]*")
+
+
+def without_token(line: str) -> str:
+    """A request line with the value of its ``token`` query parameter replaced by ``***``.
+
+    Example:
+        >>> without_token('"GET /dashboard/?token=abc&x=1 HTTP/1.1" 200')
+        '"GET /dashboard/?token=***&x=1 HTTP/1.1" 200'
+    """
+    return _TOKEN_IN_LINE.sub(r"\g<1>***", line)
+
+
 class _LoggingHandler(WSGIRequestHandler):
-    """Request lines go to our logger at DEBUG instead of raw stderr."""
+    """Request lines go to our logger at DEBUG instead of raw stderr, token masked."""
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s - %s", self.address_string(), format % args)
+        logger.debug("%s - %s", self.address_string(), without_token(format % args))
 
 
 def serve(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import re
 import subprocess
@@ -177,3 +178,13 @@ def test_a_read_only_dashboard_refuses_changes_and_prints_no_token(tmp_path: Pat
 def test_host_rule(host: str, allowed: tuple[str, ...], expected: bool) -> None:
     guard = DashboardGuard(lambda environ, start: [], token="t", allowed_hosts=allowed)
     assert guard.host_allowed(host) is expected
+
+
+def test_the_access_log_never_holds_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    from hpo.dashboard import _server
+
+    handler = object.__new__(_server._LoggingHandler)
+    handler.client_address = ("127.0.0.1", 5000)
+    caplog.set_level(logging.DEBUG, logger=_server.__name__)
+    handler.log_message('"%s" %s %s', "GET /dashboard/?token=s3cr3tT0k&x=1 HTTP/1.1", "200", "-")
+    assert "token=***&x=1" in caplog.text and "s3cr3tT0k" not in caplog.text
