@@ -794,3 +794,37 @@ def test_slurm_script_requires_a_study_name(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "usage: sbatch" in result.stderr
     assert not (tmp_path / "srun.log").exists()
+
+
+def test_slurm_script_hands_torch_home_from_the_env_file_to_the_worker(tmp_path: Path) -> None:
+    """deploy/README.md: the ImageNet weights may live in another torch hub cache, named by
+    TORCH_HOME in the storage env file; the task's worker must see it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text('#!/bin/bash\nprintf "%s\\n" "$TORCH_HOME" > "$SRUN_LOG"\n')
+    srun.chmod(0o755)
+    env_file = tmp_path / "storage.env"
+    env_file.write_text(
+        "REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo\nTORCH_HOME=/shared/torch\n"
+    )
+    env_file.chmod(0o600)
+    env = _clean_env(
+        tmp_path,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        REID_HPO_ENV_FILE=str(env_file),
+        REID_HPO_VENV=str(tmp_path / "no-venv"),
+        SLURM_SUBMIT_DIR=str(tmp_path),
+        SRUN_LOG=str(tmp_path / "srun.log"),
+    )
+    result = subprocess.run(
+        ["bash", str(SBATCH), "mars-map-random"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "srun.log").read_text() == "/shared/torch\n"
+    assert "TORCH_HOME" in (DEPLOY / "README.md").read_text()
