@@ -717,21 +717,12 @@ def _sbatch_options() -> dict[str, str]:
     return options
 
 
-def _run_sbatch(tmp_path: Path, *args: str, env_mode: int = 0o600) -> subprocess.CompletedProcess:
-    """Run the batch script as SLURM would, with a fake `srun` that records its call."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    srun = bin_dir / "srun"
-    srun.write_text(
-        '#!/bin/bash\nprintf "%s\\n" "$*" "REID_HPO_STORAGE=$REID_HPO_STORAGE" > "$SRUN_LOG"\n'
-    )
-    srun.chmod(0o755)
-    env_file = tmp_path / "storage.env"
-    env_file.write_text("REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo\n")
-    env_file.chmod(env_mode)
+def _sbatch(tmp_path: Path, env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the batch script as a task would, with the storage ``env_file`` and the fakes in
+    ``tmp_path/bin`` first on $PATH (a fake `srun` writes what it records to srun.log)."""
     env = _clean_env(
         tmp_path,
-        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         REID_HPO_ENV_FILE=str(env_file),
         REID_HPO_VENV=str(tmp_path / "no-venv"),
         SLURM_SUBMIT_DIR=str(tmp_path),
@@ -745,6 +736,21 @@ def _run_sbatch(tmp_path: Path, *args: str, env_mode: int = 0o600) -> subprocess
         timeout=TOOL_TIMEOUT_S,
         check=False,
     )
+
+
+def _run_sbatch(tmp_path: Path, *args: str, env_mode: int = 0o600) -> subprocess.CompletedProcess:
+    """Run the batch script as SLURM would, with a fake `srun` that records its call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(
+        '#!/bin/bash\nprintf "%s\\n" "$*" "REID_HPO_STORAGE=$REID_HPO_STORAGE" > "$SRUN_LOG"\n'
+    )
+    srun.chmod(0o755)
+    env_file = tmp_path / "storage.env"
+    env_file.write_text("REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo\n")
+    env_file.chmod(env_mode)
+    return _sbatch(tmp_path, env_file, *args)
 
 
 def test_slurm_script_parses() -> None:
@@ -809,22 +815,7 @@ def test_slurm_script_hands_torch_home_from_the_env_file_to_the_worker(tmp_path:
         "REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo\nTORCH_HOME=/shared/torch\n"
     )
     env_file.chmod(0o600)
-    env = _clean_env(
-        tmp_path,
-        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-        REID_HPO_ENV_FILE=str(env_file),
-        REID_HPO_VENV=str(tmp_path / "no-venv"),
-        SLURM_SUBMIT_DIR=str(tmp_path),
-        SRUN_LOG=str(tmp_path / "srun.log"),
-    )
-    result = subprocess.run(
-        ["bash", str(SBATCH), "mars-map-random"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TOOL_TIMEOUT_S,
-        check=False,
-    )
+    result = _sbatch(tmp_path, env_file, "mars-map-random")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "srun.log").read_text() == "/shared/torch\n"
     assert "TORCH_HOME" in (DEPLOY / "README.md").read_text()
