@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 
 from hpo.errors import NoCompletedTrialError
 from hpo.study._artifacts import resolve_stored
+from hpo.study._notes import write_results_note
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
@@ -151,6 +152,7 @@ def evaluate_best_on_test(
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     study.set_user_attr(StudyAttr.TEST_RESULT, result)
+    write_results_note(study)
     return result
 
 

@@ -43,6 +43,7 @@ from hpo.study._artifacts import study_dir
 from hpo.study._final_eval import TestEvaluator
 from hpo.study._final_eval import reid_core_evaluator
 from hpo.study._lifecycle import ensure_study_uuid
+from hpo.study._notes import write_results_note
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
@@ -228,6 +229,7 @@ def retrain_trial(
         result = _result(trial, cfg, trainer, fit, raw, spec.artifacts.root)
         _write_json(folder / TEST_FILE, result)
         study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
+        write_results_note(study)
         return result
 
 

@@ -76,6 +76,12 @@ def test_evaluates_the_best_trials_checkpoint_and_stores_the_result(
         {"mAP": 0.42, "rank1": 0.55},
         [0.55, 0.7, 0.8],
     )
+    # optuna-dashboard shows it as the study's note, in %, not as a JSON user attribute.
+    from optuna_dashboard import get_note
+
+    note = get_note(study)
+    assert "- test split, evaluated once (trial 2): mAP 42.0%, rank1 55.0%" in note
+    assert "- best trial on validation: trial 2" in note
 
 
 def test_a_second_call_returns_the_stored_result_without_evaluating(
