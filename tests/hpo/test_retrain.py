@@ -21,6 +21,7 @@ from hpo.study import StudyAttr
 from hpo.study import create_study
 from hpo.study import load_study
 from hpo.study._artifacts import resolve_stored
+from hpo.study.records import format_pct
 from hpo.worker import run_worker
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import make_dataset
@@ -91,7 +92,7 @@ def test_retrain_trains_on_all_ids_stores_once_and_is_shown(
     assert best_json.exit_code == 0, best_json.output
     assert json.loads(best_json.output)["retrain_result"]["metrics"] == stored["metrics"]
     table = runner.invoke(app, ["study", "best", "retrain-me", "--storage", url])
-    assert f"retrained (trial #{best.number}, {TRAIN_IDS} ids, 2 epochs)" in table.output
+    assert f"retrained (trial {best.number}, {TRAIN_IDS} ids, 2 epochs)" in table.output
     exported = runner.invoke(
         app, ["study", "export", "retrain-me", "--storage", url, "--format", "json"]
     )
@@ -104,7 +105,7 @@ def test_retrain_trains_on_all_ids_stores_once_and_is_shown(
     html = report.read_text()
     section = html[html.index("<section id='retrain'>") :]
     assert f"trial {best.number}, {TRAIN_IDS} training ids, 2 epochs" in section
-    assert f"{100 * stored['metrics']['mAP']:.2f}%" in section
+    assert format_pct(stored["metrics"]["mAP"]) in section  # the one precision rule
 
 
 def test_force_retrains_again_in_a_fresh_folder(sqlite_url: str, tmp_path: Path) -> None:
