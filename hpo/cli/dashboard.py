@@ -57,13 +57,14 @@ def dashboard_command(
     guarded = dashboard.DashboardGuard(
         dashboard.build_app(url, artifact_dir=artifact_dir),
         token=token,
-        allowed_hosts=allowed_host,
+        allowed_hosts=dashboard.guard_names(host, allowed_host),
         read_only=(not loopback) if read_only is None else read_only,
     )
-    for line in dashboard.startup_lines(url, host, port, token=token, read_only=guarded.read_only):
-        typer.echo(line, err=line.startswith("WARNING"))
     try:
-        dashboard.serve(guarded, host=host, port=port)
+        httpd = dashboard.bind(guarded, host=host, port=port)
     except OSError as exc:
         typer.echo(f"Error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(code=2) from None
+    for line in dashboard.startup_lines(url, host, port, token=token, read_only=guarded.read_only):
+        typer.echo(line, err=line.startswith("WARNING"))
+    dashboard.serve(httpd)

@@ -10,8 +10,10 @@ from hpo.dashboard._guard import new_token
 from hpo.dashboard._server import DEFAULT_HOST
 from hpo.dashboard._server import DEFAULT_PORT
 from hpo.dashboard._server import NO_AUTH_WARNING
+from hpo.dashboard._server import bind
 from hpo.dashboard._server import build_app
 from hpo.dashboard._server import dashboard_url
+from hpo.dashboard._server import guard_names
 from hpo.dashboard._server import is_loopback
 from hpo.dashboard._server import serve
 from hpo.dashboard._server import startup_lines
@@ -23,8 +25,10 @@ __all__ = [
     "NO_AUTH_WARNING",
     "TOKEN_PARAM",
     "DashboardGuard",
+    "bind",
     "build_app",
     "dashboard_url",
+    "guard_names",
     "is_loopback",
     "new_token",
     "serve",

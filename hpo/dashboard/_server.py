@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -40,9 +41,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_WILDCARD = ("0.0.0.0", "::", "")
+
+
 def dashboard_url(host: str, port: int) -> str:
     """The address to open in a browser; wildcard binds show this machine's host name."""
-    shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    shown = socket.gethostname() if host in _WILDCARD else host
     if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"
     return f"http://{shown}:{port}/dashboard/"
@@ -100,19 +104,36 @@ class _LoggingHandler(WSGIRequestHandler):
         logger.debug("%s - %s", self.address_string(), without_token(format % args))
 
 
-def serve(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve a WSGI app with a threaded wsgiref server until interrupted.
+class _ThreadedServer6(_ThreadedServer):
+    address_family = socket.AF_INET6
+
+
+def bind(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> WSGIServer:
+    """A threaded wsgiref server bound to ``host:port`` (IPv6 for an IPv6 literal such as
+    ``::1``), not yet serving: bind first, print the URL after.
 
     Raises:
         OSError: The address is in use or cannot be bound.
     """
-    with make_server(
-        host, port, app, server_class=_ThreadedServer, handler_class=_LoggingHandler
-    ) as httpd:
+    server_class = _ThreadedServer6 if ":" in host else _ThreadedServer
+    return make_server(host, port, app, server_class=server_class, handler_class=_LoggingHandler)
+
+
+def serve(httpd: WSGIServer) -> None:
+    """Serve with a server from :func:`bind` until interrupted, then close it."""
+    with httpd:
         try:
             httpd.serve_forever()
         except KeyboardInterrupt:
             logger.info("dashboard stopped")
+
+
+def guard_names(host: str, allowed_hosts: Sequence[str]) -> list[str]:
+    """The Host names the guard accepts: ``allowed_hosts``, plus this machine's host name
+    when bound to every interface (the name :func:`dashboard_url` prints then)."""
+    if host in _WILDCARD:
+        return [*allowed_hosts, socket.gethostname()]
+    return list(allowed_hosts)
 
 
 def startup_lines(
@@ -140,8 +161,10 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "NO_AUTH_WARNING",
+    "bind",
     "build_app",
     "dashboard_url",
+    "guard_names",
     "is_loopback",
     "serve",
     "startup_lines",

@@ -188,3 +188,43 @@ def test_the_access_log_never_holds_the_token(caplog: pytest.LogCaptureFixture) 
     caplog.set_level(logging.DEBUG, logger=_server.__name__)
     handler.log_message('"%s" %s %s', "GET /dashboard/?token=s3cr3tT0k&x=1 HTTP/1.1", "200", "-")
     assert "token=***&x=1" in caplog.text and "s3cr3tT0k" not in caplog.text
+
+
+@pytest.mark.parametrize("host", ["::1", "0.0.0.0"])
+def test_the_printed_url_is_served_and_accepted_by_the_guard(host: str, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'dash.db'}"
+    make_study(storage, name="first")
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "reid-hpo"), "dashboard", "--storage", storage]
+    proc = subprocess.Popen(
+        [*command, "--host", host, "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while not line.startswith("Open "):
+            line = proc.stdout.readline()
+            assert line, "the dashboard ended before printing its URL"
+        printed = re.search(r"http://(\[[^\]]+\]|[^/:]+):(\d+)/", line)
+        assert printed and int(printed.group(2)) == port, line
+        address = "::1" if host == "::1" else "127.0.0.1"
+        deadline = time.monotonic() + 60
+        while True:
+            conn = http.client.HTTPConnection(address, port, timeout=10)
+            try:
+                conn.request("GET", "/api/studies", headers={"Host": f"{printed.group(1)}:{port}"})
+                status = conn.getresponse().status
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.25)
+            finally:
+                conn.close()
+        assert status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
