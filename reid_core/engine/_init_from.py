@@ -79,6 +79,11 @@ def transferable_state(model: nn.Module, path: Path) -> tuple[dict[str, torch.Te
                 f"--init-from {real} does not fit this model: layer {name} is missing from the "
                 f"checkpoint (trained as {_arch_of(state)})"
             )
+        if source[name].is_floating_point() != tensor.is_floating_point():
+            raise CheckpointError(
+                f"--init-from {real} does not fit this model: layer {name} holds "
+                f"{source[name].dtype} values in the checkpoint, {tensor.dtype} here"
+            )
         if tuple(source[name].shape) != tuple(tensor.shape):
             raise CheckpointError(
                 f"--init-from {real} does not fit this model: layer {name} has shape "

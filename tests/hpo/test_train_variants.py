@@ -16,6 +16,7 @@ from hpo.spec import to_train_config
 from reid_core.config import TrainConfig
 from reid_core.data import write_synthetic
 from reid_core.engine import load_checkpoint
+from reid_core.engine import save_checkpoint
 from reid_core.engine import transferable_state
 from reid_core.engine._checkpoint import checksum_path
 from reid_core.losses import ReidCriterion
@@ -248,6 +249,27 @@ def test_an_incompatible_checkpoint_is_refused_naming_the_layer(mars: Path, tmp_
     line = result.output.strip()
     assert line.startswith("Error: --init-from ") and "does not fit this model: layer " in line
     assert "backbone." in line and len(line.splitlines()) == 1
+
+    # The same checkpoint with its floating-point weights turned into integers.
+    state = load_checkpoint(source_run / "last.pt")
+    state["model"] = {
+        k: v.long() if v.is_floating_point() else v for k, v in state["model"].items()
+    }
+    integers = save_checkpoint(tmp_path / "integers.pt", state)
+    result = runner.invoke(
+        app,
+        [
+            *args,
+            "--backbone",
+            "resnet18",
+            "--init-from",
+            str(integers),
+            "--output",
+            str(tmp_path / "i"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "torch.int64 values in the checkpoint, torch.float32 here" in result.output
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
