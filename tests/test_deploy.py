@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sysconfig
@@ -24,6 +25,12 @@ from typing import Any
 
 import pytest
 import yaml
+
+from hpo.cli._app import EXIT_USER_ERROR
+from hpo.worker import ENV_STOP_AFTER
+from hpo.worker import EXIT_RESTART
+from hpo.worker import STOP_SIGNALS
+from hpo.worker import exit_code_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -558,7 +565,31 @@ def test_kubernetes_worker_job_runs_parallel_indexed_workers() -> None:
     assert spec["parallelism"] >= 2
     assert spec["completions"] >= spec["parallelism"]
     assert spec["backoffLimit"] >= spec["parallelism"]
-    assert spec["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"  # as podFailurePolicy needs
+
+
+def test_kubernetes_worker_job_replaces_stopped_workers_and_fails_on_user_errors() -> None:
+    rules = _worker_job()["spec"]["podFailurePolicy"]["rules"]
+    exit_rules = {
+        rule["action"]: rule["onExitCodes"]["values"] for rule in rules if "onExitCodes" in rule
+    }
+    assert exit_rules["FailJob"] == [EXIT_USER_ERROR]
+    assert sorted(exit_rules["Ignore"]) == sorted(exit_code_for(s) for s in STOP_SIGNALS)
+    disruption = {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    assert disruption in rules
+    assert EXIT_RESTART not in [code for codes in exit_rules.values() for code in codes]
+
+
+def test_kubernetes_grace_period_leaves_time_to_hand_the_trial_back() -> None:
+    pod = _worker_job()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    stop_after = float(env[ENV_STOP_AFTER])
+    # BENCHMARKS.md "Preemption": a stop at once hands back a full-size trial in seconds.
+    assert pod["terminationGracePeriodSeconds"] >= stop_after + 30
 
 
 def test_kubernetes_worker_job_runs_the_worker_on_one_gpu() -> None:
@@ -727,6 +758,7 @@ def _sbatch(tmp_path: Path, env_file: Path, *args: str) -> subprocess.CompletedP
         REID_HPO_ENV_FILE=str(env_file),
         REID_HPO_VENV=str(tmp_path / "no-venv"),
         SLURM_SUBMIT_DIR=str(tmp_path),
+        SLURM_JOB_ID="4242",
         SRUN_LOG=str(tmp_path / "srun.log"),
     )
     return subprocess.run(
@@ -739,15 +771,22 @@ def _sbatch(tmp_path: Path, env_file: Path, *args: str) -> subprocess.CompletedP
     )
 
 
-def _run_sbatch(tmp_path: Path, *args: str, env_mode: int = 0o600) -> subprocess.CompletedProcess:
-    """Run the batch script as SLURM would, with a fake `srun` that records its call."""
+def _run_sbatch(
+    tmp_path: Path, *args: str, env_mode: int = 0o600, srun_exit: int = 0
+) -> subprocess.CompletedProcess:
+    """Run the batch script as SLURM would, with fake `srun` and `scontrol` that record their
+    calls (`srun` exits with ``srun_exit``)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     srun = bin_dir / "srun"
     srun.write_text(
         '#!/bin/bash\nprintf "%s\\n" "$*" "REID_HPO_STORAGE=$REID_HPO_STORAGE" > "$SRUN_LOG"\n'
+        f"exit {srun_exit}\n"
     )
     srun.chmod(0o755)
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text('#!/bin/bash\nprintf "%s\\n" "$*" > "$SRUN_LOG.scontrol"\n')
+    scontrol.chmod(0o755)
     env_file = tmp_path / "storage.env"
     env_file.write_text("REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo\n")
     env_file.chmod(env_mode)
@@ -787,6 +826,30 @@ def test_slurm_script_starts_the_worker_through_srun(tmp_path: Path) -> None:
     call, storage = (tmp_path / "srun.log").read_text().splitlines()
     assert call.split()[-5:] == ["reid-hpo", "worker", "mars-map-random", "--gpus", "all"]
     assert storage == "REID_HPO_STORAGE=postgresql://reid:pw@dbhost:5432/reid_hpo"
+
+
+def test_slurm_script_requeues_a_task_whose_worker_was_stopped_by_a_signal(
+    tmp_path: Path,
+) -> None:
+    result = _run_sbatch(tmp_path, "mars-map-random", srun_exit=exit_code_for(signal.SIGTERM))
+    assert result.returncode == exit_code_for(signal.SIGTERM), result.stderr
+    assert (tmp_path / "srun.log.scontrol").read_text().split() == ["requeue", "4242"]
+
+
+@pytest.mark.parametrize("code", [0, EXIT_USER_ERROR, EXIT_RESTART])
+def test_slurm_script_does_not_requeue_a_finished_or_failed_worker(
+    code: int, tmp_path: Path
+) -> None:
+    result = _run_sbatch(tmp_path, "mars-map-random", srun_exit=code)
+    assert result.returncode == code, result.stderr
+    assert not (tmp_path / "srun.log.scontrol").exists()
+
+
+def test_slurm_script_bounds_the_wait_for_the_epoch_within_the_signal_lead() -> None:
+    text = SBATCH.read_text()
+    lead = int(_sbatch_options()["--signal"].removeprefix("TERM@"))
+    stop_after = int(re.search(r"REID_HPO_STOP_AFTER_S:-(\d+)", text).group(1))
+    assert stop_after + 30 <= lead  # hand-back (BENCHMARKS.md "Preemption") before the limit
 
 
 def test_slurm_script_refuses_an_env_file_others_can_read(tmp_path: Path) -> None:

@@ -36,7 +36,10 @@ def worker(
     """Run trials of study NAME until its budget is met: one process per GPU, restarted if
     it dies. Start as many workers as you like, on any machines sharing the storage.
 
-    Ctrl-C or SIGTERM: stop after the epoch; a later worker resumes the trial.
+    Ctrl-C or SIGTERM: stop after the epoch; a second one stops at once. Either way the trial
+    is handed back (a later worker resumes it from its last checkpoint) and the command exits
+    128 + the signal number (143 for SIGTERM, 130 for Ctrl-C), so that SLURM or Kubernetes
+    starts the worker again; 0 means the study's budget is met.
 
     The storage comes from $REID_HPO_STORAGE (keep passwords off the command line: they show
     in `ps` and shell history; or leave the password out of the URL and use ~/.pgpass).
@@ -64,7 +67,7 @@ def worker(
             f"worker done ({result.stop_reason}): {result.trials_run} trial(s), "
             f"{result.complete} complete, {result.pruned} pruned, {result.failed} failed"
         )
-        return
+        raise typer.Exit(code=result.exit_code)
     if device != "cpu":
         parse_gpus(gpus)  # a bad --gpus is reported before the storage is touched
     check_study_can_run(name, url)

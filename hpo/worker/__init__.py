@@ -30,17 +30,24 @@ from hpo.worker._objective import fail_reason
 from hpo.worker._objective import make_objective
 from hpo.worker._objective import run_trial
 from hpo.worker._pruning import OptunaPruningCallback
+from hpo.worker._signals import ENV_STOP_AFTER
+from hpo.worker._signals import STOP_SIGNALS
+from hpo.worker._signals import StopNow
+from hpo.worker._signals import exit_code_for
 from hpo.worker._supervisor import run_supervisor
 
 __all__ = [
+    "ENV_STOP_AFTER",
     "EXIT_RESTART",
     "FATAL_ERRORS",
     "OBJECTIVE_METRICS",
+    "STOP_SIGNALS",
     "Decision",
     "DeviceRestartRequired",
     "FlappingGuard",
     "GpuBusyError",
     "OptunaPruningCallback",
+    "StopNow",
     "StudyTimeoutError",
     "TrialCounts",
     "TrialInterrupted",
@@ -50,6 +57,7 @@ __all__ = [
     "WorkerResult",
     "claim_gpus",
     "decide",
+    "exit_code_for",
     "fail_reason",
     "make_objective",
     "parse_gpus",

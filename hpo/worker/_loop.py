@@ -17,8 +17,10 @@ Trials run inside ``study.optimize(n_trials=1)`` (:func:`~hpo.worker.run_trial`)
 Optuna records heartbeats; the storage is Optuna's own, opened by
 :func:`hpo.storage.open_storage` (heartbeats, stale-trial retries and reconnects as there).
 SIGTERM/SIGINT stop a worker after the current epoch: the trial is checkpointed and handed back
-(FAIL with ``fail_reason="interrupted"`` + a WAITING copy another worker resumes) and the worker
-returns normally. A second signal forces the exit.
+(FAIL with ``fail_reason="interrupted"`` + a WAITING copy another worker resumes). A second
+signal stops training at once and hands the trial back with its last checkpoint
+(:mod:`hpo.worker._signals`). Either way the worker returns normally and its result's
+``exit_code`` is ``128 + signal number`` (143 for SIGTERM), so that a scheduler starts another.
 
 :func:`~hpo.worker.run_supervisor` runs one worker process per GPU.
 """
@@ -26,13 +28,11 @@ returns normally. A second signal forces the exit.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
-import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,11 @@ from hpo.worker._rungs import EpochCounts
 from hpo.worker._rungs import decide_epochs
 from hpo.worker._rungs import enqueue_promotions
 from hpo.worker._rungs import next_epochs
+from hpo.worker._signals import SignalStop
+from hpo.worker._signals import StopNow
+from hpo.worker._signals import exit_code_for
+from hpo.worker._signals import shielded
+from hpo.worker._signals import stop_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +97,7 @@ class WorkerResult:
         failed: Of those, FAIL (including an interrupted, handed-back trial).
         stop_reason: ``"budget"`` (enough trials finished), ``"timeout"`` (study time budget
             spent), ``"max_trials"`` (this worker's own limit) or ``"interrupted"``.
+        signum: The stop signal that ended the worker (SIGTERM, SIGINT), None if none came.
     """
 
     trials_run: int
@@ -99,6 +105,13 @@ class WorkerResult:
     pruned: int
     failed: int
     stop_reason: str
+    signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0, or ``128 + signum`` for a worker stopped by a signal (143 for SIGTERM, 130 for
+        SIGINT): its work is not done, a scheduler should start it again."""
+        return exit_code_for(self.signum) if self.signum is not None else 0
 
 
 def run_worker(
@@ -119,7 +132,7 @@ def run_worker(
         device: The torch device for training (``"cpu"``, ``"cuda"``, ``"auto"``).
         max_trials: Stop after this many trials of this worker (None: no own limit).
         stop_event: Set it to stop after the current epoch (SIGTERM/SIGINT set it too when
-            this runs in the main thread).
+            this runs in the main thread; a second signal stops at once).
         poll_interval_s: Seconds between budget checks while waiting for other workers;
             the study's heartbeat interval if None.
         trainer_factory: Passed to :func:`~hpo.worker.make_objective` (tests).
@@ -130,6 +143,7 @@ def run_worker(
     Raises:
         hpo.errors.StudyNotFoundError: No such study, or it was deleted while this worker ran.
         hpo.errors.StorageError: ``$REID_HPO_HEARTBEAT`` disagrees with the study's interval.
+        hpo.errors.ReidHpoError: ``$REID_HPO_STOP_AFTER_S`` is not a number >= 0.
         hpo.errors.SpecError, reid_core.errors.DatasetNotFoundError: A trial failed in a way
             every later trial would (the trial is recorded FAIL first).
         WorkerError: Trials keep failing the same way (flapping guard).
@@ -137,6 +151,37 @@ def run_worker(
             with ``EXIT_RESTART`` so that the supervisor starts a fresh process.
     """
     url = normalise_url(storage_url)
+    signals = SignalStop(
+        stop_event if stop_event is not None else threading.Event(), stop_after_s()
+    )
+    try:
+        with signals.installed():
+            result = _run(
+                study_name, url, signals.event, max_trials, poll_interval_s, device, trainer_factory
+            )
+    except StopNow:  # a second signal before the worker loop ran
+        result = WorkerResult(0, 0, 0, 0, "interrupted")
+    result = dataclasses.replace(result, signum=signals.signum)
+    logger.info(
+        "worker done (%s): %d trial(s), %d complete, %d pruned, %d failed",
+        result.stop_reason,
+        result.trials_run,
+        result.complete,
+        result.pruned,
+        result.failed,
+    )
+    return result
+
+
+def _run(
+    study_name: str,
+    url: str,
+    stop: threading.Event,
+    max_trials: int | None,
+    poll_interval_s: float | None,
+    device: str,
+    trainer_factory: Any,
+) -> WorkerResult:
     spec = _stored_spec(study_name, url)
     check_heartbeat_override(study_name, spec.heartbeat.interval)
     heartbeat = Heartbeat(spec.heartbeat.interval, spec.heartbeat.grace_s)
@@ -158,7 +203,7 @@ def run_worker(
             study_name=study_name,
             study_uuid=study_uuid,
             device=device,
-            stop_event=stop_event,
+            stop_event=stop,
             trainer_factory=trainer_factory,
         )
         hours = spec.budget.timeout_hours
@@ -170,21 +215,14 @@ def run_worker(
             timeout_s=hours * 3600.0 if hours is not None else None,
             poll_s=poll_interval_s if poll_interval_s is not None else spec.heartbeat.interval,
         )
-        stop = objective.stop_event
-        with _stop_on_signals(stop):
-            result = loop.run(stop, max_trials)
+        try:
+            return loop.run(stop, max_trials)
+        except StopNow:
+            return loop.result("interrupted")  # a second signal outside a trial's training
     finally:
-        lock.close()
-        close_storage(storage)
-    logger.info(
-        "worker done (%s): %d trial(s), %d complete, %d pruned, %d failed",
-        result.stop_reason,
-        result.trials_run,
-        result.complete,
-        result.pruned,
-        result.failed,
-    )
-    return result
+        with shielded():
+            lock.close()
+            close_storage(storage)
 
 
 def _stored_spec(study_name: str, url: str) -> StudySpec:
@@ -262,6 +300,10 @@ class _WorkerLoop:
             failed = result.state is TrialState.FAIL
             if self.guard.record(result.reason, failed=failed) and not stop.is_set():
                 raise self.guard.error(self.study.study_name)
+        return self.result(stop_reason)
+
+    def result(self, stop_reason: str) -> WorkerResult:
+        """What this loop did so far, ending for ``stop_reason``."""
         return WorkerResult(
             trials_run=sum(self.states.values()),
             complete=self.states[TrialState.COMPLETE],
@@ -343,26 +385,3 @@ def _fail_stale_trials(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-
-
-@contextmanager
-def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set ``stop_event`` (graceful); a second one raises KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if stop_event.is_set():
-            logger.warning("second %s: exiting now", name)
-            raise KeyboardInterrupt
-        logger.warning("%s: stopping after the current epoch; the trial will be handed back", name)
-        stop_event.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -70,6 +70,8 @@ from hpo.worker._progress import trial_label
 from hpo.worker._pruning import OptunaPruningCallback
 from hpo.worker._rungs import place_new_trial
 from hpo.worker._rungs import rung_config
+from hpo.worker._signals import StopNow
+from hpo.worker._signals import shielded
 from reid_core.config import resolve_device
 from reid_core.engine import TENSORBOARD_DIR
 from reid_core.engine import Callback
@@ -292,12 +294,18 @@ class TrialObjective:
 
         Raises:
             optuna.TrialPruned: The pruner stopped the trial.
-            TrialInterrupted: The stop event was set; the trial was handed back.
+            TrialInterrupted: The stop event was set, or a second stop signal came
+                (:class:`~hpo.worker._signals.StopNow`); the trial was handed back.
             Exception: Anything that failed the trial (``fail_reason`` is recorded first).
         """
         clock = ComputeClock()
         try:
             return self._run(trial, deadline, clock)
+        except StopNow:
+            hand_back(trial)  # with the last checkpoint written before the signal
+            raise TrialInterrupted(
+                f"trial {trial.number} stopped at once and handed back"
+            ) from None
         except optuna.TrialPruned as exc:
             clock.record(trial)
             logger.info("trial %d %s", trial.number, exc)
@@ -565,20 +573,20 @@ def hand_back(trial: optuna.Trial) -> None:
     attrs and intermediate values), then ``fail_reason="interrupted"`` on this one.
 
     The copy is made before the reason is written, so the retry does not inherit it. The
-    caller then lets the trial FAIL.
+    caller then lets the trial FAIL. A stop signal arriving meanwhile does not interrupt it.
 
     Args:
         trial: The running trial, whose checkpoint is already on disk.
     """
     study = trial.study
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-    with warnings.catch_warnings():
+    with shielded(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
             max_retry=None, inherit_intermediate_values=True
         )
         retry(study, frozen)
-    trial.set_user_attr(TrialAttr.FAIL_REASON, INTERRUPTED)
+        trial.set_user_attr(TrialAttr.FAIL_REASON, INTERRUPTED)
     logger.info("trial %d handed back to the study (will resume from its checkpoint)", trial.number)
 
 

@@ -14,7 +14,10 @@ reported and left idle. The count is of restarts in a row: a child that ran for
 :data:`HEALTHY_S` (10 minutes) before dying was healthy, and its slot starts counting again
 (a GPU that fails once a day is not given up after five days). Restart ``n`` waits ``n``
 seconds (at most 30); a SIGTERM/SIGINT during that wait ends it without a new child.
-SIGTERM/SIGINT are forwarded to every child, which hand their trials back and exit.
+SIGTERM/SIGINT are forwarded to every child, which hand their trials back and exit
+``128 + signal number`` (143 for SIGTERM; a second signal, forwarded too, stops them at
+once); the supervisor then exits with that code itself, which SLURM and Kubernetes take as
+"start this worker again" (:mod:`hpo.worker._signals`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from hpo.storage import mask_url
 from hpo.worker._faults import EXIT_RESTART
 from hpo.worker._gpus import claim_gpus
 from hpo.worker._gpus import parse_gpus
+from hpo.worker._signals import exit_code_for
 from hpo.worker._threads import thread_env
 
 logger = logging.getLogger(__name__)
@@ -82,8 +86,10 @@ def run_supervisor(
     Signals are forwarded only when this runs in the main thread.
 
     Returns:
-        0 when every child finished cleanly, else the worst child exit code (2 for a user
-        error, 1 when a slot ran out of restarts and its GPU was left idle).
+        0 when every child finished cleanly, else the worst child exit code: 2 for a user
+        error (it wins over the others), 143 / 130 for children stopped by a forwarded
+        SIGTERM / SIGINT (``128 + N`` for one killed by signal N), 1 when a slot ran out of
+        restarts and its GPU was left idle.
 
     Raises:
         ReidHpoError: A bad ``gpus`` value, or a GPU already used by another supervisor on
@@ -111,10 +117,12 @@ def _supervise(
         mask_url(storage_url),
     )
     stopping = False
+    stop_code = 0  # 128 + the first stop signal
 
     def forward(signum: int, frame: Any) -> None:
-        nonlocal stopping
+        nonlocal stopping, stop_code
         stopping = True
+        stop_code = stop_code or exit_code_for(signum)
         logger.warning("%s: forwarding to the workers", signal.Signals(signum).name)
         for child in children:
             if child.process.poll() is None:
@@ -141,7 +149,7 @@ def _supervise(
                 child.history.append(code)
                 if code in (0, EXIT_USER_ERROR) or stopping:
                     _log_exit(child, code)
-                    worst = max(worst, code if code >= 0 else 1)
+                    worst = _worse(worst, code if code >= 0 else 128 - code)
                     running.remove(child)
                     continue
                 if time.monotonic() - child.started >= HEALTHY_S:
@@ -155,7 +163,7 @@ def _supervise(
                         child.history,
                         _slot_name(child.slot),
                     )
-                    worst = max(worst, 1)
+                    worst = _worse(worst, 1)
                     running.remove(child)
                 else:
                     child.restarts += 1
@@ -169,7 +177,7 @@ def _supervise(
                     )
                     _back_off(min(_MAX_BACKOFF_S, _BACKOFF_S * child.restarts), lambda: stopping)
                     if stopping:  # signalled during the wait: no new child to miss the signal
-                        worst = max(worst, code if code >= 0 else 1)
+                        worst = _worse(worst, code if code >= 0 else 128 - code)
                         running.remove(child)
                         continue
                     child.process = _spawn(study_name, storage_url, child.slot, max_trials, env)
@@ -181,7 +189,7 @@ def _supervise(
             if child.process.poll() is None:
                 child.process.terminate()
                 child.process.wait()
-    return worst
+    return _worse(worst, stop_code)
 
 
 def _back_off(seconds: float, stopping: Callable[[], bool]) -> None:
@@ -189,6 +197,13 @@ def _back_off(seconds: float, stopping: Callable[[], bool]) -> None:
     deadline = time.monotonic() + seconds
     while not stopping() and (left := deadline - time.monotonic()) > 0:
         time.sleep(min(_POLL_S, left))
+
+
+def _worse(worst: int, code: int) -> int:
+    """The exit code that tells more: a user error (a restart cannot fix it), else the larger."""
+    if EXIT_USER_ERROR in (worst, code):
+        return EXIT_USER_ERROR
+    return max(worst, code)
 
 
 def _spawn(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from reid_core.engine import Callback
 from reid_core.engine import FitResult
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import NonFiniteLossError
+from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import FakeTrainer
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import fake_trainer_factory
@@ -178,7 +181,7 @@ def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
         stopper.join(timeout=10)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert code == 0  # the worker process exited 0
+    assert code == 143  # the stopped worker exited 128 + SIGTERM, and so does the supervisor
     assert not late_signals
 
     first, retry = trials_of("w", sqlite_url)
@@ -194,6 +197,83 @@ def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
     assert resumed.state is TrialState.COMPLETE
     assert resumed.user_attrs["resumed_from_epoch"] > 0
     assert (result.complete, result.stop_reason) == (1, "budget")
+
+
+_SLOW_WORKER = """
+import sys
+import time
+from hpo.worker import run_worker
+from reid_core.engine import Trainer
+
+class SlowAfterEpoch0(Trainer):
+    # The real trainer, whose epoch 1 takes 120 s: a stop that waited for the epoch would show.
+    def train_one_epoch(self, epoch):
+        if epoch >= 1:
+            time.sleep(120)
+        return super().train_one_epoch(epoch)
+
+def factory(cfg, *, rerank):
+    return SlowAfterEpoch0(cfg, evaluate_rerank=rerank)
+
+sys.exit(run_worker("w", sys.argv[1], trainer_factory=factory).exit_code)
+"""
+
+
+@pytest.mark.parametrize("stop_after_s", [None, "1"], ids=["second-sigterm", "stop-after-1s"])
+def test_a_second_sigterm_stops_at_once_and_hands_the_trial_back_resumable(
+    stop_after_s: str | None, tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    """Two SIGTERMs (SLURM at its time limit), or one with $REID_HPO_STOP_AFTER_S (Kubernetes
+    sends only one): the worker stops mid-epoch, hands the trial back, exits 143."""
+    _create(tmp_path, data_root, sqlite_url, n_trials=1, epochs=2)
+    extra = {} if stop_after_s is None else {"REID_HPO_STOP_AFTER_S": stop_after_s}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WORKER, sqlite_url],
+        cwd=REPO_ROOT,
+        env=child_env(sqlite_url, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def checkpointed() -> bool:
+            found = trials_of("w", sqlite_url)
+            return bool(found) and "last_checkpoint_epoch" in found[0].user_attrs
+
+        wait_for(checkpointed, 60, "the epoch-0 checkpoint of trial 0")
+        process.send_signal(signal.SIGTERM)  # graceful: would wait for the 120 s epoch's end
+        if stop_after_s is None:
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        output = process.communicate(timeout=60)[0]
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, output
+    assert seconds < 30, seconds  # not the 120 s epoch
+    # Optuna logs the handed-back trial's TrialInterrupted; nothing else escapes.
+    assert "KeyboardInterrupt" not in output and "StopNow" not in output
+    assert "stopping at once; handing the trial back" in output
+    if stop_after_s is not None:
+        assert "at once in 1 s" in output
+    first, retry = trials_of("w", sqlite_url)
+    assert first.state is TrialState.FAIL
+    assert first.user_attrs["fail_reason"] == "interrupted"
+    assert retry.state is TrialState.WAITING
+    assert "fail_reason" not in retry.user_attrs
+    assert retry.user_attrs["last_checkpoint_epoch"] == 0
+    assert retry.user_attrs["checkpoint_dir"] == first.user_attrs["checkpoint_dir"]
+
+    if stop_after_s is not None:
+        return  # the resume is the same as after two signals
+    result = run_worker("w", sqlite_url)  # the real trainer, from the epoch-0 checkpoint
+    resumed = trials_of("w", sqlite_url)[1]
+    assert (resumed.state, resumed.user_attrs["resumed_from_epoch"]) == (TrialState.COMPLETE, 1)
+    assert (result.complete, result.exit_code) == (1, 0)
 
 
 # ------------------------------------------------------------------------------------ CLI

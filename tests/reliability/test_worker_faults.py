@@ -92,9 +92,12 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_retried_and_resumed(
     record_property("resumed_from_epoch", retry.user_attrs["resumed_from_epoch"])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_stopped_worker_hands_its_trial_back_exits_0_and_a_new_worker_resumes_it(
+@pytest.mark.parametrize(
+    ("signum", "times"), [(signal.SIGTERM, 1), (signal.SIGINT, 2)], ids=["SIGTERM", "SIGINT-twice"]
+)
+def test_stopped_worker_hands_its_trial_back_exits_128_plus_n_and_a_new_worker_resumes_it(
     signum: int,
+    times: int,
     tmp_path: Path,
     mars_root: Path,
     postgres_url: str,
@@ -109,13 +112,17 @@ def test_stopped_worker_hands_its_trial_back_exits_0_and_a_new_worker_resumes_it
         )
         worker.send_signal(signum)
         sent = time.monotonic()
-        assert worker.wait(timeout=60) == 0, log.read_text()
+        if times == 2:  # Ctrl-C twice: stop at once (mid-epoch), not after the epoch
+            time.sleep(0.2)
+            worker.send_signal(signum)
+        assert worker.wait(timeout=60) == 128 + signum, log.read_text()
         seconds_to_exit = time.monotonic() - sent
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
 
+    assert "KeyboardInterrupt" not in log.read_text()
     first, retry = trials("stop", postgres_url)
     assert first.state is TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted"
     assert retry.state is TrialState.WAITING and retry.params == first.params
