@@ -1,8 +1,9 @@
 """Time from SIGTERM to a handed-back trial, at full model size (ResNet50TA_BT, full-map).
 
-A real ``reid-hpo worker`` process trains a full-size model (76 M parameters with the MARS
-classifier; here a 4-id synthetic dataset at 64x32 frames so that an epoch takes seconds on a
-CPU) and is stopped three ways after its first checkpoint:
+A real ``reid-hpo worker`` process trains the full-size model at the recipe's 224x112 frames
+(the full-map attention's size depends on them: a 920 MB checkpoint with Adam state) on an
+8-id synthetic MARS, so that an epoch takes a minute on a CPU, and is stopped three ways after
+its first checkpoint:
 
 - one SIGTERM (graceful): the epoch in flight ends, its checkpoint is written, the trial is
   handed back;
@@ -44,8 +45,8 @@ spec = {
     "training": {
         "epochs": 50,
         "eval_every": 1,
-        "height": 64,
-        "width": 32,
+        "height": 224,
+        "width": 112,
         "seq_len": 2,
         "batch_size": 4,
         "num_instances": 2,

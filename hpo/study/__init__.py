@@ -35,6 +35,10 @@ from hpo.study._lifecycle import create_study
 from hpo.study._lifecycle import delete_study
 from hpo.study._lifecycle import ensure_study_uuid
 from hpo.study._lifecycle import load_study
+from hpo.study._marker import MARKER_NAME
+from hpo.study._marker import ArtifactsNotSharedError
+from hpo.study._marker import check_marker
+from hpo.study._marker import ensure_marker
 from hpo.study._plan import StudyPlan
 from hpo.study._plan import build_plan
 from hpo.study._plan import first_prune_epoch
@@ -68,10 +72,12 @@ from hpo.study.records import spec_of
 
 __all__ = [
     "CHECKPOINT_ATTRS",
+    "MARKER_NAME",
     "PLAIN_TRAINING_EPOCHS",
     "PLAIN_TRAINING_ERASING",
     "REFERENCE_TRIALS",
     "ArtifactPathError",
+    "ArtifactsNotSharedError",
     "AttemptIdentity",
     "BestTrial",
     "ComputeAccount",
@@ -92,6 +98,7 @@ __all__ = [
     "attempt_dir",
     "best_trial_of",
     "build_plan",
+    "check_marker",
     "check_spec_can_run",
     "check_spec_fits_its_dataset",
     "check_study_can_run",
@@ -100,6 +107,7 @@ __all__ = [
     "create_study",
     "delete_study",
     "drop_checkpoints",
+    "ensure_marker",
     "ensure_study_uuid",
     "evaluate_best_on_test",
     "export_trials",

@@ -38,6 +38,7 @@ from hpo.storage import mask_url
 from hpo.storage import open_storage
 from hpo.study._artifacts import remove_study_artifacts
 from hpo.study._artifacts import study_dir
+from hpo.study._marker import write_marker
 from hpo.study._warm_start import enqueue_warm_start
 from hpo.study.records import METRIC_NAMES
 from hpo.study.records import StudyAttr
@@ -156,8 +157,10 @@ def create_study(
             # returns the study before its warm-start trials are queued.
             enqueue_warm_start(study, spec, storage)
             study.set_user_attr(StudyAttr.SPEC, spec.model_dump_json())
-            study.set_user_attr(StudyAttr.UUID, uuid.uuid4().hex)
+            study_uuid = uuid.uuid4().hex
+            study.set_user_attr(StudyAttr.UUID, study_uuid)
             study.set_user_attr(StudyAttr.VERSION, __version__)
+            _mark_artifacts(study, spec, study_uuid)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names([METRIC_NAMES[spec.objective.metric]])
@@ -168,6 +171,23 @@ def create_study(
             raise
     logger.info("created study %r in %s", spec.name, where)
     return study
+
+
+def _mark_artifacts(study: optuna.Study, spec: StudySpec, study_uuid: str) -> None:
+    """Write the study's shared-file-system marker (:mod:`hpo.study._marker`) when this
+    machine can; else the first worker writes it."""
+    try:
+        path = write_marker(spec.artifacts.root, study_uuid, spec.name)
+    except OSError as exc:
+        logger.warning(
+            "artifacts.root %s is not writable here (%s): the study's first worker will write "
+            "its marker; run `study create` where the shared file system is mounted to pin it",
+            spec.artifacts.root,
+            exc.strerror or exc,
+        )
+        return
+    study.set_user_attr(StudyAttr.ARTIFACTS_MARKER, True)
+    logger.info("artifacts of study %r in %s", spec.name, path.parent)
 
 
 def _resume(spec: StudySpec, storage: optuna.storages.BaseStorage, where: str) -> optuna.Study:

@@ -18,6 +18,8 @@ from hpo.spec import to_train_config
 from hpo.storage import close_storage
 from hpo.storage import open_storage
 from hpo.study._lifecycle import load_study
+from hpo.study._marker import check_marker
+from hpo.study.records import StudyAttr
 
 if TYPE_CHECKING:
     from reid_core.data import VideoDataset
@@ -147,22 +149,30 @@ def _check_init_from(spec: StudySpec) -> None:
 
 def check_study_can_run(name: str, url: str) -> StudySpec:
     """Fail in this process (one line, exit 2) before any worker process is spawned when the
-    storage, the study or its dataset is unusable."""
+    storage, the study or its dataset is unusable, or this machine does not see the study's
+    artifacts marker (:mod:`hpo.study._marker`)."""
     storage = open_storage(url, must_exist=True)
     try:
-        _, spec = load_study(name, storage)
+        study, spec = load_study(name, storage)
     finally:
         close_storage(storage)
     check_spec_can_run(spec)
+    study_uuid = study.user_attrs.get(StudyAttr.UUID)
+    if study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER) and isinstance(study_uuid, str):
+        check_marker(spec.artifacts.root, study_uuid, name)
     return spec
 
 
 def _check_artifacts(spec: StudySpec) -> None:
-    """Refuse to start when the checkpoint location cannot be written (one-line error)."""
+    """Refuse to start when the checkpoint location cannot be written (one-line error). The
+    root is not created here: a missing root is checked through its nearest existing parent,
+    and only ``study create`` makes it (with the study's marker)."""
     root = Path(spec.artifacts.root)
+    existing = root
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise ReidHpoError(

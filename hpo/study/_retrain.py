@@ -43,6 +43,7 @@ from hpo.study._artifacts import study_dir
 from hpo.study._final_eval import TestEvaluator
 from hpo.study._final_eval import reid_core_evaluator
 from hpo.study._lifecycle import ensure_study_uuid
+from hpo.study._marker import check_marker
 from hpo.study._notes import write_results_note
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
@@ -189,11 +190,15 @@ def retrain_trial(
     Raises:
         RetrainError: A result is stored (without ``force``), or the folder is not this
             retrain's.
+        ArtifactsNotSharedError: No ``output`` and this machine does not see the study's
+            artifacts marker (:mod:`hpo.study._marker`).
         NoCompletedTrialError: No trial to retrain.
         reid_core.errors.ReidError: Training or evaluation failed (checkpoints are kept).
     """
     refuse_if_retrained(study, force=options.force)
     trial = pick_trial(study, options.trial)
+    if options.output is None and study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER):
+        check_marker(spec.artifacts.root, ensure_study_uuid(study), study.study_name)
     folder = options.output or default_folder(study, spec, trial.number)
     cfg = retrain_config(spec, trial, options, folder)
     identity = {

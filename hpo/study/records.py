@@ -38,6 +38,9 @@ class StudyAttr:
     UUID = "study_uuid"
     """A random identity given at creation: the study's artifact folder is named by it, never
     by the (free-form, renamable) study name, so a re-created study shares nothing."""
+    ARTIFACTS_MARKER = "artifacts_marker"
+    """True once ``<artifacts.root>/<uuid>/reid-hpo-study.json`` was written (at ``study
+    create``, else by the first worker): a machine that does not see it is refused."""
     VERSION = "reid_hpo_version"
     """``hpo.__version__`` of the process that created the study."""
     STARTED_AT = "started_at"

@@ -19,6 +19,7 @@ from hpo.errors import StudyNotFoundError
 from hpo.search import suggest
 from hpo.storage import close_storage
 from hpo.storage import open_storage
+from hpo.study import MARKER_NAME
 from hpo.study import StudyAttr
 from hpo.study import best_trial_of
 from hpo.study import create_study
@@ -219,7 +220,7 @@ def test_delete_removes_only_this_studys_artifacts_unless_kept(
 
     kept = create_study(spec, url).user_attrs["study_uuid"]
     assert kept != first
-    (tmp_path / "runs" / kept).mkdir()
+    assert (tmp_path / "runs" / kept / MARKER_NAME).is_file()  # `study create` made it
     deleted = delete_study("tiny", url, keep_artifacts=True)
     assert (deleted.artifacts_removed, (tmp_path / "runs" / kept).is_dir()) == (False, True)
 
