@@ -113,12 +113,18 @@ def config_hash(cfg: TrainConfig) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def write_json_file(path: Path, data: dict[str, Any]) -> None:
+    """Create ``path``'s folder and write ``data`` there as JSON, atomically (a temporary file
+    renamed; torch-free, so that light commands stay light)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_identity(folder: Path, identity: AttemptIdentity) -> None:
     """Create ``folder`` and write its ``attempt.json`` atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{IDENTITY_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(asdict(identity), sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / IDENTITY_FILE)
+    write_json_file(folder / IDENTITY_FILE, asdict(identity))
 
 
 def read_identity(folder: Path) -> AttemptIdentity | None:

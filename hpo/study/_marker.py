@@ -19,8 +19,8 @@ import optuna
 
 from hpo.errors import ReidHpoError
 from hpo.study._artifacts import study_dir
+from hpo.study._artifacts import write_json_file
 from hpo.study.records import StudyAttr
-from reid_core.engine import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,8 @@ def write_marker(root: str | Path, study_uuid: str, study_name: str) -> Path:
         OSError: The folder or the file cannot be written on this machine.
     """
     path = marker_path(root, study_uuid)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"study_uuid": study_uuid, "study_name": study_name, "host": socket.gethostname()}
-    write_json_atomic(path, record)
+    write_json_file(path, record)
     return path
 
 
