@@ -209,6 +209,7 @@ class SlowAfterEpoch0(Trainer):
     # The real trainer, whose epoch 1 takes 120 s: a stop that waited for the epoch would show.
     def train_one_epoch(self, epoch):
         if epoch >= 1:
+            open(sys.argv[2], "w").close()  # the test signals once this epoch has begun
             time.sleep(120)
         return super().train_one_epoch(epoch)
 
@@ -228,7 +229,7 @@ def test_a_second_sigterm_stops_at_once_and_hands_the_trial_back_resumable(
     _create(tmp_path, data_root, sqlite_url, n_trials=1, epochs=2)
     extra = {} if stop_after_s is None else {"REID_HPO_STOP_AFTER_S": stop_after_s}
     process = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_WORKER, sqlite_url],
+        [sys.executable, "-c", _SLOW_WORKER, sqlite_url, str(tmp_path / "in-epoch-1")],
         cwd=REPO_ROOT,
         env=child_env(sqlite_url, **extra),
         stdout=subprocess.PIPE,
@@ -236,12 +237,7 @@ def test_a_second_sigterm_stops_at_once_and_hands_the_trial_back_resumable(
         text=True,
     )
     try:
-
-        def checkpointed() -> bool:
-            found = trials_of("w", sqlite_url)
-            return bool(found) and "last_checkpoint_epoch" in found[0].user_attrs
-
-        wait_for(checkpointed, 60, "the epoch-0 checkpoint of trial 0")
+        wait_for((tmp_path / "in-epoch-1").exists, 120, "trial 0's epoch 1 to begin")
         process.send_signal(signal.SIGTERM)  # graceful: would wait for the 120 s epoch's end
         if stop_after_s is None:
             time.sleep(0.5)
