@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -367,7 +368,8 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
     table = build_table(shards, TRAINING_SEEDS)
     if len(table.params) < 2:
         raise FileNotFoundError(f"fewer than 2 complete configurations in {shard_dir}")
-    spec = surrogate_spec("unused", mars_space())
+    artifacts = tempfile.TemporaryDirectory(prefix="reid-hpo-bench-search-v2-")
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=artifacts.name)
     partial = len(table.params) < CACHE_CONFIGS
     strategies = [s for s in STRATEGIES if not options.quick or s.label in QUICK_LABELS]
     # The held-out seeds are run once, on the full cache (pre-registered): a partial cache or a
@@ -377,7 +379,8 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
         sets["held-out"] = HELDOUT_SEEDS
     started = time.monotonic()
     jobs = [(s.label, seed) for s in strategies for seeds in sets.values() for seed in seeds]
-    traces = _replay_all(table, spec, jobs, processes=options.threads)
+    with artifacts:
+        traces = _replay_all(table, spec, jobs, processes=options.threads)
     correlations = rank_correlations(table, resamples=200 if options.quick else 1000)
     bottom = correlations[f"compressed {LADDER[0]} ep (val)"]["spearman"]
     fidelity_allowed = bottom >= SPEARMAN_TARGET

@@ -152,8 +152,11 @@ def eval_epochs(epochs: int = FULL_EPOCHS) -> list[int]:
     return sorted(points)
 
 
-def surrogate_spec(data_root: str | Path, space: dict[str, FloatParam]) -> StudySpec:
-    """The study spec of the surrogate (narrow backbone, 24-epoch recipe, the MARS space)."""
+def surrogate_spec(
+    data_root: str | Path, space: dict[str, FloatParam], artifacts_root: str | Path
+) -> StudySpec:
+    """The study spec of the surrogate (narrow backbone, 24-epoch recipe, the MARS space);
+    studies made from it write their marker file under ``artifacts_root``."""
     return parse_spec(
         {
             "name": "bench-search-v2",
@@ -172,7 +175,7 @@ def surrogate_spec(data_root: str | Path, space: dict[str, FloatParam]) -> Study
             "sampler": {"name": "random", "seed": 0},
             "pruner": {"name": "none"},
             "budget": {"n_trials": 60},
-            "artifacts": {"root": "unused"},
+            "artifacts": {"root": str(artifacts_root)},
             "seed": 0,
         },
         source="hpo.bench._surrogate",
@@ -280,7 +283,7 @@ def train_shard(
     if path.exists():
         return None
     space = mars_space()
-    spec = surrogate_spec(data_root, space)
+    spec = surrogate_spec(data_root, space, artifacts_root=data_root.parent / "artifacts")
     params = design[index]
     runs = {}
     with tempfile.TemporaryDirectory(prefix="reid-hpo-bench-v2-") as tmp:

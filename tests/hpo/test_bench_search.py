@@ -287,9 +287,9 @@ def test_existing_shard_is_skipped_and_writes_are_atomic(tmp_path: Path) -> None
     assert load_shards(tmp_path) == [{"config_index": 3, "seed": 1}]
 
 
-def test_compressed_sha_pays_rung_epochs_and_promotes_a_third() -> None:
+def test_compressed_sha_pays_rung_epochs_and_promotes_a_third(tmp_path: Path) -> None:
     table = _table()
-    spec = surrogate_spec("unused", mars_space())
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=tmp_path)
     trace = replay_ladder(table, spec, kind="sha", sampler="random", seed=0, label="x")
     steps = _spent_per_step(trace)
     assert set(steps) <= set(LADDER)
@@ -303,7 +303,9 @@ def test_compressed_sha_pays_rung_epochs_and_promotes_a_third() -> None:
     assert trace.incumbent_at(BUDGET) == len(table.params) - 1
 
 
-def test_ladder_replay_uses_the_products_promotion_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ladder_replay_uses_the_products_promotion_rule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     calls = []
 
     def never(results: dict, promoted: list, eta: int) -> list:
@@ -312,13 +314,13 @@ def test_ladder_replay_uses_the_products_promotion_rule(monkeypatch: pytest.Monk
 
     monkeypatch.setattr("hpo.bench._replay.promotions", never)
     monkeypatch.setattr("hpo.bench._replay.BUDGET", 60)
-    spec = surrogate_spec("unused", mars_space())
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=tmp_path)
     trace = replay_ladder(_table(), spec, kind="sha", sampler="random", seed=0, label="x")
     assert _spent_per_step(trace) == [3] * 20 and calls
 
 
-def test_compressed_hyperband_starts_brackets_on_every_rung() -> None:
-    spec = surrogate_spec("unused", mars_space())
+def test_compressed_hyperband_starts_brackets_on_every_rung(tmp_path: Path) -> None:
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=tmp_path)
     trace = replay_ladder(_table(), spec, kind="hyperband", sampler="random", seed=1, label="x")
     steps = _spent_per_step(trace)
     # Bracket 2 starts configurations directly on the full schedule, within the first round.
@@ -326,15 +328,15 @@ def test_compressed_hyperband_starts_brackets_on_every_rung() -> None:
     assert BUDGET <= trace.steps[-1][0] < BUDGET + FULL_EPOCHS
 
 
-def test_brief_training_spends_n_short_runs_then_k_full_ones() -> None:
-    spec = surrogate_spec("unused", mars_space())
+def test_brief_training_spends_n_short_runs_then_k_full_ones(tmp_path: Path) -> None:
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=tmp_path)
     trace = replay_brief(_table(), spec, epochs=3, n=20, keep=2, seed=0, label="x")
     assert _spent_per_step(trace) == [3] * 20 + [FULL_EPOCHS] * 2
     assert trace.quality_at(_table(), 0) == 0.0
 
 
-def test_median_pruned_replay_stops_bad_curves_after_the_last_milestone() -> None:
-    spec = surrogate_spec("unused", mars_space())
+def test_median_pruned_replay_stops_bad_curves_after_the_last_milestone(tmp_path: Path) -> None:
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=tmp_path)
     trace = replay_optuna(_table(), spec, sampler="random", pruner="median", seed=0, label="x")
     steps = _spent_per_step(trace)
     # Schedule-derived median: no comparison before epoch index 14 (1-based 15).
