@@ -9,8 +9,12 @@
 # crashes. docker-compose.yml sets shm_size, deploy/k8s mounts a memory emptyDir at /dev/shm.
 #
 # The storage URL (with its password) is given at run time through $REID_HPO_STORAGE; nothing
-# secret is baked into the image. torch and torchvision come from PyPI, whose Linux wheels
-# bundle the CUDA runtime: the host only needs the NVIDIA driver and container toolkit.
+# secret is baked into the image. torch and torchvision bundle the CUDA runtime: the host
+# only needs the NVIDIA driver and container toolkit. Which CUDA build is a build argument
+# (README.md, "GPU nodes", says which driver each needs):
+#
+#   docker build --build-arg TORCH_CUDA=cu126 -t reid-hpo:0.1.0-cu126 .   # drivers >= 525, V100
+#   docker build --build-arg TORCH_CUDA=cu130 -t reid-hpo:0.1.0 .         # drivers >= 580
 
 # ---------------------------------------------------------------------------- builder
 FROM python:3.11.11-slim-bookworm AS builder
@@ -22,8 +26,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}"
 
-# The heavy, rarely changing layer first, pinned exactly as in pyproject.toml.
-RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1
+# The heavy, rarely changing layer first, pinned exactly as in pyproject.toml, from the
+# PyTorch index of the chosen CUDA build (cu130 is also what PyPI's default wheel holds).
+ARG TORCH_CUDA=cu130
+RUN pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" \
+        torch==2.14.1 torchvision==0.29.1
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
