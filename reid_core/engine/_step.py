@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from typing import Protocol
 
 import torch
 from torch import nn
@@ -23,15 +22,6 @@ from reid_core.engine._precision import Precision
 from reid_core.engine._precision import resolve_precision
 
 __all__ = ["StepParts", "build_step_parts", "optimisation_step", "step_skipping_overflow"]
-
-
-class _Parts(Protocol):
-    model: nn.Module
-    criterion: nn.Module
-    optimizer: torch.optim.Optimizer
-    center_optimizer: torch.optim.Optimizer | None
-    precision: Precision
-    scaler: Any
 
 
 @dataclass
@@ -80,7 +70,7 @@ def build_step_parts(cfg: TrainConfig, num_classes: int, device: torch.device) -
 
 
 def optimisation_step(
-    parts: _Parts,
+    parts: Any,
     clips: torch.Tensor,
     pids: torch.Tensor,
     erased: torch.Tensor | None,
@@ -88,7 +78,8 @@ def optimisation_step(
 ) -> dict[str, torch.Tensor]:
     """One step on a batch already on the device (normalised clips, labels checked,
     ``erased[B, T]`` the erased-frame labels the attention loss needs); returns the detached
-    loss terms, still on the device (nothing is read back)."""
+    loss terms, still on the device (nothing is read back). ``parts``: a :class:`StepParts`
+    or an object with the same attributes (the :class:`~reid_core.engine.Trainer`)."""
     parts.optimizer.zero_grad(set_to_none=True)
     if parts.center_optimizer is not None:
         parts.center_optimizer.zero_grad(set_to_none=True)
