@@ -23,10 +23,12 @@ from hpo.storage._open import open_storage
 from hpo.storage._optuna_adapter import ReconnectingRDBStorage
 from hpo.storage._optuna_adapter import heartbeat_ages
 from hpo.storage._reconnect import ENV_RECONNECT
+from hpo.storage._reconnect import RECONNECT_MAX_DELAY_S
 from hpo.storage._reconnect import RECONNECT_S
 from hpo.storage._reconnect import is_connection_error
 from hpo.storage._reconnect import reconnect_budget_s
 from hpo.storage._reconnect import retry_on_disconnect
+from hpo.storage._reconnect import seconds_since_outage
 from hpo.storage._urls import DEFAULT_STORAGE_URL
 from hpo.storage._urls import ENV_STORAGE
 from hpo.storage._urls import is_postgres
@@ -40,6 +42,7 @@ __all__ = [
     "ENV_RECONNECT",
     "ENV_STORAGE",
     "MAX_RETRY",
+    "RECONNECT_MAX_DELAY_S",
     "RECONNECT_S",
     "Heartbeat",
     "ReconnectingRDBStorage",
@@ -59,4 +62,5 @@ __all__ = [
     "reconnect_budget_s",
     "resolve_storage_url",
     "retry_on_disconnect",
+    "seconds_since_outage",
 ]

@@ -20,7 +20,9 @@ from typing import Any
 import optuna
 import sqlalchemy
 
+from hpo.storage._reconnect import RECONNECT_MAX_DELAY_S
 from hpo.storage._reconnect import retry_on_disconnect
+from hpo.storage._reconnect import seconds_since_outage
 
 PRIVATE_OPTUNA_NAMES: tuple[str, ...] = (
     "optuna.storages.RDBStorage._create_new_trial",
@@ -87,6 +89,27 @@ def _with_reconnect(name: str) -> Callable[..., Any]:
 
 for _method_name in (*_PUBLIC_METHODS, *_PRIVATE_METHODS):
     setattr(ReconnectingRDBStorage, _method_name, _with_reconnect(_method_name))
+
+
+def _stale_trial_ids_after_outages(self: ReconnectingRDBStorage, study_id: int) -> list[int]:
+    """Optuna's stale trials, none while heartbeats cannot be trusted: within the grace period
+    plus the longest reconnect back-off after this process got the database back.
+
+    During an outage no worker records heartbeats; once it ends, a live worker's heartbeat
+    thread records one within the back-off, so only a trial still stale a grace period later
+    is a dead worker's. Every caller (the worker's watchdog, Optuna at the start of each trial)
+    goes through here, so an outage of any length within the reconnect window fails no
+    healthy trial.
+    """
+    since = seconds_since_outage()
+    grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+    if since is not None and since < grace + RECONNECT_MAX_DELAY_S:
+        return []
+    return _stale_trial_ids(self, study_id)
+
+
+_stale_trial_ids = _with_reconnect("_get_stale_trial_ids")
+ReconnectingRDBStorage._get_stale_trial_ids = _stale_trial_ids_after_outages  # type: ignore[method-assign]
 
 
 def heartbeat_ages(storage: optuna.storages.BaseStorage, study_id: int) -> dict[int, float]:

@@ -18,10 +18,20 @@ logger = logging.getLogger(__name__)
 ENV_RECONNECT = "REID_HPO_RECONNECT_S"
 RECONNECT_S = 300
 _RECONNECT_FIRST_DELAY_S = 0.5
-_RECONNECT_MAX_DELAY_S = 10.0
+RECONNECT_MAX_DELAY_S = 10.0
+"""The longest wait between two retries: a live worker's heartbeat is recorded at most this
+long after the database comes back."""
 
 _T = TypeVar("_T")
 _retrying = threading.local()
+_outage_ended_at: float | None = None  # time.monotonic() when the database last came back
+
+
+def seconds_since_outage() -> float | None:
+    """Seconds since an operation of this process (any thread: the worker loop or its
+    heartbeat thread) last succeeded after losing the database; None if it never lost it."""
+    ended = _outage_ended_at
+    return None if ended is None else time.monotonic() - ended
 
 
 def reconnect_budget_s() -> float:
@@ -73,15 +83,17 @@ def retry_on_disconnect(operation: Callable[[], _T], *, what: str) -> _T:
     Returns:
         What ``operation`` returns.
     """
+    global _outage_ended_at
     if getattr(_retrying, "active", False):
         return operation()
     _retrying.active = True
     try:
         started = time.monotonic()
         delay = _RECONNECT_FIRST_DELAY_S
+        lost = False
         while True:
             try:
-                return operation()
+                result = operation()
             except Exception as exc:
                 waited = time.monotonic() - started
                 if not is_connection_error(exc) or waited + delay > reconnect_budget_s():
@@ -92,16 +104,23 @@ def retry_on_disconnect(operation: Callable[[], _T], *, what: str) -> _T:
                     waited,
                     delay,
                 )
+                lost = True
                 time.sleep(delay)
-                delay = min(2 * delay, _RECONNECT_MAX_DELAY_S)
+                delay = min(2 * delay, RECONNECT_MAX_DELAY_S)
+            else:
+                if lost:
+                    _outage_ended_at = time.monotonic()
+                return result
     finally:
         _retrying.active = False
 
 
 __all__ = [
     "ENV_RECONNECT",
+    "RECONNECT_MAX_DELAY_S",
     "RECONNECT_S",
     "is_connection_error",
     "reconnect_budget_s",
     "retry_on_disconnect",
+    "seconds_since_outage",
 ]
