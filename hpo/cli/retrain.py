@@ -88,6 +88,7 @@ def retrain_cmd(
     from hpo.storage import resolve_storage_url
     from hpo.study import RetrainOptions
     from hpo.study import check_spec_can_run
+    from hpo.study import identity_of
     from hpo.study import load_study
     from hpo.study import refuse_if_retrained
     from hpo.study import retrain_trial
@@ -108,6 +109,7 @@ def retrain_cmd(
             force=force,
             rerank=rerank,
             device=device,
+            storage=identity_of(opened),
         )
         with _claimed(slot):
             result = retrain_trial(study, spec, options)

@@ -477,4 +477,34 @@ def delete_cmd(
         typer.echo(f"Its artifacts are not on this machine; remove {deleted.artifacts} there.")
 
 
+@study_app.command("rekey")
+def rekey_cmd(
+    name: NameArgument,
+    storage: StorageOption = None,
+    adopt_artifacts: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-artifacts",
+            help="Keep the uuid and claim its folder for this storage (the database moved and "
+            "the original is gone).",
+        ),
+    ] = False,
+) -> None:
+    """Give a copied study its own artifact folder (a fresh uuid; the old folder's checkpoints
+    stay the original's and are not reused), or adopt the folder with --adopt-artifacts.
+    Run it while none of the study's workers run.
+    """
+    from hpo.storage import resolve_storage_url
+    from hpo.study import rekey_study
+
+    done = rekey_study(name, resolve_storage_url(storage), adopt=adopt_artifacts)
+    if adopt_artifacts:
+        typer.echo(f"Study {name!r} in this storage now owns {done.folder}.")
+    else:
+        typer.echo(
+            f"Study {name!r} now writes {done.folder}; {done.old_folder} stays the original's "
+            "(its checkpoints are not reused here)."
+        )
+
+
 __all__ = ["study_app"]

@@ -9,6 +9,8 @@ while the database restarts; the Optuna internals that wrapping needs live in
 
 from __future__ import annotations
 
+from hpo.storage._identity import StorageIdentity
+from hpo.storage._identity import storage_identity
 from hpo.storage._locks import StudyLock
 from hpo.storage._locks import lock_key
 from hpo.storage._locks import open_study_lock
@@ -46,6 +48,7 @@ __all__ = [
     "RECONNECT_S",
     "Heartbeat",
     "ReconnectingRDBStorage",
+    "StorageIdentity",
     "StudyLock",
     "check_heartbeat_override",
     "close_storage",
@@ -63,4 +66,5 @@ __all__ = [
     "resolve_storage_url",
     "retry_on_disconnect",
     "seconds_since_outage",
+    "storage_identity",
 ]

@@ -37,8 +37,10 @@ from hpo.study._lifecycle import ensure_study_uuid
 from hpo.study._lifecycle import load_study
 from hpo.study._marker import MARKER_NAME
 from hpo.study._marker import ArtifactsNotSharedError
+from hpo.study._marker import StudyCopiedError
 from hpo.study._marker import check_marker
 from hpo.study._marker import ensure_marker
+from hpo.study._marker import identity_of
 from hpo.study._plan import StudyPlan
 from hpo.study._plan import build_plan
 from hpo.study._plan import first_prune_epoch
@@ -58,6 +60,8 @@ from hpo.study._queries import list_studies
 from hpo.study._queries import rung_counts
 from hpo.study._queries import state_counts
 from hpo.study._queries import study_status
+from hpo.study._rekey import Rekeyed
+from hpo.study._rekey import rekey_study
 from hpo.study._retrain import PLAIN_TRAINING_EPOCHS
 from hpo.study._retrain import PLAIN_TRAINING_ERASING
 from hpo.study._retrain import RetrainError
@@ -82,12 +86,14 @@ __all__ = [
     "BestTrial",
     "ComputeAccount",
     "DeletedStudy",
+    "Rekeyed",
     "RetrainError",
     "RetrainOptions",
     "RungCount",
     "RunningTrial",
     "StorageLike",
     "StudyAttr",
+    "StudyCopiedError",
     "StudyInfo",
     "StudyPlan",
     "StudyStatus",
@@ -113,6 +119,7 @@ __all__ = [
     "export_trials",
     "finished_epochs",
     "first_prune_epoch",
+    "identity_of",
     "keep_the_best_checkpoint",
     "list_studies",
     "load_study",
@@ -121,6 +128,7 @@ __all__ = [
     "read_identity",
     "refuse_if_retrained",
     "reid_core_evaluator",
+    "rekey_study",
     "resolve_stored",
     "retrain_trial",
     "rung_counts",

@@ -33,11 +33,15 @@ from hpo.errors import StudyNotFoundError
 from hpo.search import build_pruner
 from hpo.search import build_sampler
 from hpo.spec import StudySpec
+from hpo.storage import StorageIdentity
 from hpo.storage import close_storage
 from hpo.storage import mask_url
 from hpo.storage import open_storage
 from hpo.study._artifacts import remove_study_artifacts
 from hpo.study._artifacts import study_dir
+from hpo.study._marker import check_owner
+from hpo.study._marker import identity_of
+from hpo.study._marker import read_marker
 from hpo.study._marker import write_marker
 from hpo.study._warm_start import enqueue_warm_start
 from hpo.study.records import METRIC_NAMES
@@ -160,7 +164,7 @@ def create_study(
             study_uuid = uuid.uuid4().hex
             study.set_user_attr(StudyAttr.UUID, study_uuid)
             study.set_user_attr(StudyAttr.VERSION, __version__)
-            _mark_artifacts(study, spec, study_uuid)
+            _mark_artifacts(study, spec, study_uuid, identity_of(storage))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names([METRIC_NAMES[spec.objective.metric]])
@@ -173,11 +177,13 @@ def create_study(
     return study
 
 
-def _mark_artifacts(study: optuna.Study, spec: StudySpec, study_uuid: str) -> None:
-    """Write the study's shared-file-system marker (:mod:`hpo.study._marker`) when this
-    machine can; else the first worker writes it."""
+def _mark_artifacts(
+    study: optuna.Study, spec: StudySpec, study_uuid: str, storage: StorageIdentity | None
+) -> None:
+    """Write the study's shared-file-system marker (:mod:`hpo.study._marker`, naming the
+    study's ``storage``) when this machine can; else the first worker writes it."""
     try:
-        path = write_marker(spec.artifacts.root, study_uuid, spec.name)
+        path = write_marker(spec.artifacts.root, study_uuid, spec.name, storage)
     except OSError as exc:
         logger.warning(
             "artifacts.root %s is not writable here (%s): the study's first worker will write "
@@ -278,24 +284,36 @@ def delete_study(
 
     The folder is named by the study's uuid, so nothing of another study (a re-created one of
     the same name included) is touched. A folder this machine does not see is reported, not
-    removed.
+    removed. A folder whose marker names another storage (this database is a copy) is refused
+    before anything is deleted.
 
     Raises:
         StudyNotFoundError: No such study.
+        StudyCopiedError: The folder belongs to the study in another storage.
     """
     with opened(storage_url) as (storage, where):
         study_id = study_id_of(name, storage, where)
         attrs = storage.get_study_user_attrs(study_id)
+        spec, study_uuid = read_spec_or_none(attrs, name), attrs.get(StudyAttr.UUID)
+        if not keep_artifacts and spec is not None and isinstance(study_uuid, str):
+            _refuse_a_copy(storage, spec.artifacts.root, study_uuid, name)
         n_trials = storage.get_n_trials(study_id)
         storage.delete_study(study_id)
     logger.info("deleted study %r (%d trials) from %s", name, n_trials, where)
-    spec, study_uuid = read_spec_or_none(attrs, name), attrs.get(StudyAttr.UUID)
     if spec is None or not isinstance(study_uuid, str):
         return DeletedStudy(n_trials, None, artifacts_removed=False)
     if keep_artifacts:
         return DeletedStudy(n_trials, study_dir(spec.artifacts.root, study_uuid), False)
     removed = remove_study_artifacts(spec.artifacts.root, study_uuid)
     return DeletedStudy(n_trials, removed.folder, removed.removed, removed.error)
+
+
+def _refuse_a_copy(
+    storage: optuna.storages.BaseStorage, root: str, study_uuid: str, name: str
+) -> None:
+    record, identity = read_marker(root, study_uuid), identity_of(storage)
+    if record is not None and identity is not None:
+        check_owner(record, name, identity, study_dir(root, study_uuid))
 
 
 def ensure_study_uuid(study: optuna.Study) -> str:

@@ -6,6 +6,12 @@ not see that file (a shared mount that failed and left an empty local folder, an
 path) refuses to start in one line instead of training into a folder no other worker sees. A
 study whose marker could not be written at creation (the creating machine does not see the
 root) gets it from its first worker, under the study lock.
+
+The marker also names the storage the study was created in (:func:`hpo.storage.storage_identity`).
+A copied database keeps the study's uuid, so its workers would write the original's folder:
+worker start, ``retrain`` and ``study delete`` refuse a storage that is not the one the marker
+names, and ``study rekey`` is the way out (a fresh uuid for the copy, or ``--adopt-artifacts``
+for a database that moved).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from pathlib import Path
 import optuna
 
 from hpo.errors import ReidHpoError
+from hpo.storage import StorageIdentity
+from hpo.storage import storage_identity
 from hpo.study._artifacts import study_dir
 from hpo.study._artifacts import write_json_file
 from hpo.study.records import StudyAttr
@@ -29,8 +37,12 @@ MARKER_NAME = "reid-hpo-study.json"
 __all__ = [
     "MARKER_NAME",
     "ArtifactsNotSharedError",
+    "StudyCopiedError",
     "check_marker",
+    "check_owner",
     "ensure_marker",
+    "identity_of",
+    "read_marker",
     "write_marker",
 ]
 
@@ -39,54 +51,113 @@ class ArtifactsNotSharedError(ReidHpoError):
     """This machine does not see the study's artifact folder that ``study create`` marked."""
 
 
+class StudyCopiedError(ReidHpoError):
+    """The study's artifact folder belongs to the same study in another storage (a copy)."""
+
+
+def identity_of(storage: object) -> StorageIdentity | None:
+    """The identity of an open Optuna storage (None for one without a URL, e.g. in memory)."""
+    url = getattr(storage, "url", None)
+    return storage_identity(url) if isinstance(url, str) else None
+
+
 def marker_path(root: str | Path, study_uuid: str) -> Path:
     """``<root>/<study uuid>/reid-hpo-study.json``."""
     return study_dir(root, study_uuid) / MARKER_NAME
 
 
-def write_marker(root: str | Path, study_uuid: str, study_name: str) -> Path:
-    """Create the study's artifact folder (and ``root``) and write its marker.
+def write_marker(
+    root: str | Path, study_uuid: str, study_name: str, storage: StorageIdentity | None = None
+) -> Path:
+    """Create the study's artifact folder (and ``root``) and write its marker (naming
+    ``storage``, the study's database, when given).
 
     Raises:
         OSError: The folder or the file cannot be written on this machine.
     """
     path = marker_path(root, study_uuid)
-    record = {"study_uuid": study_uuid, "study_name": study_name, "host": socket.gethostname()}
+    record: dict[str, object] = {
+        "study_uuid": study_uuid,
+        "study_name": study_name,
+        "host": socket.gethostname(),
+    }
+    if storage is not None:
+        record["storage"] = {"key": storage.key, "display": storage.display}
     write_json_file(path, record)
     return path
 
 
-def check_marker(root: str | Path, study_uuid: str, study_name: str) -> None:
-    """Refuse a machine that does not see the study's marker.
+def read_marker(root: str | Path, study_uuid: str) -> dict[str, object] | None:
+    """The study's marker record, or None when it is missing, unreadable or not this study's."""
+    try:
+        record = json.loads(marker_path(root, study_uuid).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("study_uuid") != study_uuid:
+        return None
+    return record
+
+
+def check_marker(
+    root: str | Path, study_uuid: str, study_name: str, storage: StorageIdentity | None = None
+) -> None:
+    """Refuse a machine that does not see the study's marker, and (given ``storage``) a
+    storage other than the one the marker names.
 
     Raises:
         ArtifactsNotSharedError: The marker is missing, unreadable or names another study.
+        StudyCopiedError: The marker names another storage.
     """
-    path = marker_path(root, study_uuid)
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("study_uuid")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
-    if recorded != study_uuid:
+    record = read_marker(root, study_uuid)
+    if record is None:
         raise ArtifactsNotSharedError(
             f"artifacts.root {root} on this machine does not hold study {study_name!r}'s marker "
-            f"{path} (written by `study create`): is the shared file system mounted here?"
+            f"{marker_path(root, study_uuid)} (written by `study create`): is the shared file "
+            "system mounted here?"
         )
+    if storage is not None:
+        check_owner(record, study_name, storage, marker_path(root, study_uuid).parent)
 
 
-def ensure_marker(study: optuna.Study, root: str | Path, study_uuid: str) -> None:
+def check_owner(
+    record: dict[str, object], study_name: str, storage: StorageIdentity, folder: Path
+) -> None:
+    """Refuse when the marker ``record`` names a storage other than ``storage`` (a marker
+    written before storages were recorded names none and is accepted).
+
+    Raises:
+        StudyCopiedError: It names another storage.
+    """
+    owner = record.get("storage")
+    if not isinstance(owner, dict) or owner.get("key") == storage.key:
+        return
+    raise StudyCopiedError(
+        f"study {study_name!r} in {storage.display} has the uuid of the study in "
+        f"{owner.get('display')}, which owns {folder}: this database is a copy; run "
+        f"`reid-hpo study rekey {study_name}` here to give the copy its own folder, or "
+        f"`reid-hpo study rekey {study_name} --adopt-artifacts` if the database moved"
+    )
+
+
+def ensure_marker(
+    study: optuna.Study,
+    root: str | Path,
+    study_uuid: str,
+    storage: StorageIdentity | None = None,
+) -> None:
     """Check the marker of a study that has one; write it for one that has none yet (call it
     under the study lock, so that concurrent first workers agree).
 
     Raises:
         ArtifactsNotSharedError: The study has a marker and this machine does not see it.
+        StudyCopiedError: The marker names another storage than ``storage``.
         ReidHpoError: The study has none and this machine cannot write it.
     """
     if study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER):
-        check_marker(root, study_uuid, study.study_name)
+        check_marker(root, study_uuid, study.study_name, storage)
         return
     try:
-        path = write_marker(root, study_uuid, study.study_name)
+        path = write_marker(root, study_uuid, study.study_name, storage)
     except OSError as exc:
         raise ReidHpoError(
             f"artifacts.root {root} is not writable on this machine: {exc.strerror or exc}"

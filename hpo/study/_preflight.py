@@ -17,6 +17,7 @@ from hpo.spec import StudySpec
 from hpo.spec import to_train_config
 from hpo.storage import close_storage
 from hpo.storage import open_storage
+from hpo.storage import storage_identity
 from hpo.study._lifecycle import load_study
 from hpo.study._marker import check_marker
 from hpo.study.records import StudyAttr
@@ -159,7 +160,7 @@ def check_study_can_run(name: str, url: str) -> StudySpec:
     check_spec_can_run(spec)
     study_uuid = study.user_attrs.get(StudyAttr.UUID)
     if study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER) and isinstance(study_uuid, str):
-        check_marker(spec.artifacts.root, study_uuid, name)
+        check_marker(spec.artifacts.root, study_uuid, name, storage_identity(url))
     return spec
 
 

@@ -37,6 +37,7 @@ from hpo import __version__
 from hpo.errors import NoCompletedTrialError
 from hpo.errors import ReidHpoError
 from hpo.spec import to_train_config
+from hpo.storage import StorageIdentity
 from hpo.study._artifacts import config_hash
 from hpo.study._artifacts import stored_path
 from hpo.study._artifacts import study_dir
@@ -86,6 +87,8 @@ class RetrainOptions:
         force: Retrain although a result is stored (a finished folder is cleared first).
         rerank: Also evaluate with k-reciprocal re-ranking.
         device: ``"auto"``, ``"cpu"``, ``"cuda:0"``, ...
+        storage: The study's storage; the default folder is refused when the study's marker
+            names another (this database is a copy).
     """
 
     trial: int | None = None
@@ -95,6 +98,7 @@ class RetrainOptions:
     force: bool = False
     rerank: bool = True
     device: str = "auto"
+    storage: StorageIdentity | None = None
 
 
 def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
@@ -198,7 +202,9 @@ def retrain_trial(
     refuse_if_retrained(study, force=options.force)
     trial = pick_trial(study, options.trial)
     if options.output is None and study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER):
-        check_marker(spec.artifacts.root, ensure_study_uuid(study), study.study_name)
+        check_marker(
+            spec.artifacts.root, ensure_study_uuid(study), study.study_name, options.storage
+        )
     folder = options.output or default_folder(study, spec, trial.number)
     cfg = retrain_config(spec, trial, options, folder)
     identity = {

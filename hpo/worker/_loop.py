@@ -43,6 +43,7 @@ from hpo.errors import StudyNotFoundError
 from hpo.search import RungPlan
 from hpo.spec import StudySpec
 from hpo.storage import Heartbeat
+from hpo.storage import StorageIdentity
 from hpo.storage import StudyLock
 from hpo.storage import check_heartbeat_override
 from hpo.storage import close_storage
@@ -50,6 +51,7 @@ from hpo.storage import normalise_url
 from hpo.storage import open_storage
 from hpo.storage import open_study_lock
 from hpo.storage import retry_on_disconnect
+from hpo.storage import storage_identity
 from hpo.study import ensure_marker
 from hpo.study import ensure_study_uuid
 from hpo.study import keep_the_best_checkpoint
@@ -194,7 +196,7 @@ def _run(
     lock = open_study_lock(url, study_name)
     try:
         study, spec = load_study(study_name, storage)
-        index, study_uuid = _join(study, lock, spec.artifacts.root)
+        index, study_uuid = _join(study, lock, spec.artifacts.root, storage_identity(url))
         if index:
             # Distinct sampler seeds, else N workers propose the same first points; the first
             # worker (index 0) reproduces a single-worker study exactly.
@@ -237,17 +239,22 @@ def _stored_spec(study_name: str, url: str) -> StudySpec:
         close_storage(storage)
 
 
-def _join(study: optuna.Study, lock: StudyLock, artifacts_root: str) -> tuple[int, str]:
+def _join(
+    study: optuna.Study, lock: StudyLock, artifacts_root: str, storage: StorageIdentity
+) -> tuple[int, str]:
     """This worker's index (0 for the first worker of a study, 1 for the next, ...; a study
     user attr) and the study's uuid (given now to a study created before uuids existed).
 
     Raises:
         ArtifactsNotSharedError: This machine does not see the study's artifacts marker.
+        StudyCopiedError: The marker names another storage (this database is a copy).
     """
     lock.acquire()
     try:
         study_uuid = ensure_study_uuid(study)
-        ensure_marker(study, artifacts_root, study_uuid)  # before this worker counts as joined
+        ensure_marker(
+            study, artifacts_root, study_uuid, storage
+        )  # before this worker counts as joined
         index = int(study.user_attrs.get(StudyAttr.WORKERS_STARTED, 0))
         study.set_user_attr(StudyAttr.WORKERS_STARTED, index + 1)
     finally:
