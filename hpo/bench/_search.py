@@ -248,6 +248,7 @@ def bench_spec(
     data_root: str | Path = "unused",
     strategy: Strategy = BASELINE_STRATEGY,
     seed: int = 0,
+    artifacts_root: str | Path = "unused",
 ) -> StudySpec:
     """The study spec of the surrogate: demo-like model and recipe, the setup's search space.
 
@@ -273,7 +274,7 @@ def bench_spec(
             "sampler": {"name": sampler, "seed": seed},
             "pruner": {"name": pruner, "options": dict(strategy.pruner_options)},
             "budget": {"n_trials": setup.baseline_trials},
-            "artifacts": {"root": "unused"},
+            "artifacts": {"root": str(artifacts_root)},
             "seed": 0,
         },
         source="hpo.bench._search",
@@ -615,11 +616,13 @@ def run_study(
     ``n_trials`` trials, or once it has spent ``epoch_budget`` epochs, or at
     ``setup.max_trials``.
     """
-    spec = bench_spec(setup, strategy=strategy, seed=seed)
-    levels = grid_levels(spec, setup.levels)
     trace = StudyTrace(strategy=strategy, seed=seed)
-    with warnings.catch_warnings():
+    # create_study writes the study's marker under the artifacts root: a throwaway folder,
+    # never the caller's working directory.
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="reid-hpo-bench-") as root:
         warnings.simplefilter("ignore")
+        spec = bench_spec(setup, strategy=strategy, seed=seed, artifacts_root=root)
+        levels = grid_levels(spec, setup.levels)
         study = create_study(spec, optuna.storages.InMemoryStorage())
         objective = _ReplayObjective(spec, levels, lookup, trace)
         limit = min(n_trials or setup.max_trials, setup.max_trials)

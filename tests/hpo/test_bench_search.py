@@ -71,12 +71,16 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
     figures = tmp_path_factory.mktemp("search")
     mp = pytest.MonkeyPatch()
+    workdir = tmp_path_factory.mktemp("cwd")
     mp.setenv("REID_HPO_BENCH_SEARCH_DIR", str(figures))
+    mp.chdir(workdir)
     try:
         result = CliRunner().invoke(app, ["bench", "search", "--quick", "--out", str(out)])
     finally:
         mp.undo()
     assert result.exit_code == 0, result.output
+    # The replayed studies' artifacts (their markers) never land in the working directory.
+    assert list(workdir.iterdir()) == []
     return json.loads((out / "search.json").read_text()), figures
 
 
