@@ -21,6 +21,7 @@ from hpo.errors import SpecError
 from hpo.spec import StudySpec
 from hpo.storage import close_storage
 from hpo.storage import open_storage
+from hpo.study import MARKER_NAME
 from hpo.study import ArtifactPathError
 from hpo.study import attempt_dir
 from hpo.study import create_study
@@ -145,7 +146,7 @@ def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
     assert (first.user_attrs["epochs_trained"], retry.user_attrs["epochs_trained"]) == (1, 2)
     assert retry.user_attrs["seed"] == first.user_attrs["seed"]
     assert set(retry.intermediate_values) == {0, 1, 2}
-    assert sorted(p.name for p in trial_dir.parent.iterdir()) == ["trial_0"]
+    assert sorted(p.name for p in trial_dir.parent.iterdir()) == [MARKER_NAME, "trial_0"]
 
 
 def _retry_of_first_trial(study: optuna.Study) -> None:

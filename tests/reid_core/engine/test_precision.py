@@ -138,7 +138,7 @@ def _scaled_fp16_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the trainer run fp16 autocast with an enabled GradScaler on the CPU, as a GPU
     worker with amp=fp16 (or auto on a pre-Ampere GPU) would."""
     policy = Precision("fp16", "cpu", torch.float16)
-    monkeypatch.setattr("reid_core.engine._trainer.resolve_precision", lambda amp, dev: policy)
+    monkeypatch.setattr("reid_core.engine._step.resolve_precision", lambda amp, dev: policy)
 
 
 def test_float32_checkpoint_resumes_with_the_fp16_scaler(

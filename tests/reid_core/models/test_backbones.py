@@ -28,7 +28,9 @@ def hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_registry_lists_the_resnets() -> None:
-    assert BACKBONES.names() == ["resnet10", "resnet101", "resnet18", "resnet34", "resnet50"]
+    # Other packages may register more (the search bench's narrow resnet10_w32).
+    library = ["resnet10", "resnet101", "resnet18", "resnet34", "resnet50"]
+    assert [name for name in BACKBONES.names() if name in library] == library
 
 
 @pytest.mark.parametrize(
