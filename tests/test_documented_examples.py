@@ -111,6 +111,12 @@ BENCH = [
     "reid-hpo bench ranking --quick --out bench-results",
     "reid-hpo bench rerank --out bench-results",
 ]
+DOCTOR_WEIGHTS = [
+    "reid-hpo doctor",
+    "reid-hpo doctor --gpus 0,1 --spec studies/mars_map_random.yaml",
+    "reid-hpo weights fetch",
+    "reid-hpo weights fetch --dest weights",
+]
 COMPOSE = [
     "cp .env.example .env && chmod 600 .env",
     "install -d -m 700 secrets",
@@ -172,6 +178,7 @@ TESTED = [
     *SHIPPED_SPEC_ON_SQLITE,
     *DEMO,
     *BENCH,
+    *DOCTOR_WEIGHTS,
     *COMPOSE,
     *KUBERNETES,
     *SLURM,
@@ -613,6 +620,56 @@ def test_bench_examples(workdir: Path) -> None:
     # Cheap: --quick (the full re-ranking benchmark runs MARS-sized matrices for minutes).
     examples.cli(BENCH[2], "--quick")
     assert sorted(p.name for p in (workdir / "bench-results").iterdir())
+    examples.done()
+
+
+# ------------------------------------------------------------------ doctor and weights
+
+
+def test_doctor_and_weights_examples(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The doctor's CPU subset and the GPU list it refuses here; `weights fetch` from a local
+    mirror ($REID_HPO_WEIGHTS_BASE_URL) serving a stand-in file whose name carries its hash
+    (the real file is not reachable from here; tests/hpo/test_weights_fetch.py covers more)."""
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    import torch
+
+    import hpo.weights._fetch as fetch_module
+
+    examples = Examples(DOCTOR_WEIGHTS)
+    _no_gpu_here()
+    monkeypatch.delenv("REID_HPO_STORAGE", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    # Cheap: --quick (a tiny model and a tenth of MARS instead of minutes at full size);
+    # exit 1: the ImageNet weights are not in this (empty) hub cache.
+    result = examples.cli(DOCTOR_WEIGHTS[0], "--quick", code=1)
+    assert "FAIL weights: " in result.output and "PASS ranking[cpu]: " in result.output
+    refused = examples.cli(DOCTOR_WEIGHTS[1], code=2)
+    assert _error_line(refused) == "Error: --gpus '0,1': GPU 0, 1 not visible (0 CUDA device(s))"
+
+    content = b"stand-in weights"
+    name = f"resnet50-{hashlib.sha256(content).hexdigest()[:8]}.pth"
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / name).write_bytes(content)
+    monkeypatch.setattr(fetch_module, "weights_file_name", lambda _b: ("unused", name))
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("REID_HPO_WEIGHTS_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        fetched = examples.cli(DOCTOR_WEIGHTS[2])
+        assert (tmp_path / "hub" / "checkpoints" / name).read_bytes() == content
+        assert ": downloaded, sha256 " in fetched.output
+        again = examples.cli(DOCTOR_WEIGHTS[3])
+        assert (workdir / "weights" / name).read_bytes() == content
+        assert ": downloaded, sha256 " in again.output
+    finally:
+        server.shutdown()
     examples.done()
 
 

@@ -108,6 +108,8 @@ _COMMAND_MODULES = (
     "dashboard",
     "demo",
     "bench",
+    "weights",
+    "doctor",
 )
 for _name in _COMMAND_MODULES:
     try:

@@ -169,6 +169,14 @@ def _check_artifacts(spec: StudySpec) -> None:
     root is not created here: a missing root is checked through its nearest existing parent,
     and only ``study create`` makes it (with the study's marker)."""
     root = Path(spec.artifacts.root)
+    reason = artifacts_write_error(root)
+    if reason is not None:
+        raise ReidHpoError(f"artifacts.root {root} is not a writable directory: {reason}")
+
+
+def artifacts_write_error(root: Path) -> str | None:
+    """Why ``root`` (or, while it does not exist, its nearest existing parent) cannot be
+    written, None when it can; nothing is created."""
     existing = root
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
@@ -176,13 +184,13 @@ def _check_artifacts(spec: StudySpec) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise ReidHpoError(
-            f"artifacts.root {root} is not a writable directory: {exc.strerror or exc}"
-        ) from None
+        return str(exc.strerror or exc)
+    return None
 
 
 __all__ = [
     "SAMPLE_FRAMES",
+    "artifacts_write_error",
     "check_spec_can_run",
     "check_spec_fits_its_dataset",
     "check_study_can_run",

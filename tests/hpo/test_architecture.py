@@ -29,6 +29,7 @@ LAYERS = {
     "hpo.url_secrets": 0,
     "hpo.storage": 1,
     "hpo.spec": 1,
+    "hpo.weights": 1,
     "hpo.search": 2,
     "hpo.study": 3,
     "hpo.worker": 4,
@@ -36,7 +37,8 @@ LAYERS = {
     "hpo.dashboard": 4,
     "hpo.demo": 5,
     "hpo.bench": 6,
-    "hpo.cli": 7,
+    "hpo.doctor": 7,
+    "hpo.cli": 8,
 }
 
 
