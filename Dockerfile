@@ -60,6 +60,13 @@ RUN groupadd --system --gid 10001 reid \
 
 COPY --from=builder /opt/venv /opt/venv
 
+# A C compiler for `compile: true`: Triton builds a small helper with it at first use, and
+# reid-hpo refuses `compile: true` in one line where no cc/gcc is found. Versions: bookworm's
+# gcc 12 and the libc headers matching the base image's libc.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends "gcc=4:12.2.0-*" "libc6-dev=2.36-9+deb12u*" \
+    && rm -rf /var/lib/apt/lists/*
+
 # Relative paths in study specs (dataset root "data/...", artifacts root "runs") resolve here;
 # docker-compose.yml mounts the datasets on ./data and a shared volume on ./runs.
 WORKDIR /srv/reid-hpo

@@ -436,6 +436,17 @@ def test_hadolint_reports_no_findings(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_final_stage_ships_a_c_compiler_for_compile() -> None:
+    """`compile: true` needs cc/gcc at run time (Triton builds a helper at first use)."""
+    installs = [args for op, args in _final_stage() if op == "RUN" and "apt-get install" in args]
+    assert installs, "the final stage installs no compiler"
+    packages = installs[0].split("apt-get install", 1)[1].split("&&")[0].split()
+    assert {p.strip('"').split("=")[0] for p in packages if not p.startswith("-")} == {
+        "gcc",
+        "libc6-dev",
+    }
+
+
 def test_dockerfile_has_no_inline_lint_exceptions() -> None:
     assert "hadolint ignore" not in DOCKERFILE.read_text()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,10 +123,12 @@ def check_slots(entries: Sequence[str], listed: Sequence[DriverGpu] | None) -> C
 
 def check_compiler() -> Check:
     """A C compiler for ``compile: true`` (Triton and Inductor build helpers at first use)."""
-    found = shutil.which("cc") or shutil.which("gcc")
+    from reid_core.engine import c_compiler
+
+    found = c_compiler()
     if found is None:
         return Check(
-            Status.FAIL, "compiler", "no C compiler (cc or gcc) on PATH: compile: true is refused"
+            Status.FAIL, "compiler", "no C compiler ($CC, cc, gcc, clang): compile: true is refused"
         )
     return Check(Status.PASS, "compiler", f"{found} (compile: true can build its helpers)")
 

@@ -36,7 +36,8 @@ def check_spec_can_run(
 
     Checks, in order: the dataset's index parses (``root`` overrides ``dataset.root``),
     ``sample_frames`` frames spread over the training tracklets decode (0 skips), the ImageNet
-    weights are cached when ``model.pretrained``, and ``artifacts.root`` is writable.
+    weights are cached when ``model.pretrained``, a C compiler exists when
+    ``training.compile``, and ``artifacts.root`` is writable.
 
     Returns:
         The parsed dataset (reused by a later build in this process).
@@ -46,6 +47,7 @@ def check_spec_can_run(
         reid_core.errors.DatasetFormatError: The index is malformed or a sampled frame is
             missing or corrupt (named).
         reid_core.errors.PretrainedWeightsError: ``pretrained`` and no weights file.
+        reid_core.errors.ConfigError: ``compile: true`` and no C compiler.
         reid_core.errors.CheckpointError: ``init_from`` is unusable or does not fit the model.
         ReidHpoError: ``artifacts.root`` is not a writable directory.
     """
@@ -53,6 +55,7 @@ def check_spec_can_run(
     _check_validation(spec, dataset)
     _check_frames(dataset, sample_frames)
     _check_weights(spec)
+    _check_compiler(spec)
     _check_init_from(spec)
     _check_artifacts(spec)
     return dataset
@@ -130,6 +133,14 @@ def _check_weights(spec: StudySpec) -> None:
         from reid_core.models import require_pretrained_weights
 
         require_pretrained_weights(spec.model.backbone)
+
+
+def _check_compiler(spec: StudySpec) -> None:
+    """Refuse ``compile: true`` on a machine without a C compiler (one line)."""
+    if spec.training.compile:
+        from reid_core.engine import require_c_compiler
+
+        require_c_compiler()
 
 
 def _check_init_from(spec: StudySpec) -> None:

@@ -28,6 +28,8 @@ from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._checkpoint import resolve_checkpoint
 from reid_core.engine._checkpoint import save_checkpoint
 from reid_core.engine._checkpoint import verify_checkpoint
+from reid_core.engine._compiler import c_compiler
+from reid_core.engine._compiler import require_c_compiler
 from reid_core.engine._device import keep_off_gpus
 from reid_core.engine._device import select_device
 from reid_core.engine._evaluation import EvaluationResult
@@ -82,6 +84,7 @@ __all__ = [
     "ValidationConfig",
     "WarmupMultiStepLR",
     "build_step_parts",
+    "c_compiler",
     "checksum_path",
     "code_version",
     "evaluate",
@@ -95,6 +98,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "optimisation_step",
+    "require_c_compiler",
     "resolve_checkpoint",
     "resolve_device",
     "resolve_precision",

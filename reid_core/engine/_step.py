@@ -18,6 +18,7 @@ from torch import nn
 from reid_core import losses as reid_losses
 from reid_core import models as reid_models
 from reid_core.config import TrainConfig
+from reid_core.engine._compiler import require_c_compiler
 from reid_core.engine._precision import Precision
 from reid_core.engine._precision import resolve_precision
 
@@ -52,6 +53,7 @@ def build_step_parts(cfg: TrainConfig, num_classes: int, device: torch.device) -
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cfg.compile:
+        require_c_compiler()
         model.compile()  # in place: parameter names and state-dict keys unchanged
     criterion = reid_losses.ReidCriterion(
         cfg.loss, num_classes=num_classes, feat_dim=model.feat_dim

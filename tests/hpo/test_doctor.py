@@ -245,3 +245,23 @@ def test_gpu_utilization_reads_nvidia_smi(tmp_path: Path, monkeypatch: pytest.Mo
     assert gpu_utilization("GPU-aa11") == 97.0
     _fake_smi(tmp_path, monkeypatch, "exit 9")
     assert gpu_utilization("GPU-aa11") is None
+
+
+def test_no_c_compiler_fails_the_doctor_and_the_preflight(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hpo.doctor._host import check_compiler
+    from hpo.study import check_spec_can_run
+    from reid_core.data import write_synthetic
+    from reid_core.errors import ConfigError
+    from tests._helpers.specs import tiny_spec
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr("reid_core.engine._compiler.shutil.which", lambda _name: None)
+    check = check_compiler()
+    assert check.status is Status.FAIL and "compile: true is refused" in check.detail
+    spec = tiny_spec(training={**tiny_spec().training.model_dump(), "compile": True})
+    with pytest.raises(ConfigError, match="compile: true needs a C compiler"):
+        check_spec_can_run(
+            spec, root=str(write_synthetic(tmp_path / "mars", "mars", ids=16)), sample_frames=0
+        )
