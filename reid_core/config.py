@@ -58,6 +58,8 @@ class DataConfig:
     #: At most this many test clips per tracklet (41: the reference); None: every clip (the
     #: TA baseline's code).
     test_max_clips: int | None = 41
+    #: Test clips per forward pass on a CPU; a CUDA device sizes it from its free memory
+    #: (:func:`reid_core.engine.evaluation_chunk`).
     test_batch_size: int = 32
     num_workers: int = 4
     random_erasing: float = 0.5

@@ -194,6 +194,7 @@ class TrainingSpec(_Spec):
     test_max_clips: int | None = Field(_D.test_max_clips, ge=1)
     """At most this many test clips per tracklet; null: every clip."""
     test_batch_size: int = Field(_D.test_batch_size, ge=1)
+    """Test clips per forward pass on a CPU; a GPU sizes it from its free memory."""
     num_workers: int = Field(_D.num_workers, ge=0)
     random_erasing: float = Field(_D.random_erasing, ge=0, le=1)
     labelled_erasing: float = Field(_D.labelled_erasing, ge=0, le=1)

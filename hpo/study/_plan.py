@@ -182,7 +182,8 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
     :func:`reid_core.engine.build_step_parts`: the spec's precision, ``channels_last``,
     ``compile``, fused Adam on CUDA, the centre-loss step) on one batch of the spec's shape;
     an evaluation is the forward of every validation clip (``plan.val_clips``) under the same
-    precision, from the time of ``test_batch_size``-clip chunks.
+    precision, from the time of chunks sized as evaluation sizes them
+    (:func:`reid_core.engine.evaluation_chunk`: ``test_batch_size`` on a CPU).
     Input is synthetic: frame decoding and augmentation are not counted.
     """
     from dataclasses import replace
@@ -190,6 +191,7 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
     import torch
 
     from reid_core.engine import build_step_parts
+    from reid_core.engine import evaluation_chunk
     from reid_core.engine import optimisation_step
     from reid_core.engine import select_device
 
@@ -211,16 +213,16 @@ def measure_costs(spec: StudySpec, plan: StudyPlan, steps: int) -> StudyPlan:
     step()  # warm-up: allocations, kernel selection
     step_s = _timed(step, steps, device) / steps
     model.eval()
-    chunk = torch.randn(
-        data.test_batch_size, data.seq_len, 3, data.height, data.width, device=device
-    )
+    clip = (data.seq_len, 3, data.height, data.width)
+    per_pass = evaluation_chunk(data.test_batch_size, device, clip)  # as evaluation sizes it
+    chunk = torch.randn(per_pass, *clip, device=device)
 
     def forward() -> None:
         with torch.no_grad(), parts.precision.autocast():
             model(chunk)
 
     forward()
-    chunks = math.ceil(plan.val_clips / data.test_batch_size)
+    chunks = math.ceil(plan.val_clips / per_pass)
     eval_s = _timed(forward, 3, device) / 3 * chunks
     trial_s = step_s * plan.iterations_per_epoch * plan.epochs + eval_s * plan.evaluations
     study_h = None if plan.n_trials is None else trial_s * plan.n_trials / 3600

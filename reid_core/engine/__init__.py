@@ -28,6 +28,7 @@ from reid_core.engine._checkpoint import load_checkpoint
 from reid_core.engine._checkpoint import resolve_checkpoint
 from reid_core.engine._checkpoint import save_checkpoint
 from reid_core.engine._checkpoint import verify_checkpoint
+from reid_core.engine._chunk import evaluation_chunk
 from reid_core.engine._compiler import c_compiler
 from reid_core.engine._compiler import require_c_compiler
 from reid_core.engine._device import keep_off_gpus
@@ -90,6 +91,7 @@ __all__ = [
     "evaluate",
     "evaluate_checkpoint",
     "evaluate_features",
+    "evaluation_chunk",
     "extract_features",
     "find_resumable_checkpoint",
     "finish_on_device",

@@ -13,6 +13,7 @@ from torch import nn
 
 from reid_core import metrics as reid_metrics
 from reid_core.engine._batch import finish_on_device
+from reid_core.engine._chunk import evaluation_chunk
 from reid_core.engine._precision import Precision
 from reid_core.engine._precision import resolve_precision
 from reid_core.errors import EvaluationError
@@ -73,7 +74,8 @@ def extract_features(
             leading batch dimension of size 1 is accepted. ``uint8`` clips (a test loader
             with ``finish_on_host=False``) are normalised on ``device``.
         device: Where the model runs.
-        chunk: How many clips go through the model at once.
+        chunk: How many clips go through the model at once on a CPU; on a CUDA device the
+            chunk is sized from its free memory (:func:`~reid_core.engine.evaluation_chunk`).
         amp: The precision policy of the forward pass (``auto|fp16|bf16|off``, see
             :func:`~reid_core.engine.resolve_precision`); float32 where the device cannot run
             it. Pass the training run's policy, so features match what was trained.
@@ -112,7 +114,8 @@ class _ClipBatcher:
     def __init__(
         self, model: nn.Module, device: torch.device, chunk: int, precision: Precision
     ) -> None:
-        self.model, self.device, self.chunk = model, device, max(1, chunk)
+        self.model, self.device, self.configured = model, device, max(1, chunk)
+        self.chunk: int | None = None  # sized for the device at the first clips
         self.precision = precision
         self.pending: list[torch.Tensor] = []
         self.pending_owners: list[int] = []
@@ -121,6 +124,9 @@ class _ClipBatcher:
 
     def add(self, clips: torch.Tensor, owner: int) -> None:
         """Queue the clips of tracklet ``owner``; run the model whenever a batch is full."""
+        if self.chunk is None:
+            self.chunk = evaluation_chunk(self.configured, self.device, clips.shape[1:])
+            logger.debug("feature extraction on %s: %d clips per pass", self.device, self.chunk)
         for start in range(0, clips.shape[0], self.chunk):
             piece = clips[start : start + self.chunk]
             if len(self.pending_owners) + piece.shape[0] > self.chunk:

@@ -12,8 +12,10 @@ from torch import nn
 
 from reid_core.data import build_dataset
 from reid_core.data import build_test_loader
+from reid_core.engine import evaluation_chunk
 from reid_core.engine import extract_features
 from reid_core.engine import squared_euclidean
+from reid_core.engine._chunk import MAX_CHUNK
 from reid_core.errors import EvaluationError
 from reid_core.models import build_model
 
@@ -122,3 +124,47 @@ def test_uint8_clips_finished_on_the_device_give_the_host_paths_features(
     on_device, same_pids, _ = extract_features(model, raw, device="cpu", chunk=3)
     assert pids.tolist() == same_pids.tolist()
     assert torch.allclose(on_host, on_device, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------- a test batch for the device
+
+
+def test_evaluation_chunk_is_the_configured_one_on_a_cpu() -> None:
+    assert evaluation_chunk(7, torch.device("cpu"), (4, 3, 224, 112)) == 7
+
+
+@pytest.mark.parametrize(
+    ("free_gib", "expected"),
+    [(40, MAX_CHUNK), (4, 41), (0.01, 1)],  # 51.4 MB per 224x112 4-frame clip at the bound
+)
+def test_evaluation_chunk_on_cuda_follows_the_free_memory(
+    monkeypatch: pytest.MonkeyPatch, free_gib: float, expected: int
+) -> None:
+    seen = []
+
+    def mem_get_info(device: torch.device) -> tuple[int, int]:
+        seen.append(device)
+        return int(free_gib * 2**30), 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    cuda = torch.device("cuda", 1)
+    assert evaluation_chunk(32, cuda, (4, 3, 224, 112)) == expected
+    assert seen == [cuda]
+
+
+def test_feature_extraction_sizes_its_passes_for_a_cuda_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batcher asks once, at the first clips; nothing runs until a pass is full."""
+    from reid_core.engine._evaluation import _ClipBatcher
+    from reid_core.engine._precision import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _device: (4 * 2**30, 80 * 2**30))
+    batcher = _ClipBatcher(
+        nn.Identity(), torch.device("cuda", 0), 32, resolve_precision("off", "cpu")
+    )
+    batcher.add(torch.zeros(40, 4, 3, 224, 112, dtype=torch.uint8), owner=0)
+    assert batcher.chunk == 41 and len(batcher.pending_owners) == 40  # not the configured 32
+    cpu = _ClipBatcher(nn.Identity(), torch.device("cpu"), 32, resolve_precision("off", "cpu"))
+    cpu.add(torch.zeros(1, 4, 3, 8, 4), owner=0)
+    assert cpu.chunk == 32
