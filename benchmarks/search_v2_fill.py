@@ -21,6 +21,7 @@ import torch
 from hpo.bench._surrogate import SHARD_DIR
 from hpo.bench._surrogate import mars_space
 from hpo.bench._surrogate import prepare_data
+from hpo.bench._surrogate import pretrain_backbone
 from hpo.bench._surrogate import shard_path
 from hpo.bench._surrogate import sobol_design
 from hpo.bench._surrogate import train_shard
@@ -38,9 +39,18 @@ def main() -> None:
     parser.add_argument("--design-size", type=int, default=64, help="Sobol points drawn.")
     parser.add_argument("--minutes", type=float, default=8.0, help="Start no shard after this.")
     parser.add_argument("--part", default="0/1", help="k/n: this process takes every n-th shard.")
+    parser.add_argument(
+        "--pretrain", action="store_true", help="Write the starting weights, then stop."
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
+    if args.pretrain:
+        with tempfile.TemporaryDirectory(prefix="reid-hpo-v2-pretrain-") as tmp:
+            started = time.monotonic()
+            path = pretrain_backbone(Path(tmp))
+        print(f"wrote {path} in {time.monotonic() - started:.1f}s", flush=True)
+        return
     k, n = (int(x) for x in args.part.split("/"))
     design = sobol_design(args.design_size, mars_space())
     todo = [(c, int(s)) for s in args.seeds.split(",") for c in _span(args.configs)]

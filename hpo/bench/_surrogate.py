@@ -16,6 +16,7 @@ the cache fills in resumable steps (``benchmarks/search_v2_fill.py``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -60,6 +61,13 @@ NARROW_BACKBONE = "resnet10_w32"
 NARROW_WIDTH = 32
 
 DATA = {"ids": 128, "cameras": 4, "tracklets": 4, "frames": 8, "height": 32, "width": 16}
+#: The narrow backbone's starting weights (fp16), the bench's stand-in for ImageNet weights:
+#: trained by :func:`pretrain_backbone` on :data:`PRETRAIN_DATA`, identities disjoint from
+#: :data:`DATA` (another generator seed).
+INIT_WEIGHTS = Path("benchmarks/data/search_v2/resnet10_w32_init.pt")
+PRETRAIN_DATA = {**DATA, "ids": 256}
+PRETRAIN_SEED = 1
+PRETRAIN_EPOCHS = 30
 
 #: The recipe of the v1 surrogate (``hpo.bench._search``) on the 24-epoch schedule.
 TRAINING: dict[str, Any] = {
@@ -74,9 +82,8 @@ TRAINING: dict[str, Any] = {
 
 def _narrow_resnet10(*, last_stride: int = 1, pretrained: bool = False) -> ResNetBackbone:
     """ResNet-10 (one BasicBlock per stage) with stage widths 32/64/128/256: about 1.2 M
-    parameters, a bench-only backbone (never pretrained)."""
-    if pretrained:
-        raise ValueError(f"{NARROW_BACKBONE} has no pretrained weights")
+    parameters, a bench-only backbone; ``pretrained`` loads :data:`INIT_WEIGHTS` (the bench's
+    stand-in for ImageNet weights, made by :func:`pretrain_backbone`)."""
     resnet = ResNet(BasicBlock, [1, 1, 1, 1])
     width = NARROW_WIDTH
     resnet.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
@@ -97,7 +104,15 @@ def _narrow_resnet10(*, last_stride: int = 1, pretrained: bool = False) -> ResNe
     for module in resnet.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    return ResNetBackbone(resnet, name=NARROW_BACKBONE, last_stride=last_stride)
+    backbone = ResNetBackbone(resnet, name=NARROW_BACKBONE, last_stride=last_stride)
+    if pretrained:
+        if not INIT_WEIGHTS.is_file():
+            raise FileNotFoundError(
+                f"{INIT_WEIGHTS} is missing: run python benchmarks/search_v2_fill.py --pretrain"
+            )
+        state = torch.load(INIT_WEIGHTS, map_location="cpu", weights_only=True)
+        backbone.load_state_dict({k: v.float() for k, v in state.items()})
+    return backbone
 
 
 if NARROW_BACKBONE not in BACKBONES.names():
@@ -153,10 +168,15 @@ def eval_epochs(epochs: int = FULL_EPOCHS) -> list[int]:
 
 
 def surrogate_spec(
-    data_root: str | Path, space: dict[str, FloatParam], artifacts_root: str | Path
+    data_root: str | Path,
+    space: dict[str, FloatParam],
+    artifacts_root: str | Path,
+    *,
+    pretrained: bool = True,
 ) -> StudySpec:
-    """The study spec of the surrogate (narrow backbone, 24-epoch recipe, the MARS space);
-    studies made from it write their marker file under ``artifacts_root``."""
+    """The study spec of the surrogate (narrow backbone started from :data:`INIT_WEIGHTS`,
+    24-epoch recipe, the MARS space); studies made from it write their marker file under
+    ``artifacts_root``."""
     return parse_spec(
         {
             "name": "bench-search-v2",
@@ -167,7 +187,7 @@ def surrogate_spec(
                 "backbone": NARROW_BACKBONE,
                 "attention": "pooled",
                 "last_stride": 1,
-                "pretrained": False,
+                "pretrained": pretrained,
             },
             "training": TRAINING,
             "objective": {"metric": "map", "direction": "maximize"},
@@ -191,6 +211,39 @@ def prepare_data(root: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------- training
+
+
+def pretrain_backbone(root: Path, out: Path = INIT_WEIGHTS) -> Path:
+    """Train the narrow backbone from random initialisation on :data:`PRETRAIN_DATA` (written
+    under ``root``) for :data:`PRETRAIN_EPOCHS` epochs at the centre of the MARS space and
+    write its weights (fp16) to ``out`` atomically: every surrogate run starts from them, as
+    every real trial starts from the same ImageNet weights."""
+    data_root = root / "pretrain"
+    if not data_root.exists():
+        write_synthetic(data_root, "mars", seed=PRETRAIN_SEED, **PRETRAIN_DATA)
+    space = mars_space()
+    spec = surrogate_spec(data_root, space, artifacts_root=root / "artifacts", pretrained=False)
+    params = {name: _centre(param) for name, param in space.items()}
+    cfg = to_train_config(spec, params, trial_number=0, output_dir=str(root / "run"))
+    optim = dataclasses.replace(cfg.optim, warmup_epochs=2, milestones=(PRETRAIN_EPOCHS - 6,))
+    cfg = dataclasses.replace(cfg, optim=optim, epochs=PRETRAIN_EPOCHS, seed=0)
+    trainer = Trainer(cfg, progress=False)
+    for epoch in range(PRETRAIN_EPOCHS):
+        trainer.train_one_epoch(epoch)
+        trainer.scheduler.step()
+    state = {k: v.detach().half() for k, v in trainer.model.backbone.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def _centre(param: FloatParam) -> float:
+    if param.log:
+        return math.sqrt(param.low * param.high)
+    return (param.low + param.high) / 2
 
 
 @dataclass
@@ -304,12 +357,29 @@ def train_shard(
         "threads": torch.get_num_threads(),
         "data": DATA,
         "backbone": NARROW_BACKBONE,
+        "init_sha256": init_sha256(),
     }
     write_shard(path, payload)
     return path
 
 
+def init_sha256(path: Path = INIT_WEIGHTS) -> str:
+    """SHA-256 of the starting weights every shard was trained from."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def load_shards(folder: Path = SHARD_DIR) -> list[dict[str, Any]]:
-    """Every shard of ``folder``, sorted by configuration then seed."""
+    """Every shard of ``folder``, sorted by configuration then seed.
+
+    Raises:
+        ValueError: the shards were not all trained from the same starting weights (a cache
+            mixes two surrogates).
+    """
     shards = [json.loads(p.read_text()) for p in sorted(folder.glob("c*_s*.json"))]
+    inits = {s.get("init_sha256") for s in shards}
+    if len(inits) > 1:
+        raise ValueError(
+            f"the shards in {folder} come from {len(inits)} different starting weights; "
+            "move the stale ones away"
+        )
     return sorted(shards, key=lambda s: (s["config_index"], s["seed"]))
