@@ -12,6 +12,7 @@ figures. Training never happens here: the command replays the committed cache in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from hpo.bench._surrogate import SHARD_DIR
 from hpo.bench._surrogate import load_shards
 from hpo.bench._surrogate import mars_space
 from hpo.bench._surrogate import surrogate_spec
+from hpo.bench._surrogate import write_shard
 from hpo.spec import StudySpec
 
 OUT_DIR = Path("benchmarks/data/search_v2")
@@ -128,15 +131,55 @@ def _replay_one(table: Table, spec: StudySpec, label: str, seed: int) -> Trace:
 
 
 def _replay_all(
-    table: Table, spec: StudySpec, jobs: list[tuple[str, int]], *, processes: int
+    table: Table,
+    spec: StudySpec,
+    jobs: list[tuple[str, int]],
+    *,
+    processes: int,
+    store: Path | None = None,
 ) -> dict[tuple[str, int], Trace]:
-    """Every ``(label, seed)`` replay, in ``processes`` worker processes (1: in this one)."""
+    """Every ``(label, seed)`` replay, in ``processes`` worker processes (1: in this one).
+
+    With ``store``, each trace is written there as it finishes and traces already there are
+    read instead of replayed, so a long replay resumes where it was stopped."""
+    done = {job: trace for job in jobs if (trace := _stored_trace(store, job)) is not None}
+    todo = [job for job in jobs if job not in done]
     if processes <= 1:
-        return {(label, seed): _replay_one(table, spec, label, seed) for label, seed in jobs}
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(processes, mp_context=context) as pool:
-        futures = {job: pool.submit(_replay_one, table, spec, *job) for job in jobs}
-        return {job: future.result() for job, future in futures.items()}
+        for job in todo:
+            done[job] = _keep(store, _replay_one(table, spec, *job))
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            futures = [pool.submit(_replay_one, table, spec, *job) for job in todo]
+            for future in as_completed(futures):
+                trace = _keep(store, future.result())
+                done[(trace.label, trace.seed)] = trace
+    return {job: done[job] for job in jobs}
+
+
+def cache_fingerprint(shards: list[dict[str, Any]]) -> str:
+    """12 hex digits naming the shards' contents: traces stored under it belong to this cache."""
+    text = json.dumps(shards, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _trace_path(store: Path, job: tuple[str, int]) -> Path:
+    label, seed = job
+    return store / f"{label.replace('+', '_')}_s{seed}.json"
+
+
+def _stored_trace(store: Path | None, job: tuple[str, int]) -> Trace | None:
+    if store is None or not _trace_path(store, job).is_file():
+        return None
+    data = json.loads(_trace_path(store, job).read_text())
+    return Trace(data["label"], data["seed"], [(spent, inc) for spent, inc in data["steps"]])
+
+
+def _keep(store: Path | None, trace: Trace) -> Trace:
+    if store is not None:
+        payload = {"label": trace.label, "seed": trace.seed, "steps": trace.steps}
+        write_shard(_trace_path(store, (trace.label, trace.seed)), payload)
+    return trace
 
 
 def _median(values: list[float]) -> float:
@@ -379,8 +422,10 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
         sets["held-out"] = HELDOUT_SEEDS
     started = time.monotonic()
     jobs = [(s.label, seed) for s in strategies for seeds in sets.values() for seed in seeds]
+    # Traces of the full run are kept (and reused) per cache; a quick run keeps none.
+    store = None if options.quick else out_dir / "traces" / cache_fingerprint(shards)
     with artifacts:
-        traces = _replay_all(table, spec, jobs, processes=options.threads)
+        traces = _replay_all(table, spec, jobs, processes=options.threads, store=store)
     correlations = rank_correlations(table, resamples=200 if options.quick else 1000)
     bottom = correlations[f"compressed {LADDER[0]} ep (val)"]["spearman"]
     fidelity_allowed = bottom >= SPEARMAN_TARGET

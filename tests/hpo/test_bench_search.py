@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from hpo.bench import BENCHMARKS
@@ -41,6 +42,8 @@ from hpo.bench._search import snap
 from hpo.bench._search_v2 import QUICK_LABELS
 from hpo.bench._search_v2 import STRATEGIES
 from hpo.bench._search_v2 import TRAINING_SEEDS
+from hpo.bench._search_v2 import _replay_all
+from hpo.bench._search_v2 import cache_fingerprint
 from hpo.bench._search_v2 import select
 from hpo.bench._stats import icc1
 from hpo.bench._stats import spearman
@@ -48,6 +51,7 @@ from hpo.bench._stats import wilson
 from hpo.bench._surrogate import NARROW_BACKBONE
 from hpo.bench._surrogate import SHARD_DIR
 from hpo.bench._surrogate import eval_epochs
+from hpo.bench._surrogate import init_sha256
 from hpo.bench._surrogate import load_shards
 from hpo.bench._surrogate import mars_space
 from hpo.bench._surrogate import scaled_schedule
@@ -281,6 +285,24 @@ def test_narrow_backbone_is_registered_and_small() -> None:
     assert backbone.out_channels == 256
 
 
+def test_every_surrogate_run_starts_from_the_committed_weights() -> None:
+    # The bench's stand-in for ImageNet weights: two builds are identical, unlike random init.
+    assert surrogate_spec("unused", mars_space(), artifacts_root="unused").model.pretrained
+    first = build_backbone(NARROW_BACKBONE, pretrained=True).state_dict()
+    second = build_backbone(NARROW_BACKBONE, pretrained=True).state_dict()
+    fresh = build_backbone(NARROW_BACKBONE, pretrained=False).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(first["conv1.weight"], fresh["conv1.weight"])
+    assert len(init_sha256()) == 64
+
+
+def test_a_cache_mixing_starting_weights_is_refused(tmp_path: Path) -> None:
+    write_shard(shard_path(0, 0, tmp_path), {"config_index": 0, "seed": 0, "init_sha256": "a"})
+    write_shard(shard_path(1, 0, tmp_path), {"config_index": 1, "seed": 0})
+    with pytest.raises(ValueError, match="2 different starting weights"):
+        load_shards(tmp_path)
+
+
 def test_existing_shard_is_skipped_and_writes_are_atomic(tmp_path: Path) -> None:
     path = shard_path(3, 1, tmp_path)
     write_shard(path, {"config_index": 3, "seed": 1})
@@ -391,3 +413,23 @@ def test_search_v2_quick_replays_the_committed_cache(tmp_path: Path) -> None:
         assert baseline["diff@all"] == [0.0] * baseline["seeds"]
     assert (tmp_path / "figures" / "search_v2.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "figures" / "search_v2.html").stat().st_size > 1000
+
+
+def test_a_stopped_replay_resumes_from_its_stored_traces(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=tmp_path)
+    jobs = [("random-60", 0), ("brief3-top6", 1)]
+    first = _replay_all(_table(), spec, jobs, processes=1, store=tmp_path / "traces")
+    assert sorted(p.name for p in (tmp_path / "traces").iterdir()) == [
+        "brief3-top6_s1.json",
+        "random-60_s0.json",
+    ]
+
+    def never(*args: object) -> Trace:
+        raise AssertionError("a stored trace was replayed again")
+
+    monkeypatch.setattr("hpo.bench._search_v2._replay_one", never)
+    again = _replay_all(_table(), spec, jobs, processes=1, store=tmp_path / "traces")
+    assert again == first
+    assert cache_fingerprint([{"a": 1}]) != cache_fingerprint([{"a": 2}])
