@@ -240,12 +240,19 @@ class _Proposer:
 
 
 def replay_ladder(
-    table: Table, spec: StudySpec, *, kind: str, sampler: str, seed: int, label: str
+    table: Table,
+    spec: StudySpec,
+    *,
+    kind: str,
+    sampler: str,
+    seed: int,
+    label: str,
+    ladder: tuple[int, ...] = LADDER,
 ) -> Trace:
-    """Compressed successive halving (``kind="sha"``) or Hyperband over :data:`LADDER`, one
-    worker: promote first (highest rung first) by the product's rule, else start a new
-    configuration in the next bracket; until the budget."""
-    plan = brackets(kind, len(LADDER), ETA)  # type: ignore[arg-type]
+    """Compressed successive halving (``kind="sha"``) or Hyperband over ``ladder`` (epochs of
+    each rung, the full schedule last), one worker: promote first (highest rung first) by the
+    product's rule, else start a new configuration in the next bracket; until the budget."""
+    plan = brackets(kind, len(ladder), ETA)  # type: ignore[arg-type]
     proposer = _Proposer(spec, sampler, seed, table)
     pick_seed = _seed_picker(table, seed)
     # results[(bracket, rung)] = {run id: val}; runs[run id] = (config, training seed, params)
@@ -257,7 +264,7 @@ def replay_ladder(
 
     def run(run_id: int, bracket: int, rung: int) -> float:
         config, training_seed, _ = runs[run_id]
-        epochs = LADDER[rung]
+        epochs = ladder[rung]
         value = table.rung[(config, training_seed, epochs)]
         results.setdefault((bracket, rung), {})[run_id] = value
         incumbent.add(epochs, value, config)
@@ -265,7 +272,7 @@ def replay_ladder(
 
     while spent < BUDGET:
         job = None
-        for rung in range(len(LADDER) - 2, -1, -1):
+        for rung in range(len(ladder) - 2, -1, -1):
             for b in range(len(plan)):
                 ready = promotions(results.get((b, rung), {}), promoted.get((b, rung), []), ETA)
                 if ready:
@@ -277,7 +284,7 @@ def replay_ladder(
             b, rung, run_id = job
             promoted.setdefault((b, rung), []).append(run_id)
             proposer.tell_promoted(runs[run_id][2], run(run_id, b, rung + 1))
-            spent += LADDER[rung + 1]
+            spent += ladder[rung + 1]
         else:
             b = next_bracket(started, plan)
             started[b] += 1
@@ -285,7 +292,7 @@ def replay_ladder(
             config, params, trial = proposer.ask()
             runs.append((config, pick_seed(), params))
             proposer.tell(trial, run(len(runs) - 1, b, bottom))
-            spent += LADDER[bottom]
+            spent += ladder[bottom]
         trace.steps.append((spent, incumbent.get()))
     return trace
 

@@ -87,9 +87,9 @@ def _optuna(sampler: str, pruner: str, label: str) -> Replayer:
     )
 
 
-def _ladder(kind: str, sampler: str, label: str) -> Replayer:
+def _ladder(kind: str, sampler: str, label: str, ladder: tuple[int, ...] = LADDER) -> Replayer:
     return lambda t, s, seed: replay_ladder(
-        t, s, kind=kind, sampler=sampler, seed=seed, label=label
+        t, s, kind=kind, sampler=sampler, seed=seed, label=label, ladder=ladder
     )
 
 
@@ -118,11 +118,57 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy("brief8-top4", _brief(8, 30, 4, "brief8-top4")),
 )
 QUICK_LABELS = ("csha-random", "chb-random", BASELINE, "brief3-top6")
+#: The follow-up's ladder (BENCHMARKS.md, "Follow-up: the 8-epoch ladder"): the 3-epoch rung
+#: failed the gate, the 8-epoch schedule ranked configurations at 0.78.
+LADDER_8 = (8, FULL)
+#: The follow-up's strategies, pre-registered in this order (today's default leading).
+STRATEGIES_8: tuple[Strategy, ...] = (
+    STRATEGIES[0],
+    Strategy("csha8-tpe", _ladder("sha", "tpe", "csha8-tpe", LADDER_8), candidate=True),
+    Strategy("chb8-tpe", _ladder("hyperband", "tpe", "chb8-tpe", LADDER_8), candidate=True),
+    Strategy("csha8-random", _ladder("sha", "random", "csha8-random", LADDER_8), candidate=True),
+    Strategy("chb8-random", _ladder("hyperband", "random", "chb8-random", LADDER_8), True),
+    STRATEGIES[5],
+)
+
+
+@dataclass(frozen=True)
+class Round:
+    """One pre-registered comparison on the cache.
+
+    Attributes:
+        name: The benchmark's name (``reid-hpo bench NAME``).
+        strategies: Its strategies in their registered order.
+        selection: Seeds the default is selected on.
+        heldout: Seeds it is confirmed on, once, on the full cache (never used by another round).
+        gate_rung: The compressed schedule whose Spearman with the true quality gates the
+            fidelity candidates.
+        stem: File stem of its figures.
+    """
+
+    name: str
+    strategies: tuple[Strategy, ...]
+    selection: tuple[int, ...]
+    heldout: tuple[int, ...]
+    gate_rung: int
+    stem: str
+
+
+FIRST_ROUND = Round("search-v2", STRATEGIES, SELECTION_SEEDS, HELDOUT_SEEDS, LADDER[0], "search_v2")
+FOLLOW_UP = Round(
+    "search-v2-rung8",
+    STRATEGIES_8,
+    tuple(range(10, 20)),
+    tuple(range(200, 230)),
+    LADDER_8[0],
+    "search_v2_rung8",
+)
 
 POINTS = {"1/10": BUDGET // 10, "1/4": BUDGET // 4, "all": BUDGET}
 
 
-_BY_LABEL = {s.label: s for s in STRATEGIES}
+_BY_LABEL = {s.label: s for s in (*STRATEGIES, *STRATEGIES_8)}
+_ORDER = list(_BY_LABEL)
 
 
 def _replay_one(table: Table, spec: StudySpec, label: str, seed: int) -> Trace:
@@ -192,7 +238,7 @@ def evaluate_traces(
     """Per strategy on ``seeds``: true quality at each budget point, paired differences with
     random-60's final true quality on the same seed, and the success count at 1/4."""
     out: dict[str, dict[str, Any]] = {}
-    labels = sorted({label for label, _ in traces}, key=[s.label for s in STRATEGIES].index)
+    labels = sorted({label for label, _ in traces}, key=_ORDER.index)
     for label in labels:
         row: dict[str, Any] = {}
         base = [traces[(BASELINE, s)].quality_at(table, BUDGET) for s in seeds]
@@ -206,13 +252,17 @@ def evaluate_traces(
     return out
 
 
-def select(selection: dict[str, dict[str, Any]], fidelity_allowed: bool) -> str | None:
+def select(
+    selection: dict[str, dict[str, Any]],
+    fidelity_allowed: bool,
+    strategies: tuple[Strategy, ...] = STRATEGIES,
+) -> str | None:
     """The pre-registered rule: among the candidates (fidelity ones only when the compressed
     rung's Spearman passed), the most successes at 1/4 on the selection seeds; ties: the larger
     median paired difference at 1/10; then the earlier candidate."""
     candidates = [
         s.label
-        for s in STRATEGIES
+        for s in strategies
         if s.candidate and s.label in selection and (fidelity_allowed or s.label == TODAY)
     ]
 
@@ -328,7 +378,7 @@ def anytime(
     table: Table, traces: dict[tuple[str, int], Trace], seeds: tuple[int, ...], step: int = 24
 ) -> dict[str, list[float]]:
     """Median over ``seeds`` of the incumbent's true quality every ``step`` epochs."""
-    labels = sorted({label for label, _ in traces}, key=[s.label for s in STRATEGIES].index)
+    labels = sorted({label for label, _ in traces}, key=_ORDER.index)
     return {
         label: [
             round(_median([traces[(label, s)].quality_at(table, e) for s in seeds]), 5)
@@ -338,7 +388,9 @@ def anytime(
     }
 
 
-def write_figures(series: dict[str, dict[str, list[float]]], out_dir: Path, step: int) -> dict:
+def write_figures(
+    series: dict[str, dict[str, list[float]]], out_dir: Path, step: int, stem: str = "search_v2"
+) -> dict:
     """Anytime true quality (median over seeds) per strategy: one panel per seed set; HTML + PNG."""
     from plotly.subplots import make_subplots
 
@@ -368,7 +420,7 @@ def write_figures(series: dict[str, dict[str, list[float]]], out_dir: Path, step
         width=700 * len(sets),
         height=520,
     )
-    paths = {"html": str(out_dir / "search_v2.html")}
+    paths = {"html": str(out_dir / f"{stem}.html")}
     fig.write_html(paths["html"], include_plotlyjs=True, full_html=True)
     import matplotlib
 
@@ -395,7 +447,7 @@ def write_figures(series: dict[str, dict[str, list[float]]], out_dir: Path, step
     axes[0][0].set_ylabel("true quality of the incumbent (test mAP, median)")
     axes[0][-1].legend(loc="lower right", fontsize=7)
     figure.tight_layout()
-    paths["png"] = str(out_dir / "search_v2.png")
+    paths["png"] = str(out_dir / f"{stem}.png")
     figure.savefig(paths["png"], dpi=100)
     plt.close(figure)
     return paths
@@ -404,6 +456,17 @@ def write_figures(series: dict[str, dict[str, list[float]]], out_dir: Path, step
 @BENCHMARKS.register("search-v2")
 def bench_search_v2(options: BenchOptions) -> BenchResult:
     """Search efficiency v2: strategies replayed on the committed surrogate-v2 cache (issue 20)."""
+    return _bench_round(options, FIRST_ROUND)
+
+
+@BENCHMARKS.register("search-v2-rung8")
+def bench_search_v2_rung8(options: BenchOptions) -> BenchResult:
+    """The follow-up of search-v2: compressed SHA/Hyperband over the 8-epoch ladder, on fresh
+    selection and held-out seeds (BENCHMARKS.md, "Follow-up: the 8-epoch ladder")."""
+    return _bench_round(options, FOLLOW_UP)
+
+
+def _bench_round(options: BenchOptions, plan: Round) -> BenchResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shard_dir = Path(os.environ.get("REID_HPO_BENCH_SEARCH_V2_SHARDS", str(SHARD_DIR)))
     out_dir = Path(os.environ.get("REID_HPO_BENCH_SEARCH_V2_DIR", str(OUT_DIR)))
@@ -414,12 +477,12 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
     artifacts = tempfile.TemporaryDirectory(prefix="reid-hpo-bench-search-v2-")
     spec = surrogate_spec("unused", mars_space(), artifacts_root=artifacts.name)
     partial = len(table.params) < CACHE_CONFIGS
-    strategies = [s for s in STRATEGIES if not options.quick or s.label in QUICK_LABELS]
+    strategies = [s for s in plan.strategies if not options.quick or s.label in QUICK_LABELS]
     # The held-out seeds are run once, on the full cache (pre-registered): a partial cache or a
     # quick run replays selection seeds only.
-    sets = {"selection": SELECTION_SEEDS[:2] if options.quick else SELECTION_SEEDS}
+    sets = {"selection": plan.selection[:2] if options.quick else plan.selection}
     if not partial and not options.quick:
-        sets["held-out"] = HELDOUT_SEEDS
+        sets["held-out"] = plan.heldout
     started = time.monotonic()
     jobs = [(s.label, seed) for s in strategies for seeds in sets.values() for seed in seeds]
     # Traces of the full run are kept (and reused) per cache; a quick run keeps none.
@@ -427,10 +490,10 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
     with artifacts:
         traces = _replay_all(table, spec, jobs, processes=options.threads, store=store)
     correlations = rank_correlations(table, resamples=200 if options.quick else 1000)
-    bottom = correlations[f"compressed {LADDER[0]} ep (val)"]["spearman"]
+    bottom = correlations[f"compressed {plan.gate_rung} ep (val)"]["spearman"]
     fidelity_allowed = bottom >= SPEARMAN_TARGET
     per_set = {name: evaluate_traces(table, traces, seeds) for name, seeds in sets.items()}
-    chosen = select(per_set["selection"], fidelity_allowed)
+    chosen = select(per_set["selection"], fidelity_allowed, plan.strategies)
     confirm_set = "held-out" if "held-out" in per_set else "selection"
     rows = []
     for label in per_set["selection"]:
@@ -445,7 +508,7 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
         rows.append(row)
     step = 24
     series = {name: anytime(table, traces, seeds, step) for name, seeds in sets.items()}
-    figures = write_figures(series, out_dir, step)
+    figures = write_figures(series, out_dir, step, plan.stem)
     verdict: dict[str, Any] = {
         "rule": "candidates in order; fidelity candidates only if the bottom rung's Spearman >= "
         f"{SPEARMAN_TARGET}; most seeds matching random-60 (diff >= -{MATCH_TOL}) at 1/4 of its "
@@ -458,7 +521,7 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
     }
     targets = [
         Target(
-            f"Spearman, {LADDER[0]}-epoch compressed val mAP vs true quality",
+            f"Spearman, {plan.gate_rung}-epoch compressed val mAP vs true quality",
             bottom,
             SPEARMAN_TARGET,
         )
@@ -507,7 +570,7 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
         "figures": figures,
         "studies_s": round(time.monotonic() - started, 1),
     }
-    (out_dir / "figure_data.json").write_text(
+    (out_dir / f"{plan.stem}_figure_data.json").write_text(
         json.dumps(
             {
                 "configurations": len(table.params),
@@ -522,8 +585,8 @@ def bench_search_v2(options: BenchOptions) -> BenchResult:
     )
     label = f"PARTIAL cache: {len(table.params)} of {CACHE_CONFIGS}" if partial else "full cache"
     return BenchResult(
-        name="search-v2",
-        title=f"Search v2 ({label} configurations x {len(table.seeds)} training seeds): true "
+        name=plan.name,
+        title=f"{plan.name} ({label} configurations x {len(table.seeds)} training seeds): true "
         f"quality vs random-60 ({BUDGET} epochs)",
         columns=list(rows[0]),
         rows=rows,

@@ -39,6 +39,9 @@ from hpo.bench._search import make_lookup
 from hpo.bench._search import param_levels
 from hpo.bench._search import select_candidate
 from hpo.bench._search import snap
+from hpo.bench._search_v2 import FIRST_ROUND
+from hpo.bench._search_v2 import FOLLOW_UP
+from hpo.bench._search_v2 import LADDER_8
 from hpo.bench._search_v2 import QUICK_LABELS
 from hpo.bench._search_v2 import STRATEGIES
 from hpo.bench._search_v2 import TRAINING_SEEDS
@@ -433,3 +436,18 @@ def test_a_stopped_replay_resumes_from_its_stored_traces(
     again = _replay_all(_table(), spec, jobs, processes=1, store=tmp_path / "traces")
     assert again == first
     assert cache_fingerprint([{"a": 1}]) != cache_fingerprint([{"a": 2}])
+
+
+def test_the_follow_up_round_uses_the_8_epoch_ladder_and_fresh_seeds(tmp_path: Path) -> None:
+    spec = surrogate_spec("unused", mars_space(), artifacts_root=tmp_path)
+    trace = replay_ladder(
+        _table(), spec, kind="sha", sampler="random", seed=0, label="x", ladder=LADDER_8
+    )
+    steps = _spent_per_step(trace)
+    assert set(steps) == {8, FULL_EPOCHS} and steps[:3] == [8, 8, 8]
+    # Held-out seeds are spent once: the follow-up's seeds are new to every earlier round.
+    first = {*FIRST_ROUND.selection, *FIRST_ROUND.heldout}
+    assert not first & {*FOLLOW_UP.selection, *FOLLOW_UP.heldout}
+    assert len(FOLLOW_UP.selection) >= 10 and len(FOLLOW_UP.heldout) >= 30
+    labels = [s.label for s in FOLLOW_UP.strategies]
+    assert labels[0] == "tpe+median" and "random-60" in labels and FOLLOW_UP.gate_rung == 8
