@@ -1,7 +1,9 @@
 """The study lock that makes a worker's "check the budget + take a trial" atomic.
 
-``pg_advisory_xact_lock`` on PostgreSQL (held by an open transaction on a dedicated
-connection) and an ``fcntl`` lock file beside the database file on SQLite.
+PostgreSQL: an advisory lock on the storage's own pooled connection, so that a worker keeps
+one connection in all (:mod:`hpo.storage._pooling`): session-level (``pg_advisory_lock``) on
+a direct connection, transaction-level (``pg_try_advisory_xact_lock``) behind a transaction
+pooler. SQLite: an ``fcntl`` lock file beside the database file.
 """
 
 from __future__ import annotations
@@ -9,18 +11,30 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import random
 import threading
+import time
 from pathlib import Path
 from typing import IO
 from typing import Protocol
 
+import optuna
 import sqlalchemy
 import sqlalchemy.exc
 
+from hpo.storage._pooling import ENV_POOL_MODE
+from hpo.storage._pooling import TRANSACTION
+from hpo.storage._pooling import pool_mode
 from hpo.storage._reconnect import is_connection_error
 from hpo.storage._reconnect import retry_on_disconnect
 
 logger = logging.getLogger(__name__)
+
+_LOCK = sqlalchemy.text("SELECT pg_advisory_lock(:key)")
+_UNLOCK = sqlalchemy.text("SELECT pg_advisory_unlock(:key)")
+_TRY_XACT_LOCK = sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)")
+_POLL_FIRST_S = 0.02
+_POLL_MAX_S = 0.25
 
 
 class StudyLock(Protocol):
@@ -43,29 +57,85 @@ def lock_key(study_name: str) -> int:
         study_name: The study name.
 
     Returns:
-        The key for ``pg_advisory_xact_lock``.
+        The key for ``pg_advisory_lock`` / ``pg_try_advisory_xact_lock``.
     """
     digest = hashlib.sha256(f"reid-hpo:{study_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresStudyLock:
-    """``pg_advisory_xact_lock`` held by an open transaction on a dedicated connection.
+def _warn_lost() -> None:
+    logger.warning(
+        "the study lock was already gone at release: the database connection was lost while "
+        "it was held (or the storage is behind a transaction pooler without $%s=%s)",
+        ENV_POOL_MODE,
+        TRANSACTION,
+    )
 
-    A worker that dies while holding it loses its connection, which ends the transaction and
-    frees the lock: no stale lock survives a crash.
+
+class SessionAdvisoryLock:
+    """``pg_advisory_lock`` taken on the storage's single pooled connection.
+
+    The lock belongs to the server session, not to a transaction, so the storage's own
+    operations run on the same connection while it is held; the pool has one connection
+    (``max_overflow`` 0), so the release runs on the session that took it. A worker that dies
+    loses its connection, which frees the lock: no stale lock survives a crash. Waiting
+    holds the connection, which no other thread of a worker needs between trials.
 
     Args:
-        url: A ``postgresql+psycopg2://`` URL (already normalised).
+        engine: The storage's engine (:func:`hpo.storage.open_storage`, one connection).
         study_name: The study the lock guards.
     """
 
-    def __init__(self, url: str, study_name: str) -> None:
-        self._engine = sqlalchemy.create_engine(
-            url,
-            poolclass=sqlalchemy.pool.NullPool,
-            connect_args={"connect_timeout": 10},
-        )
+    def __init__(self, engine: sqlalchemy.Engine, study_name: str) -> None:
+        self._engine = engine
+        self._key = lock_key(study_name)
+        self._held = False
+
+    def acquire(self) -> None:
+        retry_on_disconnect(self._lock, what="study lock")
+        self._held = True
+
+    def _lock(self) -> None:
+        with self._engine.connect() as conn:
+            conn.execute(_LOCK, {"key": self._key})
+            conn.commit()
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        try:
+            with self._engine.connect() as conn:
+                released = bool(conn.execute(_UNLOCK, {"key": self._key}).scalar())
+                conn.commit()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            if not is_connection_error(exc):
+                raise
+            released = False  # the server went away: its session, and the lock, are gone
+        if not released:
+            _warn_lost()
+
+    def close(self) -> None:
+        self.release()
+
+
+class TransactionAdvisoryLock:
+    """``pg_try_advisory_xact_lock`` in a transaction kept open on the storage's second pooled
+    connection, for PgBouncer in transaction pooling mode.
+
+    The pooler lends a server connection for the transaction, so the lock and the server
+    connection are released together (a rollback, or the client's death). The lock is polled
+    (20 ms doubling to 250 ms, with jitter) rather than waited for: a waiter blocked inside a
+    transaction would hold a server connection, and enough of them would leave the holder
+    none for its own operations.
+
+    Args:
+        engine: The storage's engine (two connections in transaction mode).
+        study_name: The study the lock guards.
+    """
+
+    def __init__(self, engine: sqlalchemy.Engine, study_name: str) -> None:
+        self._engine = engine
         self._key = lock_key(study_name)
         self._conn: sqlalchemy.Connection | None = None
 
@@ -74,9 +144,12 @@ class PostgresStudyLock:
 
     def _lock(self) -> sqlalchemy.Connection:
         conn = self._engine.connect()
+        delay = _POLL_FIRST_S
         try:
-            conn.begin()
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._key})
+            while not conn.execute(_TRY_XACT_LOCK, {"key": self._key}).scalar():
+                conn.rollback()
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(2 * delay, _POLL_MAX_S)
         except BaseException:
             conn.close()
             raise
@@ -90,14 +163,12 @@ class PostgresStudyLock:
             except sqlalchemy.exc.SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
-                # The server went away: its end of the transaction, and the lock, are gone.
-                logger.warning("study lock released by a lost database connection")
+                _warn_lost()
             finally:
                 conn.close()
 
     def close(self) -> None:
         self.release()
-        self._engine.dispose()
 
 
 class FileStudyLock:
@@ -152,24 +223,31 @@ class ThreadStudyLock:
         self.release()
 
 
-def open_study_lock(storage_url: str, study_name: str) -> StudyLock:
-    """The study lock that fits a storage URL.
+def open_study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> StudyLock:
+    """The study lock that fits a storage opened by :func:`hpo.storage.open_storage`.
 
     Args:
-        storage_url: A normalised SQLAlchemy URL (``postgresql+psycopg2://`` or ``sqlite://``).
+        storage: The worker's storage (a PostgreSQL lock uses its connection).
         study_name: The study the lock guards.
 
     Returns:
-        A PostgreSQL advisory lock, a lock file beside the SQLite database, or, for any other
-        backend, a process-local lock (with a warning: the budget is then only per process).
+        A PostgreSQL advisory lock (session or transaction level, ``$REID_HPO_POOL_MODE``), a
+        lock file beside the SQLite database, or, for any other storage, a process-local lock
+        (with a warning: the budget is then only per process).
+
+    Raises:
+        StorageError: ``$REID_HPO_POOL_MODE`` is not ``session`` or ``transaction``.
     """
-    url = sqlalchemy.engine.make_url(storage_url)
-    backend = url.get_backend_name()
-    if backend == "postgresql":
-        return PostgresStudyLock(storage_url, study_name)
-    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+    engine: sqlalchemy.Engine | None = getattr(storage, "engine", None)
+    backend = engine.url.get_backend_name() if engine is not None else "other"
+    if engine is not None and backend == "postgresql":
+        if pool_mode() == TRANSACTION:
+            return TransactionAdvisoryLock(engine, study_name)
+        return SessionAdvisoryLock(engine, study_name)
+    database = engine.url.database if engine is not None else None
+    if backend == "sqlite" and database not in (None, "", ":memory:"):
         digest = hashlib.sha256(study_name.encode()).hexdigest()[:12]
-        return FileStudyLock(Path(f"{url.database}.{digest}.lock"))
+        return FileStudyLock(Path(f"{database}.{digest}.lock"))
     if backend != "sqlite":
         logger.warning(
             "no cross-process study lock for %s storages: with several workers the trial "
@@ -181,9 +259,10 @@ def open_study_lock(storage_url: str, study_name: str) -> StudyLock:
 
 __all__ = [
     "FileStudyLock",
-    "PostgresStudyLock",
+    "SessionAdvisoryLock",
     "StudyLock",
     "ThreadStudyLock",
+    "TransactionAdvisoryLock",
     "lock_key",
     "open_study_lock",
 ]

@@ -22,9 +22,12 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from hpo.errors import StorageError
 from hpo.storage._optuna_adapter import ReconnectingRDBStorage
+from hpo.storage._pooling import application_name
+from hpo.storage._pooling import connections_per_process
 from hpo.storage._urls import is_postgres
 from hpo.storage._urls import mask_url
 from hpo.storage._urls import normalise_url
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 ENV_HEARTBEAT = "REID_HPO_HEARTBEAT"
 MAX_RETRY = 3
 CONNECT_TIMEOUT_S = 10
+POOL_TIMEOUT_S = 60
+"""How long a thread waits for the process's connection while another thread uses it."""
 SQLITE_BUSY_TIMEOUT_S = 60
 # Errors raised while two processes create the schema of a fresh database at the same time.
 _SCHEMA_RACE_MARKERS = ("already exists", "duplicate key", "database is locked", "unique")
@@ -83,14 +88,22 @@ def check_heartbeat_override(study_name: str, interval: int) -> None:
 
 
 def open_storage(
-    url: str, *, heartbeat: Heartbeat | None = None, must_exist: bool = False
+    url: str,
+    *,
+    heartbeat: Heartbeat | None = None,
+    must_exist: bool = False,
+    role: str = "reid-hpo",
 ) -> optuna.storages.RDBStorage:
     """Open (and on first use create the tables of) the study database at ``url``.
 
-    PostgreSQL connections are checked before use (``pool_pre_ping``), the pool is bounded
-    (2 + 2 overflow: a worker needs one connection for its loop and one for its heartbeat) and
-    connecting gives up after ``CONNECT_TIMEOUT_S``; once open, operations retry a lost
-    server for :func:`reconnect_budget_s` (:class:`ReconnectingRDBStorage`). SQLite waits up to
+    PostgreSQL: the storage keeps one connection (two behind a transaction pooler,
+    :mod:`hpo.storage._pooling`), shared by the process's threads and its study lock. Optuna
+    creates and checks the tables with two connections at once, so that is done first by a
+    storage without a pool, closed at once. Connections are checked before use
+    (``pool_pre_ping``) and never recycled while alive (that would drop a held session lock);
+    they show in ``pg_stat_activity`` as ``"<role> <host>:<pid>"``. Connecting gives up
+    after ``CONNECT_TIMEOUT_S``; once open, operations retry a lost server for
+    :func:`reconnect_budget_s` (:class:`ReconnectingRDBStorage`). SQLite waits up to
     ``SQLITE_BUSY_TIMEOUT_S`` for a lock. A schema-creation race between processes opening a
     fresh database at the same time is retried.
 
@@ -100,13 +113,15 @@ def open_storage(
             (see module docs); None for a process that runs no trial.
         must_exist: Refuse a SQLite file that does not exist instead of creating it (for
             commands that only read or remove a study).
+        role: The process's name in ``pg_stat_activity`` (``"reid-hpo-worker"`` for workers).
 
     Returns:
         The storage.
 
     Raises:
         StorageError: Bad URL or scheme, missing driver, unreachable server, failed
-            authentication; the message carries the masked URL only.
+            authentication, a bad ``$REID_HPO_POOL_MODE``; the message carries the masked URL
+            only.
     """
     url = normalise_url(url)
     masked = mask_url(url)
@@ -114,7 +129,11 @@ def open_storage(
         _check_sqlite_file_exists(url, masked)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _open_with_retries(_storage_kwargs(url, heartbeat=heartbeat), url, masked)
+        kwargs = _storage_kwargs(url, heartbeat=heartbeat, role=role)
+        if is_postgres(url):
+            close_storage(_open_with_retries(_schema_kwargs(kwargs), url, masked))
+            kwargs.update(skip_table_creation=True, skip_compatibility_check=True)
+        return _open_with_retries(kwargs, url, masked)
 
 
 def _open_with_retries(kwargs: dict[str, Any], url: str, masked: str) -> optuna.storages.RDBStorage:
@@ -163,15 +182,18 @@ def _check_sqlite_file_exists(url: str, masked: str) -> None:
         raise StorageError(f"no study database at {masked} (the file does not exist)")
 
 
-def _storage_kwargs(url: str, *, heartbeat: Heartbeat | None) -> dict[str, Any]:
+def _storage_kwargs(url: str, *, heartbeat: Heartbeat | None, role: str) -> dict[str, Any]:
     engine_kwargs: dict[str, Any] = {}
     if is_postgres(url):
         engine_kwargs = {
             "pool_pre_ping": True,
-            "pool_size": 2,
-            "max_overflow": 2,
-            "pool_recycle": 3600,
-            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+            "pool_size": connections_per_process(),
+            "max_overflow": 0,
+            "pool_timeout": POOL_TIMEOUT_S,
+            "connect_args": {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "application_name": application_name(role),
+            },
         }
     elif url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
@@ -189,6 +211,15 @@ def _storage_kwargs(url: str, *, heartbeat: Heartbeat | None) -> dict[str, Any]:
             ),
         )
     return kwargs
+
+
+def _schema_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A storage without heartbeat and pool: it creates and checks the tables, then is closed."""
+    connect_args = kwargs["engine_kwargs"]["connect_args"]
+    return {
+        "url": kwargs["url"],
+        "engine_kwargs": {"poolclass": NullPool, "connect_args": connect_args},
+    }
 
 
 def _is_schema_race(exc: BaseException) -> bool:

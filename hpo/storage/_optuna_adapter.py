@@ -13,6 +13,7 @@ uses a private Optuna name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -75,6 +76,10 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
     ending the thread on the first error.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened_at = time.monotonic()
+
 
 def _with_reconnect(name: str) -> Callable[..., Any]:
     method = getattr(optuna.storages.RDBStorage, name)
@@ -93,17 +98,21 @@ for _method_name in (*_PUBLIC_METHODS, *_PRIVATE_METHODS):
 
 def _stale_trial_ids_after_outages(self: ReconnectingRDBStorage, study_id: int) -> list[int]:
     """Optuna's stale trials, none while heartbeats cannot be trusted: within the grace period
-    plus the longest reconnect back-off after this process got the database back.
+    plus the longest reconnect back-off after this process got the database back, or after it
+    opened this storage.
 
     During an outage no worker records heartbeats; once it ends, a live worker's heartbeat
     thread records one within the back-off, so only a trial still stale a grace period later
-    is a dead worker's. Every caller (the worker's watchdog, Optuna at the start of each trial)
-    goes through here, so an outage of any length within the reconnect window fails no
-    healthy trial.
+    is a dead worker's. A process that opened the storage just after an outage it never saw
+    cannot tell, so it treats the opening as the end of one. Every caller (the worker's
+    watchdog, Optuna at the start of each trial) goes through here, so an outage of any
+    length within the reconnect window fails no healthy trial, whichever worker is first back.
     """
-    since = seconds_since_outage()
+    since_open = time.monotonic() - self.opened_at
+    since_outage = seconds_since_outage()
+    since = since_open if since_outage is None else min(since_open, since_outage)
     grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
-    if since is not None and since < grace + RECONNECT_MAX_DELAY_S:
+    if since < grace + RECONNECT_MAX_DELAY_S:
         return []
     return _stale_trial_ids(self, study_id)
 

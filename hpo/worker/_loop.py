@@ -81,6 +81,9 @@ from hpo.worker._signals import stop_after_s
 
 logger = logging.getLogger(__name__)
 
+WORKER_ROLE = "reid-hpo-worker"
+"""A worker's ``application_name`` prefix in ``pg_stat_activity`` (then ``<host>:<pid>``)."""
+
 __all__ = [
     "FlappingGuard",
     "WorkerError",
@@ -190,10 +193,10 @@ def _run(
     heartbeat = Heartbeat(spec.heartbeat.interval, spec.heartbeat.grace_s)
     # A worker (re)started while the database restarts waits for it instead of dying.
     storage = retry_on_disconnect(
-        lambda: open_storage(url, heartbeat=heartbeat, must_exist=True),
+        lambda: open_storage(url, heartbeat=heartbeat, must_exist=True, role=WORKER_ROLE),
         what="opening the storage",
     )
-    lock = open_study_lock(url, study_name)
+    lock = open_study_lock(storage, study_name)
     try:
         study, spec = load_study(study_name, storage)
         index, study_uuid = _join(study, lock, spec.artifacts.root, storage_identity(url))
@@ -231,7 +234,7 @@ def _run(
 def _stored_spec(study_name: str, url: str) -> StudySpec:
     """The study's spec, read before the worker's own storage is opened with its heartbeat."""
     storage = retry_on_disconnect(
-        lambda: open_storage(url, must_exist=True), what="opening the storage"
+        lambda: open_storage(url, must_exist=True, role=WORKER_ROLE), what="opening the storage"
     )
     try:
         return load_study(study_name, storage)[1]

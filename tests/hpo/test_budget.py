@@ -5,20 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from optuna.trial import create_trial
 
+from hpo.storage import Heartbeat
 from hpo.storage import StudyLock
+from hpo.storage import close_storage
 from hpo.storage import lock_key
+from hpo.storage import open_storage
 from hpo.storage import open_study_lock
 from hpo.storage._locks import FileStudyLock
-from hpo.storage._locks import PostgresStudyLock
+from hpo.storage._locks import SessionAdvisoryLock
 from hpo.storage._locks import ThreadStudyLock
+from hpo.storage._locks import TransactionAdvisoryLock
 from hpo.worker import Decision
 from hpo.worker import TrialCounts
 from hpo.worker import decide
@@ -115,10 +122,53 @@ def test_file_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     _assert_mutually_exclusive(FileStudyLock(path), FileStudyLock(path))
 
 
-def test_postgres_advisory_lock_excludes_a_second_holder(postgres_url: str) -> None:
-    _assert_mutually_exclusive(
-        PostgresStudyLock(postgres_url, "s"), PostgresStudyLock(postgres_url, "s")
-    )
+@pytest.fixture
+def pg_lock(postgres_url: str) -> Iterator[Callable[[str], StudyLock]]:
+    """``pg_lock(study)``: a study lock on a storage of its own (as in another worker)."""
+    storages: list[optuna.storages.BaseStorage] = []
+
+    def make(study_name: str) -> StudyLock:
+        storages.append(open_storage(postgres_url, heartbeat=Heartbeat(interval=1, grace=3)))
+        return open_study_lock(storages[-1], study_name)
+
+    yield make
+    for storage in storages:
+        close_storage(storage)
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_postgres_advisory_lock_excludes_a_second_holder(
+    mode: str, pg_lock: Callable[[str], StudyLock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REID_HPO_POOL_MODE", mode)
+    first, second = pg_lock("s"), pg_lock("s")
+    expected = SessionAdvisoryLock if mode == "session" else TransactionAdvisoryLock
+    assert isinstance(first, expected)
+    _assert_mutually_exclusive(first, second)
+
+
+def test_the_session_lock_shares_the_storages_one_connection(postgres_url: str) -> None:
+    storage = open_storage(postgres_url, heartbeat=Heartbeat(interval=1, grace=3), role="lk")
+    lock = open_study_lock(storage, "s")
+    lock.acquire()
+    try:
+        study = optuna.create_study(storage=storage, study_name="s")
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name("s"), study.ask().number
+        )
+        storage.record_heartbeat(trial_id)  # as Optuna's heartbeat thread does
+        with storage.engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text(
+                    "SELECT count(DISTINCT a.pid), count(l.pid) FROM pg_stat_activity a "
+                    "LEFT JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' "
+                    "AND l.granted WHERE a.application_name LIKE 'lk %'"
+                )
+            ).one()
+        assert tuple(rows) == (1, 1)  # one connection, and it holds the lock
+    finally:
+        lock.close()
+        close_storage(storage)
 
 
 def _acquire_in_thread(lock: StudyLock) -> threading.Event:
@@ -133,10 +183,12 @@ def _acquire_in_thread(lock: StudyLock) -> threading.Event:
     return acquired
 
 
-def test_postgres_locks_of_different_studies_do_not_block(postgres_url: str) -> None:
-    first = PostgresStudyLock(postgres_url, "a")
-    other_study = PostgresStudyLock(postgres_url, "b")
-    same_study = PostgresStudyLock(postgres_url, "a")
+def test_postgres_locks_of_different_studies_do_not_block(
+    pg_lock: Callable[[str], StudyLock],
+) -> None:
+    first = pg_lock("a")
+    other_study = pg_lock("b")
+    same_study = pg_lock("a")
     first.acquire()
     try:
         assert _acquire_in_thread(other_study).wait(10), "another study's lock was blocked"
@@ -150,12 +202,17 @@ def test_postgres_locks_of_different_studies_do_not_block(postgres_url: str) -> 
     same_study.close()
 
 
-def test_lock_chosen_from_the_url(tmp_path: Path) -> None:
-    assert isinstance(open_study_lock(f"sqlite:///{tmp_path / 's.db'}", "s"), FileStudyLock)
-    assert isinstance(open_study_lock("sqlite:///:memory:", "s"), ThreadStudyLock)
-    lock = open_study_lock("postgresql+psycopg2://u@127.0.0.1:1/db", "s")
-    assert isinstance(lock, PostgresStudyLock)
-    lock.close()
+def test_lock_chosen_from_the_storage(tmp_path: Path) -> None:
+    for url, expected in [
+        (f"sqlite:///{tmp_path / 's.db'}", FileStudyLock),
+        ("sqlite:///:memory:", ThreadStudyLock),
+    ]:
+        storage = open_storage(url)
+        try:
+            assert isinstance(open_study_lock(storage, "s"), expected)
+        finally:
+            close_storage(storage)
+    assert isinstance(open_study_lock(optuna.storages.InMemoryStorage(), "s"), ThreadStudyLock)
 
 
 def test_release_without_acquire_is_a_no_op(tmp_path: Path) -> None:

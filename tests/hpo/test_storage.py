@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import traceback
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 
 from hpo.errors import StorageError
 from hpo.storage import DEFAULT_STORAGE_URL
@@ -127,16 +130,40 @@ def test_storage_without_heartbeat(sqlite_url: str) -> None:
 @pytest.mark.postgres
 def test_postgres_storage_settings(postgres_url: str) -> None:
     plain = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
-    storage = open_storage(plain)
+    storage = open_storage(plain, heartbeat=Heartbeat(interval=1, grace=3), role="reid-hpo-test")
     try:
         assert storage.url.startswith("postgresql+psycopg2://")
         assert storage.engine.pool._pre_ping is True
-        assert storage.engine.pool.size() == 2
-        assert storage.engine.pool._max_overflow == 2
+        assert storage.engine.pool.size() == 1
+        assert storage.engine.pool._max_overflow == 0  # a worker keeps one connection
+        assert storage.engine.pool._recycle == -1  # a recycled connection drops a session lock
         optuna.create_study(storage=storage, study_name="pg-ok")
         assert optuna.get_all_study_names(storage) == ["pg-ok"]
+        with storage.engine.connect() as conn:
+            name = conn.execute(sqlalchemy.text("SHOW application_name")).scalar()
+        assert name == f"reid-hpo-test {socket.gethostname()}:{os.getpid()}"
     finally:
         close_storage(storage)
+
+
+@pytest.mark.postgres
+def test_transaction_pool_mode_keeps_two_connections(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REID_HPO_POOL_MODE", "transaction")
+    storage = open_storage(postgres_url, heartbeat=Heartbeat(interval=1, grace=3))
+    try:
+        assert (storage.engine.pool.size(), storage.engine.pool._max_overflow) == (2, 0)
+    finally:
+        close_storage(storage)
+
+
+def test_unknown_pool_mode_is_a_storage_error(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REID_HPO_POOL_MODE", "statement")
+    with pytest.raises(StorageError, match=r"REID_HPO_POOL_MODE='statement' must be 'session'"):
+        open_storage(postgres_url)
 
 
 def _storage_error(url: str) -> StorageError:
