@@ -214,12 +214,17 @@ def _storage_kwargs(url: str, *, heartbeat: Heartbeat | None, role: str) -> dict
 
 
 def _schema_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A storage without heartbeat and pool: it creates and checks the tables, then is closed."""
-    connect_args = kwargs["engine_kwargs"]["connect_args"]
-    return {
-        "url": kwargs["url"],
-        "engine_kwargs": {"poolclass": NullPool, "connect_args": connect_args},
+    """A storage that creates and checks the tables, then is closed: no pool, no heartbeat,
+    and autocommit, so that behind a transaction pooler it holds no server connection between
+    statements (Optuna's check runs a query on a second connection while its session's
+    transaction is open: processes starting together would each hold one and wait for
+    another)."""
+    engine_kwargs = {
+        "poolclass": NullPool,
+        "isolation_level": "AUTOCOMMIT",
+        "connect_args": kwargs["engine_kwargs"]["connect_args"],
     }
+    return {"url": kwargs["url"], "engine_kwargs": engine_kwargs}
 
 
 def _is_schema_race(exc: BaseException) -> bool:

@@ -24,6 +24,7 @@ import sqlalchemy
 from hpo.storage._reconnect import RECONNECT_MAX_DELAY_S
 from hpo.storage._reconnect import retry_on_disconnect
 from hpo.storage._reconnect import seconds_since_outage
+from hpo.storage._turns import FairTurns
 
 PRIVATE_OPTUNA_NAMES: tuple[str, ...] = (
     "optuna.storages.RDBStorage._create_new_trial",
@@ -73,10 +74,13 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
     Every operation is retried by :func:`~hpo.storage.retry_on_disconnect` while the server is
     unreachable; with ``pool_pre_ping`` the next attempt after the restart opens a fresh
     connection. The heartbeat thread's ``record_heartbeat`` is retried the same way instead of
-    ending the thread on the first error.
+    ending the thread on the first error. Each attempt waits for its turn on the storage's
+    connection (:class:`~hpo.storage._turns.FairTurns`), so the heartbeat thread is never
+    starved by the worker's loop.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.turns = FairTurns()
         super().__init__(*args, **kwargs)
         self.opened_at = time.monotonic()
 
@@ -85,7 +89,11 @@ def _with_reconnect(name: str) -> Callable[..., Any]:
     method = getattr(optuna.storages.RDBStorage, name)
 
     def retried(self: ReconnectingRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return retry_on_disconnect(lambda: method(self, *args, **kwargs), what=name)
+        def attempt() -> Any:
+            with self.turns:
+                return method(self, *args, **kwargs)
+
+        return retry_on_disconnect(attempt, what=name)
 
     retried.__name__ = name
     retried.__doc__ = method.__doc__

@@ -19,9 +19,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def start_worker(
-    name: str, url: str, log: Path, *args: str, child: bool = True
+    name: str, url: str, log: Path, *args: str, child: bool = True, **env: str
 ) -> subprocess.Popen[str]:
-    """``reid-hpo worker NAME [--child]`` with 1 s heartbeats, output appended to ``log``."""
+    """``reid-hpo worker NAME [--child]`` with 1 s heartbeats, output appended to ``log``
+    (``env``: more environment variables)."""
     command = [
         sys.executable,
         "-m",
@@ -35,7 +36,7 @@ def start_worker(
     return subprocess.Popen(
         command,
         cwd=REPO_ROOT,
-        env=child_env(url),
+        env=child_env(url, **env),
         stdout=handle,
         stderr=subprocess.STDOUT,
         text=True,

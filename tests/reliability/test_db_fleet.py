@@ -1,10 +1,13 @@
-"""A database that holds a fleet: one connection per worker, and the first sweep after an
-outage (or a start) that fails no live worker's trial. On the machine's shared server."""
+"""A database that holds a fleet: one connection per worker, workers through PgBouncer in
+transaction pooling mode, and the first stale sweep after an outage (or a start) that fails no
+live worker's trial. On the machine's shared server."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -19,10 +22,13 @@ from hpo.storage import _optuna_adapter
 from hpo.storage import close_storage
 from hpo.storage import open_storage
 from hpo.study import create_study
+from tests._helpers.pgbouncer import PgBouncer
+from tests._helpers.pgbouncer import require_pgbouncer
 from tests._helpers.postgres import PG_HOST
 from tests._helpers.postgres import PG_PORT
 from tests._helpers.postgres import PG_USER
 from tests.hpo._worker_support import spec_dict
+from tests.reliability._procs import assert_study_consistent
 from tests.reliability._procs import start_worker
 from tests.reliability._procs import trials
 from tests.reliability._procs import wait_until
@@ -117,3 +123,103 @@ def test_a_storage_opened_after_an_outage_fails_no_trial_within_grace_plus_back_
             close_storage(newcomer)
     finally:
         close_storage(live)
+
+
+@pytest.fixture
+def bouncer() -> Iterator[PgBouncer]:
+    """PgBouncer in transaction pooling mode with two server connections, before the shared
+    server (the smallest pool the transaction-level study lock works with: the holder's lock
+    transaction keeps one, its own operations need the other)."""
+    require_pgbouncer()
+    server = PgBouncer(PG_PORT, pool_mode="transaction", pool_size=2)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _server_connections(database: str) -> int:
+    conn = psycopg2.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,))
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_two_workers_finish_a_study_through_pgbouncer_in_transaction_mode(
+    tmp_path: Path, mars_root: Path, postgres_url: str, bouncer: PgBouncer
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    url = bouncer.url(database)
+    raw = spec_dict(name="b", data_root=mars_root, artifacts=tmp_path / "runs", n_trials=4)
+    create_study(StudySpec.model_validate(raw), url)
+    log = tmp_path / "workers.log"
+    workers = [start_worker("b", url, log, REID_HPO_POOL_MODE="transaction") for _ in range(2)]
+    peak = 0
+    try:
+        while any(w.poll() is None for w in workers):
+            peak = max(peak, _server_connections(database))
+            time.sleep(0.1)
+        codes = [w.wait() for w in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert codes == [0, 0], log.read_text()[-4000:]
+    found = assert_study_consistent("b", postgres_url, n_trials=4)
+    assert [t.state for t in found] == [TrialState.COMPLETE] * 4
+    assert len({t.user_attrs["worker"] for t in found}) == 2  # both workers took trials
+    assert 1 <= peak <= 2  # PgBouncer's pool: the server never saw more connections
+
+
+def test_a_burst_of_storage_writes_does_not_starve_the_heartbeat(postgres_url: str) -> None:
+    """The loop and the heartbeat thread share one connection; before turns were fair, a loop
+    writing for 12 s kept every heartbeat out for 12 s."""
+    storage = open_storage(postgres_url, heartbeat=Heartbeat(interval=1, grace=3))
+    study = optuna.create_study(storage=storage, study_name="h")
+    beats: list[float] = []
+
+    def watch(trial_id: int, stop: threading.Event) -> None:
+        engine = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
+        query = sqlalchemy.text(
+            "SELECT extract(epoch FROM heartbeat) FROM trial_heartbeats WHERE trial_id = :t"
+        )
+        try:
+            while not stop.is_set():
+                with engine.connect() as conn:
+                    beat = conn.execute(query, {"t": trial_id}).scalar()
+                if beat is not None and (not beats or beat != beats[-1]):
+                    beats.append(float(beat))
+                time.sleep(0.05)
+        finally:
+            engine.dispose()
+
+    def burst(trial: optuna.Trial) -> float:
+        stop = threading.Event()
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name("h"), trial.number
+        )
+        watcher = threading.Thread(target=watch, args=(trial_id, stop))
+        watcher.start()
+        end = time.monotonic() + 5
+        i = 0
+        while time.monotonic() < end:
+            trial.set_user_attr(f"a{i % 20}", i)
+            i += 1
+        stop.set()
+        watcher.join()
+        return 0.0
+
+    try:
+        study.optimize(burst, n_trials=1)
+    finally:
+        close_storage(storage)
+    gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]
+    assert len(beats) >= 4, beats
+    assert max(gaps) < 2.5, gaps  # 1 s interval: never near the 3 s grace

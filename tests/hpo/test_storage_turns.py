@@ -1,0 +1,38 @@
+"""FairTurns: a thread asking for a turn gets it before a busy thread's next one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from hpo.storage._turns import FairTurns
+
+
+def test_a_waiting_thread_goes_before_the_busy_threads_next_turn() -> None:
+    turns = FairTurns()
+    order: list[str] = []
+    asked = threading.Event()
+
+    def other() -> None:
+        asked.set()
+        with turns:
+            order.append("other")
+
+    with turns:
+        thread = threading.Thread(target=other)
+        thread.start()
+        asked.wait(5)
+        time.sleep(0.1)  # the other thread now waits for this turn to end
+    for _ in range(50):  # a busy loop: turn after turn, as a worker's writes
+        with turns:
+            order.append("busy")
+    thread.join(5)
+    assert order[0] == "other", order[:5]
+
+
+def test_turns_are_reentrant() -> None:
+    turns = FairTurns()
+    with turns, turns:
+        pass
+    with turns:  # released: a new turn is granted at once
+        pass
