@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers.net import free_port
+
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 OS_USER = "postgres"
 
@@ -30,12 +32,6 @@ def require_pgbouncer() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PgBouncer:
@@ -58,7 +54,7 @@ class PgBouncer:
         pool_size: int = 4,
         user: str = "postgres",
     ) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="reid_hpo_pgbouncer_"))
         self.log = self.dir / "pgbouncer.log"
         self._process: subprocess.Popen[bytes] | None = None

@@ -4,6 +4,7 @@ live worker's trial. On the machine's shared server."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -40,16 +41,15 @@ pytestmark = [
 ]
 
 
-def _connections_named(name: str) -> int:
-    """Server connections whose application_name is ``name`` (asked from another database)."""
+def _count_connections(where: str, value: str) -> int:
+    """Server connections with ``where`` (a pg_stat_activity column) = ``value``, asked from
+    the ``postgres`` database so that the question is not counted."""
     conn = psycopg2.connect(
         host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5
     )
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
-            )
+            cur.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {where} = %s", (value,))
             return int(cur.fetchone()[0])
     finally:
         conn.close()
@@ -74,7 +74,7 @@ def test_a_training_worker_keeps_one_connection(
         )
         # Sample through the training (heartbeats every second, reports every epoch).
         while worker.poll() is None and trials("c", postgres_url)[0].state is TrialState.RUNNING:
-            seen.append(_connections_named(name))
+            seen.append(_count_connections("application_name", name))
             time.sleep(0.1)
         assert worker.wait(timeout=120) == 0, log.read_text()[-3000:]
     finally:
@@ -139,18 +139,6 @@ def bouncer() -> Iterator[PgBouncer]:
         server.stop()
 
 
-def _server_connections(database: str) -> int:
-    conn = psycopg2.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,))
-            return int(cur.fetchone()[0])
-    finally:
-        conn.close()
-
-
 def test_two_workers_finish_a_study_through_pgbouncer_in_transaction_mode(
     tmp_path: Path, mars_root: Path, postgres_url: str, bouncer: PgBouncer
 ) -> None:
@@ -163,7 +151,7 @@ def test_two_workers_finish_a_study_through_pgbouncer_in_transaction_mode(
     peak = 0
     try:
         while any(w.poll() is None for w in workers):
-            peak = max(peak, _server_connections(database))
+            peak = max(peak, _count_connections("datname", database))
             time.sleep(0.1)
         codes = [w.wait() for w in workers]
     finally:
@@ -220,6 +208,6 @@ def test_a_burst_of_storage_writes_does_not_starve_the_heartbeat(postgres_url: s
         study.optimize(burst, n_trials=1)
     finally:
         close_storage(storage)
-    gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
     assert len(beats) >= 4, beats
     assert max(gaps) < 2.5, gaps  # 1 s interval: never near the 3 s grace
