@@ -24,8 +24,6 @@ from hpo.storage._open import missing_sqlite_file
 from hpo.storage._open import open_storage
 from hpo.storage._optuna_adapter import ReconnectingRDBStorage
 from hpo.storage._optuna_adapter import heartbeat_ages
-from hpo.storage._pooling import ENV_POOL_MODE
-from hpo.storage._pooling import pool_mode
 from hpo.storage._reconnect import ENV_RECONNECT
 from hpo.storage._reconnect import RECONNECT_MAX_DELAY_S
 from hpo.storage._reconnect import RECONNECT_S
@@ -43,7 +41,6 @@ from hpo.storage._urls import resolve_storage_url
 __all__ = [
     "DEFAULT_STORAGE_URL",
     "ENV_HEARTBEAT",
-    "ENV_POOL_MODE",
     "ENV_RECONNECT",
     "ENV_STORAGE",
     "MAX_RETRY",
@@ -65,7 +62,6 @@ __all__ = [
     "normalise_url",
     "open_storage",
     "open_study_lock",
-    "pool_mode",
     "reconnect_budget_s",
     "resolve_storage_url",
     "retry_on_disconnect",
