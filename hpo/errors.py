@@ -50,6 +50,10 @@ class StudyNotFoundError(ReidHpoError):
     """No study of that name in the storage; the message lists the available names."""
 
 
+class StudyDeletedError(StudyNotFoundError):
+    """The study was deleted (by another client) while this command was using it."""
+
+
 class NoCompletedTrialError(ReidHpoError):
     """The study has no COMPLETE trial yet, so there is no best trial to show."""
 
@@ -63,6 +67,7 @@ __all__ = [
     "ReidHpoError",
     "SpecError",
     "StorageError",
+    "StudyDeletedError",
     "StudyExistsError",
     "StudyNotFoundError",
     "one_line",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 from typing import Annotated
 
 import typer
@@ -13,27 +12,7 @@ from hpo.cli.study import NameArgument
 from hpo.cli.study import StorageOption
 from hpo.cli.study import study_app
 
-if TYPE_CHECKING:
-    import optuna
-
 logger = logging.getLogger(__name__)
-
-
-def _load_any_study(name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:
-    """Any Optuna study of that name (a reid-hpo spec is not required for a report)."""
-    import optuna
-
-    from hpo.errors import StudyNotFoundError
-    from hpo.storage import mask_url
-
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = sorted(s.study_name for s in storage.get_all_studies())
-        raise StudyNotFoundError(
-            f"no study {name!r} in {mask_url(storage.url)}; available: "
-            f"{', '.join(names) if names else 'none'}"
-        ) from None
 
 
 @study_app.command("report")
@@ -51,17 +30,22 @@ def report_cmd(
 
     Example: reid-hpo study report mars-map-random --out report.html
     """
+    import optuna
+
     from hpo.report import build_report
     from hpo.storage import close_storage
     from hpo.storage import open_storage
     from hpo.storage import resolve_storage_url
+    from hpo.study import reading
 
     url = resolve_storage_url(storage)
     opened = open_storage(url, must_exist=True)
     try:
-        study = _load_any_study(name, opened)
-        path = build_report(study, out, storage_url=url)
-        n_trials = len(study.get_trials(deepcopy=False))
+        # Any Optuna study of that name: a reid-hpo spec is not required for a report.
+        with reading(name, opened, "`study report` read it"):
+            study = optuna.load_study(study_name=name, storage=opened)
+            path = build_report(study, out, storage_url=url)
+            n_trials = len(study.get_trials(deepcopy=False))
     finally:
         close_storage(opened)
     typer.echo(f"Wrote {path} ({n_trials} trials of study {name!r}).")

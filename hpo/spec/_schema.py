@@ -559,6 +559,7 @@ class StudySpec(_Spec):
             _check_param_fits(self, where, path, param, info.context)
         _check_divisible(self)
         _check_eval_every(self)
+        _check_schedule(self)
         _check_attention_loss(self)
         warm_start_configs(self)
         _check_warm_start(self)
@@ -730,6 +731,22 @@ def _check_eval_every(spec: StudySpec) -> None:
     every, epochs = max(every[0], every[-1]), min(epochs[0], epochs[-1])
     if every > epochs:
         raise ValueError(f"training.eval_every: eval_every={every} must be <= epochs={epochs}")
+
+
+def _check_schedule(spec: StudySpec) -> None:
+    """Refuse ``gamma`` searched while no milestone falls inside the epochs: the learning rate
+    never decays, so the search draws a parameter that does nothing. A milestone past the
+    epochs is otherwise ignored, as the reference's scheduler does."""
+    epochs = min(_int_values(spec, "epochs"))
+    searched = {resolve_param_path(name): name for name in spec.search_space}
+    milestones = spec.training.milestones
+    gamma = searched.get(TRAINING_PATHS["gamma"])
+    if gamma is not None and not any(m < epochs for m in milestones):
+        raise ValueError(
+            f"search_space.{gamma}: gamma scales the learning rate at the milestones, but none "
+            f"of training.milestones {milestones} falls inside the {epochs} epochs; add a "
+            f"milestone below {epochs} or stop searching gamma"
+        )
 
 
 __all__ = [

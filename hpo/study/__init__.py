@@ -35,6 +35,7 @@ from hpo.study._lifecycle import create_study
 from hpo.study._lifecycle import delete_study
 from hpo.study._lifecycle import ensure_study_uuid
 from hpo.study._lifecycle import load_study
+from hpo.study._lifecycle import reading
 from hpo.study._marker import MARKER_NAME
 from hpo.study._marker import ArtifactsNotSharedError
 from hpo.study._marker import StudyCopiedError
@@ -126,6 +127,7 @@ __all__ = [
     "logdir_spec",
     "measure_costs",
     "read_identity",
+    "reading",
     "refuse_if_retrained",
     "reid_core_evaluator",
     "rekey_study",

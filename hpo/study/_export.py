@@ -14,8 +14,7 @@ from optuna.trial import FrozenTrial
 from hpo.errors import ReidHpoError
 from hpo.study._accounting import compute_account
 from hpo.study._lifecycle import StorageLike
-from hpo.study._lifecycle import opened
-from hpo.study._lifecycle import study_id_of
+from hpo.study._lifecycle import reading
 from hpo.study.records import direction_name
 from hpo.study.records import read_spec_or_none
 from hpo.study.records import stored_retrain_result
@@ -106,8 +105,7 @@ def export_trials(
         raise ReidHpoError(f"unknown export format {fmt!r}; expected csv or json")
     if out is not None:
         output_file_target(out, what="the export")
-    with opened(storage_url) as (storage, where):
-        study_id = study_id_of(name, storage, where)
+    with reading(name, storage_url, "`study export` read it") as (storage, _, study_id):
         trials = storage.get_all_trials(study_id, deepcopy=False)
         direction = direction_name(storage.get_study_directions(study_id))
         attrs = storage.get_study_user_attrs(study_id)

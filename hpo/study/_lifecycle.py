@@ -28,6 +28,7 @@ import sqlalchemy.exc
 from hpo import __version__
 from hpo.errors import SpecError
 from hpo.errors import StorageError
+from hpo.errors import StudyDeletedError
 from hpo.errors import StudyExistsError
 from hpo.errors import StudyNotFoundError
 from hpo.search import build_pruner
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 # How long a `create --resume` racing a concurrent creator waits for the spec attr to appear.
 _SPEC_WAIT_S = 10.0
+# How often `create --resume` creates the study anew after its creator failed and deleted it.
+_CREATE_ATTEMPTS = 3
 _MAX_LISTED = 20
 
 StorageLike = str | optuna.storages.BaseStorage
@@ -105,6 +108,48 @@ def study_id_of(name: str, storage: optuna.storages.BaseStorage, where: str) -> 
         raise _not_found(name, storage, where) from None
 
 
+def _still_there(name: str, storage: optuna.storages.BaseStorage, study_id: int) -> bool:
+    """Whether ``storage`` still holds study ``study_id`` under that name (not deleted, nor
+    deleted and created anew)."""
+    try:
+        return storage.get_study_id_from_name(name) == study_id
+    except KeyError:
+        return False
+
+
+@contextlib.contextmanager
+def deleted_meanwhile(
+    name: str, storage: optuna.storages.BaseStorage, study_id: int, doing: str
+) -> Iterator[None]:
+    """Turn the ``KeyError`` Optuna's storages raise for a study deleted by another client in
+    the middle of the block into :class:`StudyDeletedError` ("study X was deleted while
+    ``doing``"); a ``KeyError`` while study ``study_id`` still exists is left alone."""
+    try:
+        yield
+    except KeyError:
+        if _still_there(name, storage, study_id):
+            raise
+        raise StudyDeletedError(f"study {name!r} was deleted while {doing}") from None
+
+
+@contextlib.contextmanager
+def reading(
+    name: str, storage_url: StorageLike, doing: str
+) -> Iterator[tuple[optuna.storages.BaseStorage, str, int]]:
+    """:func:`opened` and :func:`study_id_of` for a block that reads study ``name``; yields
+    ``(storage, masked description, study id)``.
+
+    Raises:
+        StudyNotFoundError: No such study.
+        StudyDeletedError: It was deleted while the block read it (see
+            :func:`deleted_meanwhile`).
+    """
+    with opened(storage_url) as (storage, where):
+        study_id = study_id_of(name, storage, where)
+        with deleted_meanwhile(name, storage, study_id, doing):
+            yield storage, where, study_id
+
+
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b), key=str):
@@ -140,41 +185,58 @@ def create_study(
     """
     storage = open_storage(storage_url) if isinstance(storage_url, str) else storage_url
     where = mask_url(getattr(storage, "url", type(storage).__name__))
-    with storage_errors(where):
-        try:
-            study = optuna.create_study(
-                storage=storage,
-                study_name=spec.name,
-                direction=spec.objective.direction,
-                sampler=build_sampler(spec),
-                pruner=build_pruner(spec),
-            )
-        except optuna.exceptions.DuplicatedStudyError:
-            if not resume:
-                raise StudyExistsError(
-                    f"study {spec.name!r} already exists in {where}; use --resume to continue "
-                    "it, or give the spec another name"
-                ) from None
-            return _resume(spec, storage, where)
-        try:
-            # Before the spec: a concurrent `create --resume` waits for the spec, so it never
-            # returns the study before its warm-start trials are queued.
-            enqueue_warm_start(study, spec, storage)
-            study.set_user_attr(StudyAttr.SPEC, spec.model_dump_json())
-            study_uuid = uuid.uuid4().hex
-            study.set_user_attr(StudyAttr.UUID, study_uuid)
-            study.set_user_attr(StudyAttr.VERSION, __version__)
-            _mark_artifacts(study, spec, study_uuid, identity_of(storage))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names([METRIC_NAMES[spec.objective.metric]])
-        except BaseException:
-            # Never leave a half-written study behind.
-            with contextlib.suppress(Exception):
-                optuna.delete_study(study_name=spec.name, storage=storage)
-            raise
-    logger.info("created study %r in %s", spec.name, where)
-    return study
+    for _ in range(_CREATE_ATTEMPTS):
+        with storage_errors(where):
+            try:
+                study = optuna.create_study(
+                    storage=storage,
+                    study_name=spec.name,
+                    direction=spec.objective.direction,
+                    sampler=build_sampler(spec),
+                    pruner=build_pruner(spec),
+                )
+            except optuna.exceptions.DuplicatedStudyError:
+                if not resume:
+                    raise StudyExistsError(
+                        f"study {spec.name!r} already exists in {where}; use --resume to "
+                        "continue it, or give the spec another name"
+                    ) from None
+                try:
+                    return _resume(spec, storage, where)
+                except StudyNotFoundError:
+                    # Its creator failed (a warm start that could not be read, ...) and
+                    # deleted it: create it here, which meets the same failure or succeeds.
+                    continue
+            _fill_new_study(study, spec, storage)
+        logger.info("created study %r in %s", spec.name, where)
+        return study
+    raise StudyDeletedError(
+        f"study {spec.name!r} was deleted {_CREATE_ATTEMPTS} times while `create --resume` "
+        "waited for its creator; check the other `study create` commands and run it again"
+    )
+
+
+def _fill_new_study(
+    study: optuna.Study, spec: StudySpec, storage: optuna.storages.BaseStorage
+) -> None:
+    """Queue the warm start, then store the spec, uuid and marker of a study just created;
+    on any failure delete it (never leave a half-written study behind)."""
+    try:
+        # Before the spec: a concurrent `create --resume` waits for the spec, so it never
+        # returns the study before its warm-start trials are queued.
+        enqueue_warm_start(study, spec, storage)
+        study.set_user_attr(StudyAttr.SPEC, spec.model_dump_json())
+        study_uuid = uuid.uuid4().hex
+        study.set_user_attr(StudyAttr.UUID, study_uuid)
+        study.set_user_attr(StudyAttr.VERSION, __version__)
+        _mark_artifacts(study, spec, study_uuid, identity_of(storage))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAMES[spec.objective.metric]])
+    except BaseException:
+        with contextlib.suppress(Exception):
+            optuna.delete_study(study_name=spec.name, storage=storage)
+        raise
 
 
 def _mark_artifacts(
@@ -197,7 +259,22 @@ def _mark_artifacts(
 
 
 def _resume(spec: StudySpec, storage: optuna.storages.BaseStorage, where: str) -> optuna.Study:
+    """The existing study of ``spec``, once its creator has written the spec.
+
+    Raises:
+        StudyNotFoundError: It was deleted meanwhile (its creator failed).
+        StudyExistsError: It has another spec, or none after :data:`_SPEC_WAIT_S`.
+    """
     study_id = study_id_of(spec.name, storage, where)
+    with deleted_meanwhile(
+        spec.name, storage, study_id, "`create --resume` waited for its creator"
+    ):
+        return _resume_known(spec, storage, where, study_id)
+
+
+def _resume_known(
+    spec: StudySpec, storage: optuna.storages.BaseStorage, where: str, study_id: int
+) -> optuna.Study:
     deadline = time.monotonic() + _SPEC_WAIT_S
     stored = read_spec(storage.get_study_user_attrs(study_id), spec.name)
     while stored is None and time.monotonic() < deadline:
@@ -291,8 +368,7 @@ def delete_study(
         StudyNotFoundError: No such study.
         StudyCopiedError: The folder belongs to the study in another storage.
     """
-    with opened(storage_url) as (storage, where):
-        study_id = study_id_of(name, storage, where)
+    with reading(name, storage_url, "`study delete` ran") as (storage, where, study_id):
         attrs = storage.get_study_user_attrs(study_id)
         spec, study_uuid = read_spec_or_none(attrs, name), attrs.get(StudyAttr.UUID)
         if not keep_artifacts and spec is not None and isinstance(study_uuid, str):
@@ -332,9 +408,11 @@ __all__ = [
     "StorageLike",
     "create_study",
     "delete_study",
+    "deleted_meanwhile",
     "ensure_study_uuid",
     "load_study",
     "opened",
+    "reading",
     "storage_errors",
     "study_id_of",
 ]

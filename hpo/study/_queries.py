@@ -26,7 +26,7 @@ from hpo.study._accounting import trial_compute
 from hpo.study._artifacts import resolve_stored
 from hpo.study._lifecycle import StorageLike
 from hpo.study._lifecycle import opened
-from hpo.study._lifecycle import study_id_of
+from hpo.study._lifecycle import reading
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_trial
 from hpo.study.records import direction_name
@@ -67,8 +67,11 @@ def list_studies(storage_url: StorageLike) -> list[StudyInfo]:
     infos = []
     with opened(storage_url) as (storage, _):
         for frozen in storage.get_all_studies():
-            study_id = storage.get_study_id_from_name(frozen.study_name)
-            trials = storage.get_all_trials(study_id, deepcopy=False)
+            try:
+                study_id = storage.get_study_id_from_name(frozen.study_name)
+                trials = storage.get_all_trials(study_id, deepcopy=False)
+            except KeyError:  # deleted by another client since the list was read
+                continue
             direction = direction_name(frozen.directions)
             best = best_trial(trials, direction)
             spec = read_spec_or_none(frozen.user_attrs, frozen.study_name)
@@ -183,8 +186,7 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
     Raises:
         StudyNotFoundError: No such study.
     """
-    with opened(storage_url) as (storage, where):
-        study_id = study_id_of(name, storage, where)
+    with reading(name, storage_url, "`study status` read it") as (storage, where, study_id):
         trials = storage.get_all_trials(study_id, deepcopy=False)
         direction = direction_name(storage.get_study_directions(study_id))
         spec = read_spec_or_none(storage.get_study_user_attrs(study_id), name)
@@ -314,8 +316,7 @@ def best_trial_of(name: str, storage_url: StorageLike) -> BestTrial:
         NoCompletedTrialError: No trial has completed yet (in a ``fidelity:`` study: no
             full-schedule trial).
     """
-    with opened(storage_url) as (storage, where):
-        study_id = study_id_of(name, storage, where)
+    with reading(name, storage_url, "`study best` read it") as (storage, _, study_id):
         trials = storage.get_all_trials(study_id, deepcopy=False)
         direction = direction_name(storage.get_study_directions(study_id))
         attrs = storage.get_study_user_attrs(study_id)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from hpo.study._artifacts import resolve_stored
 from hpo.study._lifecycle import StorageLike
-from hpo.study._lifecycle import opened
-from hpo.study._lifecycle import study_id_of
+from hpo.study._lifecycle import reading
 from hpo.study.records import TrialAttr
 from hpo.study.records import read_spec_or_none
 
@@ -29,8 +28,7 @@ def tensorboard_runs(name: str, storage_url: StorageLike) -> dict[str, Path]:
     Raises:
         StudyNotFoundError: No such study.
     """
-    with opened(storage_url) as (storage, where):
-        study_id = study_id_of(name, storage, where)
+    with reading(name, storage_url, "`study tensorboard` read it") as (storage, _, study_id):
         trials = storage.get_all_trials(study_id, deepcopy=False)
         spec = read_spec_or_none(storage.get_study_user_attrs(study_id), name)
     root = Path(spec.artifacts.root) if spec else Path()

@@ -103,6 +103,8 @@ def test_unknown_pruner_option_is_a_spec_error_at_build_time() -> None:
 # Schedule-derived defaults: the first comparable step is the first epoch at the final LR.
 DEMO_SCHEDULE = {"epochs": 6, "eval_every": 1, "warmup_epochs": 1, "milestones": [4]}
 MARS_SCHEDULE = {"epochs": 121, "eval_every": 10, "warmup_epochs": 10, "milestones": [40, 70]}
+# Without milestones gamma does nothing, and a study refuses to search it.
+_NO_GAMMA = {k: v for k, v in tiny_spec_dict()["search_space"].items() if k != "gamma"}
 
 
 def _scheduled(schedule: dict[str, Any], pruner: dict[str, Any], **overrides: Any) -> Any:
@@ -132,7 +134,9 @@ def test_only_unset_options_take_the_schedule_default() -> None:
 
 
 def test_warmup_alone_sets_the_step_without_milestones() -> None:
-    spec = _scheduled({**MARS_SCHEDULE, "milestones": []}, {"name": "median"})
+    spec = _scheduled(
+        {**MARS_SCHEDULE, "milestones": []}, {"name": "median"}, search_space=_NO_GAMMA
+    )
     assert build_pruner(spec)._n_warmup_steps == 10
 
 
@@ -209,7 +213,8 @@ def test_hyperband_and_sha_start_at_the_first_comparable_step(
 
 def test_resources_start_at_eval_every_when_the_schedule_is_flat() -> None:
     schedule = {**MARS_SCHEDULE, "warmup_epochs": 0, "milestones": []}
-    assert build_pruner(_scheduled(schedule, {"name": "sha"}))._min_resource == 10
+    spec = _scheduled(schedule, {"name": "sha"}, search_space=_NO_GAMMA)
+    assert build_pruner(spec)._min_resource == 10
 
 
 def test_hyperband_min_resource_default_is_capped_at_max_resource() -> None:

@@ -74,6 +74,16 @@ SPEC_CASES: dict[str, tuple[dict[str, Any] | str, str]] = {
         {"heartbeat": {"interval": 30, "grace": 10**12}},
         "heartbeat.grace",
     ),
+    # gamma searched (the tiny space does) where the learning rate never decays
+    "gamma_searched_with_milestones_past_the_epochs": (
+        {"training": {**tiny_spec_dict()["training"], "milestones": [3, 10]}},
+        "search_space.gamma: gamma scales the learning rate at the milestones, but none of "
+        "training.milestones [3, 10] falls inside the 3 epochs",
+    ),
+    "gamma_searched_without_milestones": (
+        {"training": {**tiny_spec_dict()["training"], "milestones": []}},
+        "none of training.milestones [] falls inside the 3 epochs",
+    ),
 }
 
 
