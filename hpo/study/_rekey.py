@@ -47,7 +47,7 @@ def rekey_study(name: str, storage_url: StorageLike, *, adopt: bool = False) -> 
     with reading(name, storage_url, "`study rekey` ran") as (storage, where, study_id):
         # Workers join a study (marker check, uuid) under its lock: one starting meanwhile
         # joins before or after the new key, never in between.
-        lock = open_study_lock(str(getattr(storage, "url", "")), name)
+        lock = open_study_lock(storage, name)
         lock.acquire()
         try:
             return _rekey(name, storage, where, study_id, adopt=adopt)

@@ -233,7 +233,8 @@ def test_rekey_waits_for_the_study_lock(url: str, tmp_path: Path, mars_root: Pat
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{copy_db}" TEMPLATE "{original_db}"')
         old_uuid = _uuid(copy_url)
-        lock = open_study_lock(copy_url, "rk")
+        worker_storage = open_storage(copy_url)  # a worker joining the copy holds its lock
+        lock = open_study_lock(worker_storage, "rk")
         lock.acquire()
         try:
             rekey = subprocess.Popen(
@@ -248,6 +249,7 @@ def test_rekey_waits_for_the_study_lock(url: str, tmp_path: Path, mars_root: Pat
             assert rekey.poll() is None and _uuid(copy_url) == old_uuid
         finally:
             lock.close()
+            close_storage(worker_storage)
         output, _ = rekey.communicate(timeout=60)
         assert rekey.returncode == 0, output
         assert _uuid(copy_url) != old_uuid and _uuid(url) == old_uuid
