@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests._helpers.postgres import fresh_database
+from tests._helpers.s3 import CREDENTIALS
+from tests._helpers.s3 import S3Server
+from tests._helpers.s3 import s3_server
 
 # Two cores: keep torch from oversubscribing when several test processes run.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -31,3 +34,20 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture()
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server process (moto's), shared by the session (fails under
+    CI=true when it cannot start)."""
+    with s3_server(tmp_path_factory.mktemp("s3") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture()
+def s3_bucket(s3_endpoint: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on :func:`s3_endpoint`, with its credentials in this process's
+    environment (where boto3 reads them, as on a worker host)."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return s3_endpoint.new_bucket()

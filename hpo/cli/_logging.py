@@ -33,3 +33,7 @@ def configure_logging(*, verbose: bool) -> None:
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     optuna.logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+    # boto3's libraries log each credential lookup at INFO and, at DEBUG, request headers
+    # that name the access key: kept at WARNING, verbose or not.
+    for name in ("boto3", "botocore", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)

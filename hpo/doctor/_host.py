@@ -213,7 +213,8 @@ def _marker_note(root: Path, spec: StudySpec | None, url: str | None) -> str:
     if not attrs.get(StudyAttr.ARTIFACTS_MARKER) or not isinstance(study_uuid, str):
         return f"study {spec.name!r} has no artifacts marker"
     try:
-        check_marker(root, study_uuid, spec.name, storage_identity(url))
+        artifacts = spec.artifacts.model_copy(update={"root": str(root)})  # this node's root
+        check_marker(artifacts, study_uuid, spec.name, storage_identity(url))
     except Exception as exc:
         return f"FAIL {exc}"
     return f"marker of study {spec.name!r} visible"

@@ -75,7 +75,7 @@ def epochs_of(trial: FrozenTrial) -> int | None:
 def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | None) -> str:
     """One row per trial: state, objective, validation mAP/R1/R5/R10 in %, epochs, one column
     per parameter, worker, start (ISO 8601), duration, warm-start source (when a trial has
-    one), fail reason. The best row is marked."""
+    one), notes (the fail reason; why a retry started from epoch 0). The best row is marked."""
     if not trials:
         return "<p class='note'>The study has no trials.</p>"
     params = list(dict.fromkeys(name for t in trials for name in t.params))
@@ -85,7 +85,7 @@ def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | 
     headers = ["#", "state", metric.label, *(f"{h} (%)" for _, h in shown), "epochs"]
     headers += [*(["rung", "configuration"] if rungs else []), *params]
     headers += ["worker", "started", "duration (s)", *(["warm start"] if warm else [])]
-    headers.append("fail reason")
+    headers.append("fail reason / notes")
     head = "".join(f"<th title='click to sort'>{_e(h)}</th>" for h in headers)
     rows = [
         _trial_row(t, params, metric, best, warm=warm, rungs=rungs, shown=shown) for t in trials
@@ -143,10 +143,19 @@ def _trial_row(
         _cell(started),
         _cell("" if duration is None else f"{duration:.0f}", duration),
         *([_cell(str(t.user_attrs.get(TrialAttr.WARM_START, "")))] if warm else []),
-        _cell(str(t.user_attrs.get(TrialAttr.FAIL_REASON, ""))),
+        _cell(_notes(t)),
     ]
     row_class = " class='best'" if is_best else ""
     return f"<tr{row_class} data-trial='{t.number}'>{''.join(cells)}</tr>"
+
+
+def _notes(trial: FrozenTrial) -> str:
+    """The fail reason and, for a retry that could not resume, why it started from epoch 0."""
+    notes = [str(trial.user_attrs.get(TrialAttr.FAIL_REASON) or "")]
+    skipped = trial.user_attrs.get(TrialAttr.RESUME_SKIPPED)
+    if skipped:
+        notes.append(f"resume skipped: {skipped}")
+    return "; ".join(n for n in notes if n)
 
 
 def _duration_s(trial: FrozenTrial) -> float | None:

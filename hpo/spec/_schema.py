@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass
 from typing import Annotated
@@ -409,10 +410,69 @@ class FidelitySpec(_Spec):
         return self.kind != "none"
 
 
-class ArtifactsSpec(_Spec):
-    """Where trial checkpoints go: a path every worker sees (shared filesystem)."""
+# Keys a careless spec might use to carry object-store credentials (matched lower-case).
+_CREDENTIAL_KEYS = ("access_key", "secret", "session_token", "token", "password", "credential")
+# S3 presigned-URL query parameters: a URL carrying one carries a signature or a key.
+_SIGNED_QUERY = re.compile(r"[?&](x-amz-|awsaccesskeyid|signature)", re.IGNORECASE)
 
+
+class ArtifactsSpec(_Spec):
+    """Where trial checkpoints, metrics and TensorBoard files go (:mod:`hpo.study`).
+
+    ``kind: filesystem`` (the default): ``root`` is a path every worker sees (a shared file
+    system, guarded by the study's marker). ``kind: s3``: an S3-compatible object store
+    (``bucket``, optional ``prefix``, ``endpoint_url`` for MinIO/Ceph/..., ``region``) holds
+    them, and ``root`` is each host's local working copy. Credentials never appear here: boto3
+    reads them from the environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_PROFILE``, an instance or pod role).
+    """
+
+    kind: Literal["filesystem", "s3"] = "filesystem"
     root: str = Field("runs", min_length=1)
+    bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    prefix: str = Field("", pattern=r"^[A-Za-z0-9._\-/]*$")
+    endpoint_url: str | None = Field(None, pattern=r"^https?://")
+    region: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if any(word in str(key).lower() for word in _CREDENTIAL_KEYS):
+                    raise ValueError(
+                        f"{key}: credentials are never stored with the study; give them through "
+                        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role"
+                    )
+        return data
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_secret_in_url(cls, value: str | None) -> str | None:
+        if value is not None and ("@" in value or _SIGNED_QUERY.search(value)):
+            raise ValueError(
+                "the URL carries a credential, which would be stored with the study; give it "
+                "through AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> ArtifactsSpec:
+        if self.kind == "s3" and self.bucket is None:
+            raise ValueError("bucket: required when kind is s3")
+        given = {"bucket": self.bucket, "prefix": self.prefix or None}
+        given |= {"endpoint_url": self.endpoint_url, "region": self.region}
+        extra = sorted(k for k, v in given.items() if v is not None)
+        if self.kind == "filesystem" and extra:
+            raise ValueError(f"{', '.join(extra)}: only for kind s3 (kind is filesystem)")
+        return self
+
+    @property
+    def location(self) -> str:
+        """Where the study folders live, for messages (``s3://bucket/prefix`` or the root)."""
+        if self.kind == "s3":
+            return f"s3://{self.bucket}/{self.prefix.strip('/')}".rstrip("/")
+        return self.root
 
 
 class HeartbeatSpec(_Spec):

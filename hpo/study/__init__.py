@@ -11,12 +11,12 @@ from hpo.study._accounting import ComputeAccount
 from hpo.study._accounting import TrialCompute
 from hpo.study._accounting import compute_account
 from hpo.study._accounting import trial_compute
+from hpo.study._artifacts import IDENTITY_FILE
 from hpo.study._artifacts import ArtifactPathError
 from hpo.study._artifacts import AttemptIdentity
 from hpo.study._artifacts import attempt_dir
 from hpo.study._artifacts import config_hash
 from hpo.study._artifacts import drop_checkpoints
-from hpo.study._artifacts import keep_the_best_checkpoint
 from hpo.study._artifacts import read_identity
 from hpo.study._artifacts import resolve_stored
 from hpo.study._artifacts import stored_path
@@ -42,6 +42,11 @@ from hpo.study._marker import StudyCopiedError
 from hpo.study._marker import check_marker
 from hpo.study._marker import ensure_marker
 from hpo.study._marker import identity_of
+from hpo.study._mirror import ArtifactMirror
+from hpo.study._mirror import mirror_of
+from hpo.study._object_store import ObjectStore
+from hpo.study._object_store import ObjectStoreError
+from hpo.study._object_store import open_store
 from hpo.study._plan import StudyPlan
 from hpo.study._plan import build_plan
 from hpo.study._plan import first_prune_epoch
@@ -63,6 +68,7 @@ from hpo.study._queries import state_counts
 from hpo.study._queries import study_status
 from hpo.study._rekey import Rekeyed
 from hpo.study._rekey import rekey_study
+from hpo.study._retention import apply_retention
 from hpo.study._retrain import PLAIN_TRAINING_EPOCHS
 from hpo.study._retrain import PLAIN_TRAINING_ERASING
 from hpo.study._retrain import RetrainError
@@ -77,16 +83,20 @@ from hpo.study.records import spec_of
 
 __all__ = [
     "CHECKPOINT_ATTRS",
+    "IDENTITY_FILE",
     "MARKER_NAME",
     "PLAIN_TRAINING_EPOCHS",
     "PLAIN_TRAINING_ERASING",
     "REFERENCE_TRIALS",
+    "ArtifactMirror",
     "ArtifactPathError",
     "ArtifactsNotSharedError",
     "AttemptIdentity",
     "BestTrial",
     "ComputeAccount",
     "DeletedStudy",
+    "ObjectStore",
+    "ObjectStoreError",
     "Rekeyed",
     "RetrainError",
     "RetrainOptions",
@@ -102,6 +112,7 @@ __all__ = [
     "TrialAttr",
     "TrialCompute",
     "TrialSummary",
+    "apply_retention",
     "attempt_dir",
     "best_trial_of",
     "build_plan",
@@ -121,11 +132,12 @@ __all__ = [
     "finished_epochs",
     "first_prune_epoch",
     "identity_of",
-    "keep_the_best_checkpoint",
     "list_studies",
     "load_study",
     "logdir_spec",
     "measure_costs",
+    "mirror_of",
+    "open_store",
     "read_identity",
     "reading",
     "refuse_if_retrained",

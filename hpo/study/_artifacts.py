@@ -15,9 +15,9 @@ from.
 
 Retention: a running attempt keeps its newest checkpoints (the trainer's two); a pruned or
 failed attempt drops its checkpoint files when it ends (a handed-back or stale one keeps them
-until its retry has taken them over); among complete trials only the study's best keeps its
-final checkpoint (what ``study test`` evaluates). Logs, ``attempt.json`` and TensorBoard
-files stay. Paths are recorded relative to the artifacts root (:func:`stored_path`).
+until its retry has taken them over); the rest is :mod:`hpo.study._retention`. Paths are
+recorded relative to the artifacts root (:func:`stored_path`), which is also how the object
+store names them (:mod:`hpo.study._mirror`).
 """
 
 from __future__ import annotations
@@ -34,13 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
-from optuna.trial import TrialState
-
 from hpo.errors import ReidHpoError
-from hpo.study.records import StudyAttr
-from hpo.study.records import TrialAttr
-from hpo.study.records import best_of_study
 from reid_core.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -200,39 +194,7 @@ def drop_checkpoints(folder: Path, *, keep: Path | None = None) -> int:
     return CheckpointManager(folder).remove_all(keep=keep)
 
 
-def keep_the_best_checkpoint(study: optuna.Study, root: str | Path) -> int:
-    """Drop the checkpoints of every COMPLETE trial but the study's best, whose final
-    checkpoint alone stays (what ``study test`` evaluates).
-
-    Returns:
-        The bytes freed on this machine.
-    """
-    best = best_of_study(study)
-    owner = study.user_attrs.get(StudyAttr.UUID)
-    freed = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        folder = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
-        if not folder:
-            continue
-        path = resolve_stored(root, str(folder))
-        if not _owned_attempt(root, owner, path):
-            logger.warning(
-                "retention: not touching %s (trial %d): not an attempt folder of this study "
-                "under the artifacts root %s",
-                path,
-                trial.number,
-                root,
-            )
-            continue
-        keep = None
-        if best is not None and trial.number == best.number:
-            final = trial.user_attrs.get(TrialAttr.CHECKPOINT)
-            keep = resolve_stored(root, str(final)) if final else None
-        freed += drop_checkpoints(path, keep=keep)
-    return freed
-
-
-def _owned_attempt(root: str | Path, study_uuid: object, folder: Path) -> bool:
+def owned_attempt(root: str | Path, study_uuid: object, folder: Path) -> bool:
     """Whether ``folder`` resolves under ``<root>/<study_uuid>`` and its ``attempt.json``
     names that study: the only folders retention may empty."""
     if not isinstance(study_uuid, str):
@@ -294,7 +256,7 @@ __all__ = [
     "attempt_dir",
     "config_hash",
     "drop_checkpoints",
-    "keep_the_best_checkpoint",
+    "owned_attempt",
     "read_identity",
     "remove_study_artifacts",
     "resolve_stored",

@@ -21,6 +21,8 @@ from optuna.trial import FrozenTrial
 
 from hpo.errors import NoCompletedTrialError
 from hpo.study._artifacts import resolve_stored
+from hpo.study._mirror import ArtifactMirror
+from hpo.study._mirror import mirror_of
 from hpo.study._notes import write_results_note
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
@@ -61,12 +63,15 @@ def reid_core_evaluator(
     return {**info, **result.to_dict()}
 
 
-def trial_checkpoint(trial: FrozenTrial, root: str | Path = ".") -> Path:
+def trial_checkpoint(
+    trial: FrozenTrial, root: str | Path = ".", mirror: ArtifactMirror | None = None
+) -> Path:
     """The checkpoint (file or run directory) a trial recorded in its user attrs.
 
     Args:
         trial: The trial.
         root: The artifacts root the recorded paths are relative to (``artifacts.root``).
+        mirror: The study's object store: a checkpoint file not on this machine is fetched.
 
     Raises:
         CheckpointError: The trial recorded none, or the recorded path does not exist here.
@@ -75,6 +80,8 @@ def trial_checkpoint(trial: FrozenTrial, root: str | Path = ".") -> Path:
         value = trial.user_attrs.get(key)
         if value:
             path = resolve_stored(root, str(value))
+            if mirror is not None and key == TrialAttr.CHECKPOINT:
+                mirror.fetch_checkpoint(path)
             if not path.exists():
                 raise CheckpointError(
                     f"trial {trial.number}: {key} {path} does not exist on this machine "
@@ -131,7 +138,7 @@ def evaluate_best_on_test(
             existing.get("trial"),
             best.number,
         )
-    checkpoint = trial_checkpoint(best, spec.artifacts.root)
+    checkpoint = trial_checkpoint(best, spec.artifacts.root, mirror_of(spec.artifacts))
     logger.info(
         "study %r: evaluating trial %d (%s) once on the test split",
         study.study_name,

@@ -40,10 +40,14 @@ from hpo.storage import mask_url
 from hpo.storage import open_storage
 from hpo.study._artifacts import remove_study_artifacts
 from hpo.study._artifacts import study_dir
+from hpo.study._marker import MARKER_NAME
 from hpo.study._marker import check_owner
 from hpo.study._marker import identity_of
+from hpo.study._marker import marker_where
 from hpo.study._marker import read_marker
 from hpo.study._marker import write_marker
+from hpo.study._mirror import mirror_of
+from hpo.study._object_store import ObjectStoreError
 from hpo.study._warm_start import enqueue_warm_start
 from hpo.study.records import METRIC_NAMES
 from hpo.study.records import StudyAttr
@@ -245,17 +249,17 @@ def _mark_artifacts(
     """Write the study's shared-file-system marker (:mod:`hpo.study._marker`, naming the
     study's ``storage``) when this machine can; else the first worker writes it."""
     try:
-        path = write_marker(spec.artifacts.root, study_uuid, spec.name, storage)
-    except OSError as exc:
+        where = write_marker(spec.artifacts, study_uuid, spec.name, storage)
+    except (OSError, ObjectStoreError) as exc:
         logger.warning(
-            "artifacts.root %s is not writable here (%s): the study's first worker will write "
-            "its marker; run `study create` where the shared file system is mounted to pin it",
-            spec.artifacts.root,
-            exc.strerror or exc,
+            "artifacts %s are not writable here (%s): the study's first worker will write "
+            "its marker; run `study create` where they are reachable to pin it",
+            spec.artifacts.location,
+            getattr(exc, "strerror", None) or exc,
         )
         return
     study.set_user_attr(StudyAttr.ARTIFACTS_MARKER, True)
-    logger.info("artifacts of study %r in %s", spec.name, path.parent)
+    logger.info("artifacts of study %r in %s", spec.name, where.removesuffix(f"/{MARKER_NAME}"))
 
 
 def _resume(spec: StudySpec, storage: optuna.storages.BaseStorage, where: str) -> optuna.Study:
@@ -347,8 +351,9 @@ class DeletedStudy:
     """What :func:`delete_study` did."""
 
     n_trials: int
-    artifacts: Path | None
-    """The study's artifact folder (None for a study without reid-hpo spec or uuid)."""
+    artifacts: Path | str | None
+    """The study's artifact folder, or its ``s3://`` prefix (None for a study without
+    reid-hpo spec or uuid)."""
     artifacts_removed: bool
     artifacts_error: str | None = None
     """Why the folder was not removed completely, when it was not."""
@@ -357,7 +362,8 @@ class DeletedStudy:
 def delete_study(
     name: str, storage_url: StorageLike, *, keep_artifacts: bool = False
 ) -> DeletedStudy:
-    """Delete a study, all its trials and, unless ``keep_artifacts``, its artifact folder.
+    """Delete a study, all its trials and, unless ``keep_artifacts``, its artifact folder (and,
+    with ``artifacts.kind: s3``, every object under its prefix ``<prefix>/<uuid>/``).
 
     The folder is named by the study's uuid, so nothing of another study (a re-created one of
     the same name included) is touched. A folder this machine does not see is reported, not
@@ -372,24 +378,40 @@ def delete_study(
         attrs = storage.get_study_user_attrs(study_id)
         spec, study_uuid = read_spec_or_none(attrs, name), attrs.get(StudyAttr.UUID)
         if not keep_artifacts and spec is not None and isinstance(study_uuid, str):
-            _refuse_a_copy(storage, spec.artifacts.root, study_uuid, name)
+            _refuse_a_copy(storage, spec, study_uuid, name)
         n_trials = storage.get_n_trials(study_id)
         storage.delete_study(study_id)
     logger.info("deleted study %r (%d trials) from %s", name, n_trials, where)
     if spec is None or not isinstance(study_uuid, str):
         return DeletedStudy(n_trials, None, artifacts_removed=False)
+    if spec.artifacts.kind == "s3":
+        return _delete_objects(n_trials, spec, study_uuid, keep=keep_artifacts)
     if keep_artifacts:
         return DeletedStudy(n_trials, study_dir(spec.artifacts.root, study_uuid), False)
     removed = remove_study_artifacts(spec.artifacts.root, study_uuid)
     return DeletedStudy(n_trials, removed.folder, removed.removed, removed.error)
 
 
+def _delete_objects(n_trials: int, spec: StudySpec, study_uuid: str, *, keep: bool) -> DeletedStudy:
+    """The object-store half of :func:`delete_study`: the study's prefix, and this host's
+    cache of it."""
+    prefix = f"{spec.artifacts.location}/{study_uuid}/"
+    if keep:
+        return DeletedStudy(n_trials, prefix, False)
+    try:
+        mirror_of(spec.artifacts).remove_study(study_uuid)
+    except ObjectStoreError as exc:
+        return DeletedStudy(n_trials, prefix, False, str(exc))
+    return DeletedStudy(n_trials, prefix, True)
+
+
 def _refuse_a_copy(
-    storage: optuna.storages.BaseStorage, root: str, study_uuid: str, name: str
+    storage: optuna.storages.BaseStorage, spec: StudySpec, study_uuid: str, name: str
 ) -> None:
-    record, identity = read_marker(root, study_uuid), identity_of(storage)
+    record, identity = read_marker(spec.artifacts, study_uuid), identity_of(storage)
     if record is not None and identity is not None:
-        check_owner(record, name, identity, study_dir(root, study_uuid))
+        folder = marker_where(spec.artifacts, study_uuid).removesuffix(f"/{MARKER_NAME}")
+        check_owner(record, name, identity, folder)
 
 
 def ensure_study_uuid(study: optuna.Study) -> str:

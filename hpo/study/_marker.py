@@ -12,6 +12,10 @@ A copied database keeps the study's uuid, so its workers would write the origina
 worker start, ``retrain`` and ``study delete`` refuse a storage that is not the one the marker
 names, and ``study rekey`` is the way out (a fresh uuid for the copy, or ``--adopt-artifacts``
 for a database that moved).
+
+With ``artifacts.kind: s3`` the marker is the object ``<prefix>/<study uuid>/reid-hpo-study.json``
+in the bucket (each host's ``root`` is only its local working copy): a worker that cannot read it
+(another bucket or endpoint, no credentials) is refused the same way.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from pathlib import Path
 import optuna
 
 from hpo.errors import ReidHpoError
+from hpo.spec import ArtifactsSpec
 from hpo.storage import StorageIdentity
 from hpo.storage import storage_identity
 from hpo.study._artifacts import study_dir
 from hpo.study._artifacts import write_json_file
+from hpo.study._object_store import open_store
 from hpo.study.records import StudyAttr
 
 logger = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ __all__ = [
     "check_owner",
     "ensure_marker",
     "identity_of",
+    "marker_where",
     "read_marker",
     "write_marker",
 ]
@@ -66,16 +73,26 @@ def marker_path(root: str | Path, study_uuid: str) -> Path:
     return study_dir(root, study_uuid) / MARKER_NAME
 
 
+def marker_where(artifacts: ArtifactsSpec, study_uuid: str) -> str:
+    """Where the study's marker lives, for messages (a path, or an ``s3://`` URL)."""
+    if artifacts.kind == "s3":
+        return f"{artifacts.location}/{study_uuid}/{MARKER_NAME}"
+    return str(marker_path(artifacts.root, study_uuid))
+
+
 def write_marker(
-    root: str | Path, study_uuid: str, study_name: str, storage: StorageIdentity | None = None
-) -> Path:
-    """Create the study's artifact folder (and ``root``) and write its marker (naming
-    ``storage``, the study's database, when given).
+    artifacts: ArtifactsSpec,
+    study_uuid: str,
+    study_name: str,
+    storage: StorageIdentity | None = None,
+) -> str:
+    """Write the study's marker (naming ``storage``, the study's database, when given): in the
+    object store, or in the study's folder (created, with ``root``); returns where.
 
     Raises:
         OSError: The folder or the file cannot be written on this machine.
+        ObjectStoreError: The object store refused it or cannot be reached.
     """
-    path = marker_path(root, study_uuid)
     record: dict[str, object] = {
         "study_uuid": study_uuid,
         "study_name": study_name,
@@ -83,14 +100,28 @@ def write_marker(
     }
     if storage is not None:
         record["storage"] = {"key": storage.key, "display": storage.display}
-    write_json_file(path, record)
-    return path
+    path = marker_path(artifacts.root, study_uuid)
+    store = open_store(artifacts)
+    if store is None:
+        write_json_file(path, record)
+    else:
+        store.put_bytes(f"{study_uuid}/{MARKER_NAME}", json.dumps(record).encode())
+    return marker_where(artifacts, study_uuid)
 
 
-def read_marker(root: str | Path, study_uuid: str) -> dict[str, object] | None:
-    """The study's marker record, or None when it is missing, unreadable or not this study's."""
+def read_marker(artifacts: ArtifactsSpec, study_uuid: str) -> dict[str, object] | None:
+    """The study's marker record, or None when it is missing, unreadable or not this study's.
+
+    Raises:
+        ObjectStoreError: The object store cannot be reached.
+    """
+    store = open_store(artifacts)
     try:
-        record = json.loads(marker_path(root, study_uuid).read_text(encoding="utf-8"))
+        if store is None:
+            text = marker_path(artifacts.root, study_uuid).read_text(encoding="utf-8")
+        else:
+            text = (store.get_bytes(f"{study_uuid}/{MARKER_NAME}") or b"").decode("utf-8")
+        record = json.loads(text)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("study_uuid") != study_uuid:
@@ -99,7 +130,10 @@ def read_marker(root: str | Path, study_uuid: str) -> dict[str, object] | None:
 
 
 def check_marker(
-    root: str | Path, study_uuid: str, study_name: str, storage: StorageIdentity | None = None
+    artifacts: ArtifactsSpec,
+    study_uuid: str,
+    study_name: str,
+    storage: StorageIdentity | None = None,
 ) -> None:
     """Refuse a machine that does not see the study's marker, and (given ``storage``) a
     storage other than the one the marker names.
@@ -107,20 +141,27 @@ def check_marker(
     Raises:
         ArtifactsNotSharedError: The marker is missing, unreadable or names another study.
         StudyCopiedError: The marker names another storage.
+        ObjectStoreError: The object store cannot be reached (``kind: s3``).
     """
-    record = read_marker(root, study_uuid)
+    record = read_marker(artifacts, study_uuid)
+    where = marker_where(artifacts, study_uuid)
+    if record is None and artifacts.kind == "s3":
+        raise ArtifactsNotSharedError(
+            f"artifacts {artifacts.location} does not hold study {study_name!r}'s marker {where} "
+            "(written by `study create`): are bucket, prefix and endpoint_url the study's?"
+        )
     if record is None:
         raise ArtifactsNotSharedError(
-            f"artifacts.root {root} on this machine does not hold study {study_name!r}'s marker "
-            f"{marker_path(root, study_uuid)} (written by `study create`): is the shared file "
+            f"artifacts.root {artifacts.root} on this machine does not hold study "
+            f"{study_name!r}'s marker {where} (written by `study create`): is the shared file "
             "system mounted here?"
         )
     if storage is not None:
-        check_owner(record, study_name, storage, marker_path(root, study_uuid).parent)
+        check_owner(record, study_name, storage, where.removesuffix(f"/{MARKER_NAME}"))
 
 
 def check_owner(
-    record: dict[str, object], study_name: str, storage: StorageIdentity, folder: Path
+    record: dict[str, object], study_name: str, storage: StorageIdentity, folder: str | Path
 ) -> None:
     """Refuse when the marker ``record`` names a storage other than ``storage`` (a marker
     written before storages were recorded names none and is accepted).
@@ -141,7 +182,7 @@ def check_owner(
 
 def ensure_marker(
     study: optuna.Study,
-    root: str | Path,
+    artifacts: ArtifactsSpec,
     study_uuid: str,
     storage: StorageIdentity | None = None,
 ) -> None:
@@ -154,13 +195,14 @@ def ensure_marker(
         ReidHpoError: The study has none and this machine cannot write it.
     """
     if study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER):
-        check_marker(root, study_uuid, study.study_name, storage)
+        check_marker(artifacts, study_uuid, study.study_name, storage)
         return
     try:
-        path = write_marker(root, study_uuid, study.study_name, storage)
+        where = write_marker(artifacts, study_uuid, study.study_name, storage)
     except OSError as exc:
         raise ReidHpoError(
-            f"artifacts.root {root} is not writable on this machine: {exc.strerror or exc}"
+            f"artifacts.root {artifacts.root} is not writable on this machine: "
+            f"{exc.strerror or exc}"
         ) from None
     study.set_user_attr(StudyAttr.ARTIFACTS_MARKER, True)
-    logger.info("study %r: artifacts marker written at %s", study.study_name, path)
+    logger.info("study %r: artifacts marker written at %s", study.study_name, where)

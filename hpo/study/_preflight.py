@@ -20,6 +20,7 @@ from hpo.storage import open_storage
 from hpo.storage import storage_identity
 from hpo.study._lifecycle import load_study
 from hpo.study._marker import check_marker
+from hpo.study._object_store import open_store
 from hpo.study.records import StudyAttr
 
 if TYPE_CHECKING:
@@ -171,18 +172,22 @@ def check_study_can_run(name: str, url: str) -> StudySpec:
     check_spec_can_run(spec)
     study_uuid = study.user_attrs.get(StudyAttr.UUID)
     if study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER) and isinstance(study_uuid, str):
-        check_marker(spec.artifacts.root, study_uuid, name, storage_identity(url))
+        check_marker(spec.artifacts, study_uuid, name, storage_identity(url))
     return spec
 
 
 def _check_artifacts(spec: StudySpec) -> None:
     """Refuse to start when the checkpoint location cannot be written (one-line error). The
     root is not created here: a missing root is checked through its nearest existing parent,
-    and only ``study create`` makes it (with the study's marker)."""
+    and only ``study create`` makes it (with the study's marker). With ``kind: s3`` the root is
+    this host's cache, and the bucket must answer with this host's credentials."""
     root = Path(spec.artifacts.root)
     reason = artifacts_write_error(root)
     if reason is not None:
         raise ReidHpoError(f"artifacts.root {root} is not a writable directory: {reason}")
+    store = open_store(spec.artifacts)
+    if store is not None:
+        store.check()
 
 
 def artifacts_write_error(root: Path) -> str | None:

@@ -174,6 +174,10 @@ class StudyStatus:
     """A ``fidelity:`` study's finished epochs (its budget counts epochs), else None."""
     epochs_budget: int | None = None
     """A ``fidelity:`` study's budget in epochs (``n_trials`` full schedules), else None."""
+    resume_skipped: dict[int, str] = field(default_factory=dict)
+    """Retries that started from epoch 0 instead of their predecessor's checkpoint: trial
+    number -> why (no checkpoint reachable on that host or in the object store, or a record
+    of another study or configuration)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -229,6 +233,11 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         rungs=rung_counts(trials, plan) if plan else [],
         epochs_finished=epochs_done,
         epochs_budget=epochs_budget,
+        resume_skipped={
+            t.number: str(t.user_attrs[TrialAttr.RESUME_SKIPPED])
+            for t in trials
+            if t.user_attrs.get(TrialAttr.RESUME_SKIPPED)
+        },
     )
 
 

@@ -63,7 +63,7 @@ def _rekey(name: str, storage: BaseStorage, where: str, study_id: int, *, adopt:
     if spec is None or not isinstance(old_uuid, str) or identity is None:
         raise ReidHpoError(f"study {name!r} in {where} has no reid-hpo spec or uuid to rekey")
     root = spec.artifacts.root
-    record = read_marker(root, old_uuid) or {}
+    record = read_marker(spec.artifacts, old_uuid) or {}
     owner = record.get("storage")
     if isinstance(owner, dict) and owner.get("key") == identity.key:
         raise ReidHpoError(
@@ -72,7 +72,7 @@ def _rekey(name: str, storage: BaseStorage, where: str, study_id: int, *, adopt:
         )
     new_uuid = old_uuid if adopt else uuid.uuid4().hex
     try:
-        write_marker(root, new_uuid, name, identity)
+        write_marker(spec.artifacts, new_uuid, name, identity)
     except OSError as exc:
         raise ReidHpoError(
             f"artifacts.root {root} is not writable on this machine: {exc.strerror or exc}"

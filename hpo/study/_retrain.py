@@ -202,9 +202,7 @@ def retrain_trial(
     refuse_if_retrained(study, force=options.force)
     trial = pick_trial(study, options.trial)
     if options.output is None and study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER):
-        check_marker(
-            spec.artifacts.root, ensure_study_uuid(study), study.study_name, options.storage
-        )
+        check_marker(spec.artifacts, ensure_study_uuid(study), study.study_name, options.storage)
     folder = options.output or default_folder(study, spec, trial.number)
     cfg = retrain_config(spec, trial, options, folder)
     identity = {

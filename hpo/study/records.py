@@ -67,6 +67,8 @@ class TrialAttr:
     """The last checkpoint file written."""
     LAST_CHECKPOINT_EPOCH = "last_checkpoint_epoch"
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    RESUME_SKIPPED = "resume_skipped"
+    """Why a retry started from epoch 0 (no checkpoint reachable, or its record differed)."""
     VAL_METRICS = "val_metrics"
     CMC = "cmc"
     RERANK_CMC = "rerank_cmc"

@@ -2,25 +2,28 @@
 fence that stops a worker whose trial is no longer its own.
 
 A retry takes its predecessor's last verified checkpoint over into its own attempt folder
-(when ``attempt.json`` records the same study, trial and configuration) and frees the
-predecessor's copies; from then on only its own folder is written. At every epoch end a worker
-checks that its trial is still RUNNING: one whose trial another worker failed (a stale
-heartbeat while this process was paused) stops writing at once, and one whose study was
-deleted stops with :class:`~hpo.errors.StudyNotFoundError`.
+(when ``attempt.json`` records the same study, trial and configuration; with an object store,
+after fetching them into this host's cache) and frees the predecessor's copies; from then on
+only its own folder is written. A retry that cannot resume says why (``resume_skipped``). At
+every epoch end a worker checks that its trial is still RUNNING: one whose trial another
+worker failed (a stale heartbeat while this process was paused) stops writing at once, and one
+whose study was deleted stops with :class:`~hpo.errors.StudyNotFoundError`.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import StudyNotFoundError
+from hpo.study import IDENTITY_FILE
+from hpo.study import ArtifactMirror
 from hpo.study import AttemptIdentity
-from hpo.study import drop_checkpoints
 from hpo.study import read_identity
 from hpo.study import take_over
 from reid_core.engine import METRICS_LOG_NAME
@@ -33,29 +36,50 @@ class TrialFenced(Exception):
     """This worker's trial was finished by someone else; nothing more is written for it."""
 
 
-def take_over_predecessor(previous: Path, folder: Path, identity: AttemptIdentity) -> Path | None:
-    """The checkpoint a retry resumes from: the predecessor attempt's newest verified one,
-    taken over into this attempt's folder, if that attempt belongs to the same study, trial and
-    configuration; else None (start from epoch 0, said once)."""
+@dataclass(frozen=True)
+class Resume:
+    """How a retry starts: from ``checkpoint``, or from epoch 0 because of ``skipped``."""
+
+    checkpoint: Path | None
+    skipped: str | None = None
+
+
+def take_over_predecessor(
+    previous: Path, folder: Path, identity: AttemptIdentity, mirror: ArtifactMirror
+) -> Resume:
+    """The checkpoint a retry resumes from: the predecessor attempt's newest verified one
+    (fetched from the object store into this host's cache when it is not here), taken over
+    into this attempt's folder, if that attempt belongs to the same study, trial and
+    configuration; else why not (start from epoch 0, said once)."""
+    unreachable = mirror.fetch(previous)
     recorded = read_identity(previous)
-    if recorded is None or not identity.same_run(recorded):
-        logger.warning(
-            "trial %d: not resuming from %s: it does not record this study, trial and "
-            "configuration; starting from epoch 0",
-            identity.attempt,
-            previous,
+    if recorded is None:
+        return _skipped(
+            identity,
+            unreachable or f"no attempt record {previous / IDENTITY_FILE} on this host",
         )
-        return None
+    if not identity.same_run(recorded):
+        return _skipped(
+            identity,
+            f"{previous} does not record this study, trial and configuration",
+        )
     checkpoint = find_resumable_checkpoint(previous)
     if checkpoint is None:
-        return None
+        return _skipped(identity, unreachable or f"no verified checkpoint in {previous}")
     metrics_log = previous / METRICS_LOG_NAME
     if metrics_log.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(metrics_log, folder / METRICS_LOG_NAME)
     taken = take_over(checkpoint, folder)
-    drop_checkpoints(previous)  # taken over: the predecessor's copies are no longer needed
-    return taken
+    mirror.adopt(previous, checkpoint.name, folder)
+    mirror.push(folder)  # the retry's own copy first, then the predecessor's copies go
+    mirror.drop(previous)  # taken over: the predecessor's copies are no longer needed
+    return Resume(taken)
+
+
+def _skipped(identity: AttemptIdentity, reason: str) -> Resume:
+    logger.warning("trial %d: not resuming: %s; starting from epoch 0", identity.attempt, reason)
+    return Resume(None, reason)
 
 
 def running_numbers(trial: optuna.Trial) -> set[int]:
@@ -89,6 +113,7 @@ def check_still_running(trial: optuna.Trial) -> None:
 
 
 __all__ = [
+    "Resume",
     "TrialFenced",
     "check_still_running",
     "raise_if_study_gone",

@@ -41,6 +41,7 @@ from optuna.trial import TrialState
 
 from hpo.errors import StudyNotFoundError
 from hpo.search import RungPlan
+from hpo.spec import ArtifactsSpec
 from hpo.spec import StudySpec
 from hpo.storage import Heartbeat
 from hpo.storage import StorageIdentity
@@ -52,9 +53,9 @@ from hpo.storage import open_storage
 from hpo.storage import open_study_lock
 from hpo.storage import retry_on_disconnect
 from hpo.storage import storage_identity
+from hpo.study import apply_retention
 from hpo.study import ensure_marker
 from hpo.study import ensure_study_uuid
-from hpo.study import keep_the_best_checkpoint
 from hpo.study import load_study
 from hpo.study.records import StudyAttr
 from hpo.worker._budget import Decision
@@ -199,7 +200,7 @@ def _run(
     lock = open_study_lock(storage, study_name)
     try:
         study, spec = load_study(study_name, storage)
-        index, study_uuid = _join(study, lock, spec.artifacts.root, storage_identity(url))
+        index, study_uuid = _join(study, lock, spec.artifacts, storage_identity(url))
         if index:
             # Distinct sampler seeds, else N workers propose the same first points; the first
             # worker (index 0) reproduces a single-worker study exactly.
@@ -243,7 +244,7 @@ def _stored_spec(study_name: str, url: str) -> StudySpec:
 
 
 def _join(
-    study: optuna.Study, lock: StudyLock, artifacts_root: str, storage: StorageIdentity
+    study: optuna.Study, lock: StudyLock, artifacts: ArtifactsSpec, storage: StorageIdentity
 ) -> tuple[int, str]:
     """This worker's index (0 for the first worker of a study, 1 for the next, ...; a study
     user attr) and the study's uuid (given now to a study created before uuids existed).
@@ -255,9 +256,7 @@ def _join(
     lock.acquire()
     try:
         study_uuid = ensure_study_uuid(study)
-        ensure_marker(
-            study, artifacts_root, study_uuid, storage
-        )  # before this worker counts as joined
+        ensure_marker(study, artifacts, study_uuid, storage)  # before this worker counts as joined
         index = int(study.user_attrs.get(StudyAttr.WORKERS_STARTED, 0))
         study.set_user_attr(StudyAttr.WORKERS_STARTED, index + 1)
     finally:
@@ -336,8 +335,7 @@ class _WorkerLoop:
             )
         finally:
             self.lock.release()
-        if result.state is TrialState.COMPLETE:
-            keep_the_best_checkpoint(self.study, self.objective.artifacts_root)
+        apply_retention(self.study, self.objective.mirror)
         return result
 
 

@@ -6,7 +6,9 @@ attempt of a trial trains in its own ``<artifacts.root>/<study uuid>/trial_<n>/a
 (:mod:`hpo.study._artifacts`); a retried trial (a WAITING copy of a trial whose worker died or
 was stopped) inherits the predecessor's folder and, when its ``attempt.json`` records the same
 study, trial and configuration, takes over its last verified checkpoint and resumes from it
-instead of epoch 0. Each epoch first checks that the trial is still RUNNING: a worker whose trial
+instead of epoch 0 (with ``artifacts.kind: s3`` the folder is pushed to the object store after
+each checkpoint and fetched by a retry on any host; a retry that cannot resume records why in
+``resume_skipped``). Each epoch first checks that the trial is still RUNNING: a worker whose trial
 was failed by another one (or whose study was deleted) stops writing for it at once.
 
 Failures are sorted (STYLE.md §5.12): :class:`optuna.TrialPruned` -> PRUNED; a NaN loss ->
@@ -46,11 +48,12 @@ from hpo.errors import StudyNotFoundError
 from hpo.search import rung_plan
 from hpo.search import suggest
 from hpo.spec import to_train_config
+from hpo.study import ArtifactMirror
 from hpo.study import AttemptIdentity
 from hpo.study import attempt_dir
 from hpo.study import config_hash
-from hpo.study import drop_checkpoints
 from hpo.study import ensure_study_uuid
+from hpo.study import mirror_of
 from hpo.study import resolve_stored
 from hpo.study import stored_path
 from hpo.study import write_identity
@@ -191,6 +194,19 @@ class _Recorder(Callback):
             _record_metrics(self._trial, self.metrics)
 
 
+class _PushCheckpoints(Callback):
+    """Mirrors the attempt folder to the object store after each checkpoint (a no-op on a
+    shared file system); runs after the TensorBoard callback, so the epoch's events go too."""
+
+    def __init__(self, mirror: ArtifactMirror, folder: Path) -> None:
+        self._mirror = mirror
+        self._folder = folder
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        if report.checkpoint is not None:
+            self._mirror.push(self._folder)
+
+
 class ComputeClock:
     """The compute of one attempt: the epochs it trained and its wall-clock seconds x devices,
     recorded as trial user attrs after every epoch and when the attempt ends."""
@@ -259,7 +275,7 @@ class TrialObjective:
         *,
         study_name: str,
         study_uuid: str | None,
-        artifacts_root: Path,
+        mirror: ArtifactMirror,
         device: str,
         stop_event: threading.Event,
         deadline: float | None,
@@ -268,7 +284,8 @@ class TrialObjective:
         self.spec = spec
         self.study_name = study_name
         self._study_uuid = study_uuid
-        self.artifacts_root = Path(artifacts_root)
+        self.mirror = mirror
+        self.artifacts_root = mirror.root
         self.device = device
         self.stop_event = stop_event
         self.deadline = deadline
@@ -343,7 +360,7 @@ class TrialObjective:
         """A pruned or failed (not handed back) attempt never resumes: free its checkpoints."""
         value = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
         if value:
-            drop_checkpoints(resolve_stored(self.artifacts_root, str(value)))
+            self.mirror.drop(resolve_stored(self.artifacts_root, str(value)))
 
     def _uuid_of(self, study: optuna.Study) -> str:
         if self._study_uuid is None:
@@ -365,14 +382,7 @@ class TrialObjective:
         if rung is not None:
             cfg = rung_config(cfg, rung)
         identity = AttemptIdentity(study_uuid, origin, trial.number, config_hash(cfg))
-        previous = inherited.get(TrialAttr.CHECKPOINT_DIR)
-        resume_from = (
-            take_over_predecessor(
-                resolve_stored(self.artifacts_root, str(previous)), folder, identity
-            )
-            if previous
-            else None
-        )
+        resume_from = self._take_over(trial, folder, identity)
         write_identity(folder, identity)
 
         trial.set_user_attr(TrialAttr.SEED, seed)
@@ -403,6 +413,7 @@ class TrialObjective:
         callbacks = [
             recorder,
             tensorboard,
+            _PushCheckpoints(self.mirror, folder),
             OptunaPruningCallback(trial, self.metric),
             stopper,
             progress,
@@ -428,6 +439,7 @@ class TrialObjective:
             trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, result.epochs_run - 1)
 
         clock.record(trial)
+        self.mirror.push(folder)  # a checkpoint written after the callbacks (a stop), the logs
         if stopper.reason == INTERRUPTED:
             hand_back(trial)
             raise TrialInterrupted(f"trial {trial.number} interrupted and handed back")
@@ -450,10 +462,27 @@ class TrialObjective:
             )
         clock.record(trial)
         _tensorboard_hparams(folder, {**hparams, "state": "COMPLETE"}, metrics)
+        self.mirror.push(folder)
         logger.info(
             "%s complete: val %s", label, format_metrics(metrics, ("mAP", "rank1", "rank5"))
         )
         return float(value)
+
+    def _take_over(
+        self, trial: optuna.Trial, folder: Path, identity: AttemptIdentity
+    ) -> Path | None:
+        """The predecessor's checkpoint this retry resumes from (None: a first attempt, or a
+        retry that starts from epoch 0, with the reason in ``resume_skipped``)."""
+        previous = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
+        if not previous:
+            return None
+        resume = take_over_predecessor(
+            resolve_stored(self.artifacts_root, str(previous)), folder, identity, self.mirror
+        )
+        if resume.skipped is not None or trial.user_attrs.get(TrialAttr.RESUME_SKIPPED):
+            # A retry inherits its predecessor's attrs: a skip is this attempt's or nothing.
+            trial.set_user_attr(TrialAttr.RESUME_SKIPPED, resume.skipped)
+        return resume.checkpoint
 
     def _label(self, trial: optuna.Trial) -> str:
         """``trial n (x/N)``: n is Optuna's number, x counts the study's finished trials, this
@@ -483,7 +512,8 @@ def make_objective(
         study_uuid: The study's uuid, which names its artifact folder
             (``<artifacts_root>/<uuid>/trial_<n>/attempt_<k>/``); read from (or, for a study
             that has none, given to) the trial's study when None.
-        artifacts_root: Root of the shared checkpoint location; ``spec.artifacts.root`` if None.
+        artifacts_root: Root of the checkpoint location (shared, or this host's cache of the
+            object store); ``spec.artifacts.root`` if None.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:0"`` or ``"auto"``.
         stop_event: When set, training stops after the current epoch and the trial is handed
             back (FAIL with ``fail_reason="interrupted"`` + a WAITING copy that resumes).
@@ -500,7 +530,7 @@ def make_objective(
         spec,
         study_name=study_name,
         study_uuid=study_uuid,
-        artifacts_root=Path(artifacts_root if artifacts_root is not None else spec.artifacts.root),
+        mirror=mirror_of(spec.artifacts, artifacts_root),
         device=device,
         stop_event=stop_event if stop_event is not None else threading.Event(),
         deadline=deadline,

@@ -113,6 +113,18 @@ class WorkerDeath(BaseException):
     trial stays RUNNING with its checkpoints on disk."""
 
 
+class DieAfterEpoch(Callback):
+    """A training callback that dies (:class:`WorkerDeath`) right after the checkpoint of
+    ``epoch``, as a worker killed there."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        if report.epoch == self.epoch:
+            raise WorkerDeath("worker died")
+
+
 def fail_and_queue_retry(study: optuna.Study, url: str, number: int) -> None:
     """What a live worker's watchdog does to a dead worker's trial: FAIL, then a WAITING copy
     with its params, user attrs and intermediate values."""

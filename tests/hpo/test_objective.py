@@ -36,6 +36,7 @@ from reid_core.engine import Trainer
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import NonFiniteLossError
+from tests.hpo._worker_support import DieAfterEpoch
 from tests.hpo._worker_support import FakeTrainer
 from tests.hpo._worker_support import WorkerDeath
 from tests.hpo._worker_support import fail_and_queue_retry
@@ -101,17 +102,6 @@ def _tensorboard_hparams(log_dir: Path) -> Any:
     return HParamsPluginData.FromString(content).session_start_info.hparams
 
 
-class _CrashAfterEpoch(Callback):
-    """Simulates a worker dying right after the checkpoint of ``epoch``."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, report: EpochReport) -> None:
-        if report.epoch == self.epoch:
-            raise WorkerDeath("worker died")
-
-
 def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
     tmp_path: Path, data_root: Path, sqlite_url: str
 ) -> None:
@@ -120,7 +110,7 @@ def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
 
     class CrashingTrainer(Trainer):
         def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
-            return super().fit(callbacks=[*callbacks, _CrashAfterEpoch(0)], resume_from=None)
+            return super().fit(callbacks=[*callbacks, DieAfterEpoch(0)], resume_from=None)
 
     crashing = make_objective(
         spec, study_name="obj", trainer_factory=lambda cfg, rerank: CrashingTrainer(cfg)

@@ -109,7 +109,8 @@ def _trial_with_checkpoints(study: optuna.Study, folder: Path, value: float) -> 
 
 
 def test_retention_never_touches_a_stored_folder_it_does_not_own(tmp_path: Path) -> None:
-    from hpo.study import keep_the_best_checkpoint
+    from hpo.study import ArtifactMirror
+    from hpo.study import apply_retention
     from hpo.study._artifacts import AttemptIdentity
     from hpo.study._artifacts import write_identity
 
@@ -129,7 +130,7 @@ def test_retention_never_touches_a_stored_folder_it_does_not_own(tmp_path: Path)
     write_identity(best, AttemptIdentity(uuid, 3, 0, "h"))
     _trial_with_checkpoints(study, best, 0.9)
 
-    assert keep_the_best_checkpoint(study, root) > 0
+    assert apply_retention(study, ArtifactMirror(root)) > 0
     assert not list(own.glob("epoch_*.pt"))  # its own, not the best: dropped
     assert [p.name for p in best.glob("epoch_*.pt")] == ["epoch_0001.pt"]
     assert len(list(outside.glob("epoch_*.pt"))) == 2
