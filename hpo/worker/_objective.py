@@ -196,7 +196,8 @@ class _Recorder(Callback):
 
 class _PushCheckpoints(Callback):
     """Mirrors the attempt folder to the object store after each checkpoint (a no-op on a
-    shared file system); runs after the TensorBoard callback, so the epoch's events go too."""
+    shared file system); runs after the TensorBoard callback, so the epoch's events go too,
+    and after the pruning one, so a pruned trial's last checkpoint is never uploaded."""
 
     def __init__(self, mirror: ArtifactMirror, folder: Path) -> None:
         self._mirror = mirror
@@ -413,8 +414,8 @@ class TrialObjective:
         callbacks = [
             recorder,
             tensorboard,
+            OptunaPruningCallback(trial, self.metric),  # a pruned trial's checkpoint stays here
             _PushCheckpoints(self.mirror, folder),
-            OptunaPruningCallback(trial, self.metric),
             stopper,
             progress,
         ]
