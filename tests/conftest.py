@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._helpers.postgres import finish_drops
 from tests._helpers.postgres import fresh_database
 from tests._helpers.s3 import CREDENTIALS
 from tests._helpers.s3 import S3Server
@@ -15,6 +17,21 @@ from tests._helpers.s3 import s3_server
 
 # Two cores: keep torch from oversubscribing when several test processes run.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection built (imported modules, torch, the test items: alive for the whole
+    session anyway) out of the garbage collector's sight. With the whole suite collected a full
+    collection walked ~490,000 objects (0.27 CPU-s; 4 s on the loaded 2-core machine), and each
+    in-process trial ends with one (hpo.worker's memory release); now they walk only what the
+    tests allocate."""
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The test databases dropped in the background are gone before the session ends."""
+    finish_drops()
 
 
 @pytest.fixture(autouse=True, scope="session")

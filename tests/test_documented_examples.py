@@ -585,7 +585,8 @@ def test_demo_examples(workdir: Path) -> None:
     """The demo on SQLite and on PostgreSQL (plain URL), then plan and run its spec.
 
     Cheap: one trial (--trials 1) of the demo's recipe cut to 2 epochs (--spec, a copy of
-    studies/demo.yaml); tests/hpo/test_demo.py runs the shipped 6-epoch spec end to end."""
+    studies/demo.yaml), and the PostgreSQL run in the SQLite run's folder (its dataset is
+    written once); tests/hpo/test_demo.py runs the shipped 6-epoch spec end to end."""
     examples = Examples(DEMO)
     cheap = _cheap_spec("demo", "demo_out/data/mars", "demo_out/runs", n_trials=8)
     (workdir / "studies/demo.yaml").write_text(yaml.safe_dump(cheap))
@@ -598,9 +599,13 @@ def test_demo_examples(workdir: Path) -> None:
         url = _with_database(documented[documented.index("--storage") + 1], fresh)
         words = [url if word.startswith("postgresql://") else word for word in documented]
         examples.take(DEMO[1])
-        out = ["--out", "demo_pg", "--trials", "1", "--spec", "studies/demo.yaml"]
+        # In the first run's folder: its dataset is reused, not written again.
+        data = workdir / "demo_out/data/mars"
+        written = {p: p.stat().st_mtime_ns for p in data.rglob("*")}
+        out = ["--out", "demo_out", "--trials", "1", "--spec", "studies/demo.yaml"]
         demo = CliRunner().invoke(app, [*words[1:], *out])
         assert demo.exit_code == 0, demo.output
+        assert {p: p.stat().st_mtime_ns for p in data.rglob("*")} == written
         (name,) = optuna.study.get_all_study_names(storage=fresh)
         assert optuna.load_study(study_name=name, storage=fresh).metric_names == ["val mAP"]
 

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 from typer.testing import CliRunner
 
+from hpo import demo
 from hpo.cli import app
 from hpo.demo import free_study_name
 from hpo.study import export_trials
@@ -16,7 +18,11 @@ from hpo.study import spec_of
 from hpo.study import study_status
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shipped spec (6 epochs, validation after each) on half the demo's identities and
+    # 8-frame tracklets: half the steps per epoch, a third of the clips evaluated. The demo's
+    # own dataset is what test_demo_examples (tests/test_documented_examples.py) runs on.
+    monkeypatch.setattr(demo, "DEMO_DATA", {**demo.DEMO_DATA, "ids": 32, "frames": 8})
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--trials", "2"])
     assert result.exit_code == 0, result.output
