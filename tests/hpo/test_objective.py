@@ -211,6 +211,11 @@ def test_a_retry_resumes_only_a_checkpoint_of_its_own_study_and_config(
     assert set(retry.intermediate_values) == {0, 1, 2}  # from epoch 0
     warnings_ = [r.getMessage() for r in caplog.records if "not resuming" in r.getMessage()]
     assert len(warnings_) == 1 and "starting from epoch 0" in warnings_[0]
+    # The study records it too (study status and the report show it).
+    assert (
+        "does not record this study, trial and configuration"
+        in (retry.user_attrs["resume_skipped"])
+    )
 
 
 def test_artifact_paths_never_come_from_the_study_name(

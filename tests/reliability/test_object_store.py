@@ -7,6 +7,7 @@ tests on a free port (``tests/_helpers/s3.py``).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -25,6 +26,8 @@ from hpo.cli import app
 from hpo.report import build_report
 from hpo.spec import ArtifactsSpec
 from hpo.spec import StudySpec
+from hpo.study import ArtifactMirror
+from hpo.study import ObjectStore
 from hpo.study import apply_retention
 from hpo.study import create_study
 from hpo.study import delete_study
@@ -337,3 +340,19 @@ def test_the_readme_s3_example_keeps_the_study_marker_in_the_bucket(
     marker = f"studies/{study.user_attrs['study_uuid']}/reid-hpo-study.json"
     assert s3_endpoint.keys(s3_bucket) == [marker]
     assert not (tmp_path / "cache").exists()  # the marker is not a local file
+
+
+def test_an_unreachable_store_neither_stops_training_nor_hides_why_a_retry_starts_over(
+    tmp_path: Path, s3_endpoint: S3Server, s3_bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ObjectStore("no-such-bucket", endpoint_url=s3_endpoint.endpoint)
+    mirror = ArtifactMirror(tmp_path, store)
+    folder = tmp_path / ("a" * 32) / "trial_0" / "attempt_0"
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("{}\n")
+
+    with caplog.at_level(logging.WARNING, logger="hpo.study._mirror"):
+        mirror.push(folder)  # logged, not raised: the trial trains on
+    assert "not pushed to the object store" in caplog.text
+    why = mirror.fetch(tmp_path / ("a" * 32) / "trial_0" / "attempt_1")
+    assert why is not None and why.startswith("cannot fetch ") and "NoSuchBucket" in why
