@@ -294,10 +294,11 @@ class Trainer:
         means = {name: float(value) / max(counted, 1.0) for name, value in sums.items()}
         if counted == kept_before or not math.isfinite(means["total"]):
             loss = means["total"] if counted > kept_before else "not finite at every step"
+            terms = [name for name, value in means.items() if not math.isfinite(value)]
             raise NonFiniteLossError(
                 f"loss is {loss} at epoch {epoch}, step {_span(*unchecked)} "
                 f"(lr={self.optimizer.param_groups[0]['lr']:.3g}, precision "
-                f"{self.precision.name})"
+                f"{self.precision.name}; not finite: {', '.join(terms) or 'none kept'})"
             )
         return means, counted
 
