@@ -49,8 +49,9 @@ def take_over_predecessor(
 ) -> Resume:
     """The checkpoint a retry resumes from: the predecessor attempt's newest verified one
     (fetched from the object store into this host's cache when it is not here), taken over
-    into this attempt's folder, if that attempt belongs to the same study, trial and
-    configuration; else why not (start from epoch 0, said once)."""
+    into this attempt's folder (and, in the store, copied server-side), if that attempt
+    belongs to the same study, trial and configuration; else why not (start from epoch 0, said
+    once). The caller frees the predecessor's copies once its own folder is recorded."""
     unreachable = mirror.fetch(previous)
     recorded = read_identity(previous)
     if recorded is None:
@@ -72,8 +73,6 @@ def take_over_predecessor(
         shutil.copy2(metrics_log, folder / METRICS_LOG_NAME)
     taken = take_over(checkpoint, folder)
     mirror.adopt(previous, checkpoint.name, folder)
-    mirror.push(folder)  # the retry's own copy first, then the predecessor's copies go
-    mirror.drop(previous)  # taken over: the predecessor's copies are no longer needed
     return Resume(taken)
 
 

@@ -60,6 +60,7 @@ from hpo.study import write_identity
 from hpo.study.records import TrialAttr
 from hpo.study.records import flat_metric_attrs
 from hpo.study.records import rung_of
+from hpo.worker._attempt import Resume
 from hpo.worker._attempt import TrialFenced
 from hpo.worker._attempt import check_still_running
 from hpo.worker._attempt import raise_if_study_gone
@@ -384,7 +385,6 @@ class TrialObjective:
             cfg = rung_config(cfg, rung)
         identity = AttemptIdentity(study_uuid, origin, trial.number, config_hash(cfg))
         resume_from = self._take_over(trial, folder, identity)
-        write_identity(folder, identity)
 
         trial.set_user_attr(TrialAttr.SEED, seed)
         trial.set_user_attr(TrialAttr.ORIGIN_TRIAL, origin)
@@ -472,14 +472,21 @@ class TrialObjective:
     def _take_over(
         self, trial: optuna.Trial, folder: Path, identity: AttemptIdentity
     ) -> Path | None:
-        """The predecessor's checkpoint this retry resumes from (None: a first attempt, or a
-        retry that starts from epoch 0, with the reason in ``resume_skipped``)."""
-        previous = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
-        if not previous:
-            return None
-        resume = take_over_predecessor(
-            resolve_stored(self.artifacts_root, str(previous)), folder, identity, self.mirror
+        """Write the attempt's record; return the predecessor's checkpoint this retry resumes
+        from (None: a first attempt, or a retry that starts from epoch 0, with the reason in
+        ``resume_skipped``). A retry's folder (record and checkpoint) reaches the object store
+        before the predecessor's copies are freed, so a retry of this retry finds it."""
+        stored = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
+        previous = resolve_stored(self.artifacts_root, str(stored)) if stored else None
+        resume = (
+            take_over_predecessor(previous, folder, identity, self.mirror)
+            if previous is not None
+            else Resume(None)
         )
+        write_identity(folder, identity)
+        if previous is not None and resume.checkpoint is not None:
+            self.mirror.push(folder)
+            self.mirror.drop(previous)  # taken over: the predecessor's copies are not needed
         if resume.skipped is not None or trial.user_attrs.get(TrialAttr.RESUME_SKIPPED):
             # A retry inherits its predecessor's attrs: a skip is this attempt's or nothing.
             trial.set_user_attr(TrialAttr.RESUME_SKIPPED, resume.skipped)

@@ -356,3 +356,34 @@ def test_an_unreachable_store_neither_stops_training_nor_hides_why_a_retry_start
     assert "not pushed to the object store" in caplog.text
     why = mirror.fetch(tmp_path / ("a" * 32) / "trial_0" / "attempt_1")
     assert why is not None and why.startswith("cannot fetch ") and "NoSuchBucket" in why
+
+
+class _DiesAtStart(Trainer):
+    def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
+        raise WorkerDeath("worker died before its first checkpoint")
+
+
+def test_a_retry_that_dies_before_its_first_checkpoint_hands_on_what_it_took_over(
+    tmp_path: Path, mars_root: Path, sqlite_url: str, s3_endpoint: S3Server, s3_bucket: str
+) -> None:
+    spec, study, _, host_b = _died_on_host_a(
+        "relay", tmp_path, mars_root, sqlite_url, s3_endpoint, s3_bucket, epochs=2
+    )
+    dies = make_objective(
+        spec,
+        study_name="relay",
+        artifacts_root=host_b,
+        trainer_factory=lambda cfg, rerank: _DiesAtStart(cfg),
+    )
+    with pytest.raises(WorkerDeath):  # host B took the checkpoint over, then died
+        study.optimize(dies, n_trials=1)
+    fail_and_queue_retry(study, sqlite_url, 1)
+
+    host_c = tmp_path / "host_c"
+    study.optimize(make_objective(spec, study_name="relay", artifacts_root=host_c), n_trials=1)
+
+    last = study.trials[2]
+    assert last.state is TrialState.COMPLETE
+    assert last.user_attrs["resumed_from_epoch"] == 1  # host A's epoch, through host B's copy
+    assert last.user_attrs["epochs_trained"] == 1
+    assert "resume_skipped" not in last.user_attrs
