@@ -254,6 +254,7 @@ def test_compose_services_read_the_weights_filled_by_fetch_weights(
         {"type": "volume", "source": "weights", "target": weights_dir, "volume": {}}
     ]
     assert fetch["profiles"] == ["setup"]
+    assert fetch.get("entrypoint") is None and fetch["command"] == ["weights", "fetch"]  # reid-hpo
     # The image makes the cache folder as its user, so the empty volume takes that owner.
     runs = " ; ".join(args for op, args in _final_stage() if op == "RUN")
     assert f"mkdir -p data runs {weights_dir}" in runs
@@ -703,7 +704,7 @@ def test_kubernetes_worker_reads_the_weights_where_the_image_looks(
     }
     assert fill["image"] == container["image"]
     assert fill_pod["securityContext"]["runAsUser"] == IMAGE_UID
-    assert "resnet50(weights=" in " ".join(fill["command"] + fill["args"])
+    assert fill["command"] + fill["args"] == ["reid-hpo", "weights", "fetch"]
     claims = {pvc["metadata"]["name"] for pvc in _by_kind("PersistentVolumeClaim")}
     assert mount["claim"] in claims
 

@@ -898,7 +898,8 @@ def test_kubernetes_examples(tmp_path: Path) -> None:
     assert rollout[-2] == "statefulset/" + statefulset["metadata"]["name"]
     wait = examples.take(KUBERNETES[8]).split()
     weights_job = named["Job", wait[-2].removeprefix("job/")]
-    assert "resnet50" in " ".join(weights_job["spec"]["template"]["spec"]["containers"][0]["args"])
+    (filler,) = weights_job["spec"]["template"]["spec"]["containers"]
+    assert filler["command"] + filler["args"] == ["reid-hpo", "weights", "fetch"]
 
     secret = shlex.split(examples.take(KUBERNETES[12]))
     assert secret[:6] == ["kubectl", "-n", namespace, "create", "secret", "generic"]

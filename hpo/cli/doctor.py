@@ -15,10 +15,10 @@ Node: torch/CUDA/driver versions (FAIL when the driver lists GPUs that torch can
 the mapping of each GPU slot to its physical UUID, a C compiler for compile: true, the
 ImageNet weights, the storage and the artifacts root (writable; the study's marker visible
 when --spec names a study in the storage). Each selected GPU: the precision amp resolves
-to, training steps of the faithful model (ResNet50 TA_BT, 224x112, T=4, batch 32) without a
-host synchronisation, clips/s in float32 vs bfloat16, GPU busy, an out-of-memory error
-handled as a clean trial failure, and MARS-size ranking + re-ranking (1,980 x 9,330). With
-no GPU visible the CPU subset runs and the GPU-only checks SKIP.
+to, training steps of the faithful model (ResNet50 TA_BT, 224x112, T=4, batch 32; 4 on a
+CPU) without a host synchronisation, clips/s in float32 vs bfloat16, GPU busy, an
+out-of-memory error handled as a clean trial failure, and MARS-size ranking + re-ranking
+(1,980 x 9,330). With no GPU visible the CPU subset runs and the GPU-only checks SKIP.
 
 Exit code: 0 when nothing FAILed, 1 when a check FAILed, 2 for a bad option.
 

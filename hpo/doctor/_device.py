@@ -58,6 +58,8 @@ class Size:
         steps: Training steps checked for host synchronisations (after one warm-up step).
         timed_steps: Steps timed per precision (after three warm-up steps; CUDA only).
         rank_scale: Size of the ranking check relative to the MARS test split.
+        cpu_batch: ``batch`` on a CPU. cpu_steps: ``steps`` on a CPU (the model and input
+            size stay; a CPU needs minutes per step of batch 32 and times no GPU anyway).
     """
 
     full: bool
@@ -67,11 +69,14 @@ class Size:
     steps: int
     timed_steps: int
     rank_scale: float
+    cpu_batch: int
+    cpu_steps: int
 
 
-FULL = Size(True, 224, 112, 32, steps=5, timed_steps=20, rank_scale=1.0)
-"""The real size: the reference's input (224x112, T=4, batch 32) and the MARS test split."""
-QUICK = Size(False, 64, 32, 8, steps=2, timed_steps=3, rank_scale=0.1)
+FULL = Size(True, 224, 112, 32, 5, 20, 1.0, cpu_batch=4, cpu_steps=1)
+"""The real size: the reference's input (224x112, T=4, batch 32; 4 clips on a CPU) and the
+MARS test split."""
+QUICK = Size(False, 64, 32, 8, 2, 3, 0.1, cpu_batch=8, cpu_steps=2)
 """Seconds on a CPU: resnet10 with pooled attention at 64x32, a tenth of MARS."""
 
 
@@ -80,6 +85,8 @@ def device_checks(
 ) -> Iterator[Check]:
     """The checks of ``device``, one at a time (each line can be shown as it comes)."""
     cuda = device.type == "cuda"
+    if not cuda:
+        size = replace(size, batch=size.cpu_batch, steps=size.cpu_steps)
     tag = f"[{device}]"
     cfg = _config(spec, size, device, amp)
     yield guarded(f"precision{tag}", lambda: _check_precision(cfg, device, tag))
@@ -198,7 +205,8 @@ def _check_steps(cfg: TrainConfig, device: torch.device, size: Size, tag: str) -
         )
     mean = float(total) / (size.steps + 1)
     shape = f"{cfg.data.height}x{cfg.data.width}, T={cfg.data.seq_len}, batch {cfg.data.batch_size}"
-    what = f"{size.steps} steps of {_model_name(cfg)} at {shape}, {stepper.parts.precision.name}"
+    steps = f"{size.steps} step{'' if size.steps == 1 else 's'}"
+    what = f"{steps} of {_model_name(cfg)} at {shape}, {stepper.parts.precision.name}"
     if not math.isfinite(mean):
         return Check(Status.FAIL, f"train_steps{tag}", f"{what}: loss is {mean}")
     sync = "no host synchronisation" if cuda else "host-sync check needs CUDA"
