@@ -29,8 +29,10 @@ def demo(
     write the HTML report, and print where everything is.
 
     Examples:
-        reid-hpo demo
-        reid-hpo demo --storage postgresql://postgres@127.0.0.1/reid_hpo --trials 4
+
+    \b
+      reid-hpo demo
+      reid-hpo demo --storage postgresql://postgres@127.0.0.1/reid_hpo --trials 4
     """
     from hpo.demo import run_demo
     from hpo.storage import mask_url

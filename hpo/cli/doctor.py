@@ -23,6 +23,8 @@ out-of-memory error handled as a clean trial failure, and MARS-size ranking + re
 Exit code: 0 when nothing FAILed, 1 when a check FAILed, 2 for a bad option.
 
 Examples:
+
+\b
   reid-hpo doctor
   reid-hpo doctor --gpus 0,1 --spec studies/mars_map_random.yaml
 """

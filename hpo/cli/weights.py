@@ -38,8 +38,10 @@ def fetch_cmd(
     the URL to download elsewhere and where to copy the file.
 
     Examples:
-        reid-hpo weights fetch
-        reid-hpo weights fetch --dest weights
+
+    \b
+      reid-hpo weights fetch
+      reid-hpo weights fetch --dest weights
     """
     from hpo.weights import fetch_weights
 

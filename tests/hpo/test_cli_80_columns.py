@@ -10,6 +10,7 @@ import optuna
 from typer.testing import CliRunner
 
 from hpo.cli import app
+from tests._helpers.doc_examples import help_examples
 from tests._helpers.specs import write_spec
 
 NAME = "demo-20261206-200744-mars-map"
@@ -56,3 +57,15 @@ def test_train_help_fits_80_columns_with_whole_defaults_and_flags() -> None:
     # One example per line, a long one continued with a backslash.
     assert any(line.strip().startswith("reid-hpo data synth") for line in lines)
     assert any(line.rstrip().endswith("\\") for line in lines)
+
+
+def test_every_commands_help_shows_its_examples_one_per_line() -> None:
+    # The raw help text holds the examples; the rendered --help must keep them on lines of
+    # their own (a click "\b" block), never joined by the paragraph rewrapping.
+    for path, example in help_examples():
+        words = path.split()[1:]
+        text = _run(*words, "--help")
+        first = example.split(" \\")[0][:60]
+        rendered = [line.strip() for line in text.splitlines()]
+        assert any(first in line for line in rendered), (path, example, text)
+        assert all(line.count("reid-hpo ") <= 1 for line in rendered), (path, text)
