@@ -237,7 +237,7 @@ def _checkpoint_cost(trainer: Trainer, folder: Path) -> dict[str, float]:
     it for the checksum, as the previous writer did, would add."""
     state = trainer.state_dict(0)
     begin = time.perf_counter()
-    path = save_checkpoint(folder / "epoch_0000.pt", state)
+    path = save_checkpoint(folder / "epoch_0001.pt", state)
     write_s = time.perf_counter() - begin
     begin = time.perf_counter()
     verify_checkpoint(path)  # reads the file back and hashes it

@@ -65,5 +65,6 @@ def demo(
     _console.print(
         f"Open the report:    file://{result.report.resolve()}\n"
         f"Open the dashboard: reid-hpo dashboard {storage_arg}  (it prints the URL to open)\n"
-        f"Training curves:    tensorboard --logdir {result.artifacts_dir}"
+        f"Training curves:    reid-hpo study tensorboard {result.study_name} {storage_arg}\n"
+        "                    (it prints the TensorBoard command, runs named trial_<n>)"
     )

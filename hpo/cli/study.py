@@ -234,7 +234,7 @@ def _status_view(status: StudyStatus) -> Group:
     if status.compute is not None:
         lines += status.compute.lines()
     lines += [
-        f"trial {number} resume skipped (trained from epoch 0): {why}"
+        f"trial {number} resume skipped (trained from epoch 1): {why}"
         for number, why in status.resume_skipped.items()
     ]
     return Group(*(Text(line) for line in lines), _running_table(status))

@@ -75,7 +75,7 @@ def epochs_of(trial: FrozenTrial) -> int | None:
 def trials_table(trials: list[FrozenTrial], metric: Metric, best: FrozenTrial | None) -> str:
     """One row per trial: state, objective, validation mAP/R1/R5/R10 in %, epochs, one column
     per parameter, worker, start (ISO 8601), duration, warm-start source (when a trial has
-    one), notes (the fail reason; why a retry started from epoch 0). The best row is marked."""
+    one), notes (the fail reason; why a retry started from epoch 1). The best row is marked."""
     if not trials:
         return "<p class='note'>The study has no trials.</p>"
     params = list(dict.fromkeys(name for t in trials for name in t.params))
@@ -150,7 +150,7 @@ def _trial_row(
 
 
 def _notes(trial: FrozenTrial) -> str:
-    """The fail reason and, for a retry that could not resume, why it started from epoch 0."""
+    """The fail reason and, for a retry that could not resume, why it started from epoch 1."""
     notes = [str(trial.user_attrs.get(TrialAttr.FAIL_REASON) or "")]
     skipped = trial.user_attrs.get(TrialAttr.RESUME_SKIPPED)
     if skipped:

@@ -44,6 +44,7 @@ from hpo.study._marker import ensure_marker
 from hpo.study._marker import identity_of
 from hpo.study._mirror import ArtifactMirror
 from hpo.study._mirror import mirror_of
+from hpo.study._notes import refresh_results_note
 from hpo.study._object_store import ObjectStore
 from hpo.study._object_store import ObjectStoreError
 from hpo.study._object_store import open_store
@@ -77,6 +78,7 @@ from hpo.study._retrain import refuse_if_retrained
 from hpo.study._retrain import retrain_trial
 from hpo.study._tensorboard import logdir_spec
 from hpo.study._tensorboard import tensorboard_runs
+from hpo.study._tensorboard import trial_events_dir
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import spec_of
@@ -140,6 +142,7 @@ __all__ = [
     "open_store",
     "read_identity",
     "reading",
+    "refresh_results_note",
     "refuse_if_retrained",
     "reid_core_evaluator",
     "rekey_study",
@@ -155,5 +158,6 @@ __all__ = [
     "tensorboard_runs",
     "trial_checkpoint",
     "trial_compute",
+    "trial_events_dir",
     "write_identity",
 ]

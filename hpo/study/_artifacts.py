@@ -2,9 +2,13 @@
 
 A study's artifacts are under ``<artifacts.root>/<study uuid>/``; a trial's under
 ``trial_<n>/`` there (``n``: the number of the trial's first attempt, which its retries
-inherit), and each attempt (an Optuna trial number: a retry is a new trial) writes only its own
-``attempt_<k>/``. The free-form study name never reaches the file system, so a renamed or
-re-created study, or two storages with the same study name, share nothing.
+inherit), and each attempt writes only its own ``run_<k>/``, named by the attempt's Optuna trial
+number (a retry is a new trial): ``trial_7/run_7`` is trial 7's first run, ``trial_7/run_12``
+its retry as trial 12. Optuna numbers are unique in a study, so no two attempts share a folder,
+also racing retries on different hosts of an object store. (Folders of earlier versions are
+named ``attempt_<k>``; their stored paths still resolve.) The free-form study name never
+reaches the file system, so a renamed or re-created study, or two storages with the same study
+name, share nothing.
 
 Each attempt folder holds ``attempt.json``: the study uuid, the trial, the attempt and the hash
 of its training configuration. A retry resumes from a predecessor's checkpoint only when that
@@ -91,7 +95,7 @@ def attempt_dir(root: str | Path, study_uuid: str, *, trial: int, attempt: int) 
     if trial < 0 or attempt < 0:
         raise ArtifactPathError(f"trial {trial} / attempt {attempt} must be >= 0")
     base = study_dir(root, study_uuid)
-    return _inside(Path(root), base / f"trial_{trial}" / f"attempt_{attempt}")
+    return _inside(Path(root), base / f"trial_{trial}" / f"run_{attempt}")
 
 
 def config_hash(cfg: TrainConfig) -> str:

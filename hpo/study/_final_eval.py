@@ -27,6 +27,8 @@ from hpo.study._notes import write_results_note
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
+from hpo.study.records import result_summary
+from hpo.study.records import stored_cmc
 from hpo.study.records import stored_test_result
 from reid_core.errors import CheckpointError
 from reid_core.errors import EvaluationError
@@ -154,11 +156,12 @@ def evaluate_best_on_test(
         **{k: v for k, v in raw.items() if k not in ("metrics", "cmc")},
         "trial": best.number,
         "metrics": {str(k): _finite_or_none(v) for k, v in metrics.items()},
-        "cmc": [float(v) for v in raw.get("cmc") or []],
+        "cmc": stored_cmc(raw.get("cmc") or []),
         "checkpoint": str(raw.get("checkpoint") or checkpoint),
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     study.set_user_attr(StudyAttr.TEST_RESULT, result)
+    study.set_user_attr(StudyAttr.TEST_SUMMARY, result_summary(result))
     write_results_note(study)
     return result
 

@@ -8,7 +8,7 @@ the dashboard is replaced the next time reid-hpo writes.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 import optuna
 
@@ -16,11 +16,12 @@ from hpo.study._accounting import compute_account
 from hpo.study.records import METRIC_NAMES
 from hpo.study.records import best_of_study
 from hpo.study.records import format_pct
+from hpo.study.records import metrics_summary
 from hpo.study.records import read_spec_or_none
 from hpo.study.records import stored_retrain_result
 from hpo.study.records import stored_test_result
 
-_SHOWN = ("mAP", "rank1", "rank5", "rank10", "rerank_mAP", "rerank_rank1")
+logger = logging.getLogger(__name__)
 
 
 def results_note(study: optuna.Study) -> str:
@@ -37,13 +38,14 @@ def results_note(study: optuna.Study) -> str:
     if test:
         lines.append(
             f"- test split, evaluated once (trial {test.get('trial')}): "
-            f"{_metrics(test.get('metrics'))}"
+            f"{metrics_summary(test.get('metrics'))}"
         )
     retrain = stored_retrain_result(study.user_attrs)
     if retrain:
         lines.append(
             f"- retrained on all training ids (trial {retrain.get('trial')}, "
-            f"{retrain.get('epochs')} epochs), test split: {_metrics(retrain.get('metrics'))}"
+            f"{retrain.get('epochs')} epochs), test split: "
+            f"{metrics_summary(retrain.get('metrics'))}"
         )
     account = compute_account(
         study.get_trials(deepcopy=False), spec.training.epochs if spec else None
@@ -59,12 +61,13 @@ def write_results_note(study: optuna.Study) -> None:
     save_note(study, results_note(study))
 
 
-def _metrics(metrics: Any) -> str:
-    if not isinstance(metrics, dict):
-        return "-"
-    return ", ".join(
-        f"{k} {format_pct(v)}" for k, v in metrics.items() if k in _SHOWN and v is not None
-    )
+def refresh_results_note(study: optuna.Study) -> None:
+    """:func:`write_results_note` after a trial completed (the best may have changed); a note
+    that cannot be written only warns: the trial's result stands."""
+    try:
+        write_results_note(study)
+    except Exception as exc:  # the note is a convenience: no error of its own stops a worker
+        logger.warning("the study's dashboard note was not updated: %s", exc)
 
 
-__all__ = ["results_note", "write_results_note"]
+__all__ = ["refresh_results_note", "results_note", "write_results_note"]

@@ -1,7 +1,7 @@
 """An S3-compatible object store holding a study's artifacts (``artifacts.kind: s3``).
 
 Keys mirror the local layout: the file ``<artifacts.root>/<rel>`` is the object
-``<prefix>/<rel>``, so ``<prefix>/<study uuid>/trial_<n>/attempt_<k>/epoch_0007.pt``. Every
+``<prefix>/<rel>``, so ``<prefix>/<study uuid>/trial_<n>/run_<k>/epoch_0007.pt``. Every
 operation goes through boto3's S3 client (the reason, against s3fs and Optuna's
 ``Boto3ArtifactStore``, is in README.md, "Artifacts"): an object appears whole or not at all
 (a single PUT, or a multipart upload completed at its end), listing and deleting by prefix

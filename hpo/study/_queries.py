@@ -175,7 +175,7 @@ class StudyStatus:
     epochs_budget: int | None = None
     """A ``fidelity:`` study's budget in epochs (``n_trials`` full schedules), else None."""
     resume_skipped: dict[int, str] = field(default_factory=dict)
-    """Retries that started from epoch 0 instead of their predecessor's checkpoint: trial
+    """Retries that started from epoch 1 instead of their predecessor's checkpoint: trial
     number -> why (no checkpoint reachable on that host or in the object store, or a record
     of another study or configuration)."""
 

@@ -49,6 +49,8 @@ from hpo.study._notes import write_results_note
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
+from hpo.study.records import result_summary
+from hpo.study.records import stored_cmc
 from hpo.study.records import stored_retrain_result
 from reid_core.config import TrainConfig
 from reid_core.errors import EvaluationError
@@ -238,6 +240,7 @@ def retrain_trial(
         result = _result(trial, cfg, trainer, fit, raw, spec.artifacts.root)
         _write_json(folder / TEST_FILE, result)
         study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
+        study.set_user_attr(StudyAttr.RETRAIN_SUMMARY, result_summary(result, retrained=True))
         write_results_note(study)
         return result
 
@@ -342,7 +345,7 @@ def _result(
         "epochs_run": fit.epochs_run,
         "train_ids": int(trainer.num_classes),
         "metrics": {str(k): _finite_or_none(v) for k, v in metrics.items()},
-        "cmc": [float(v) for v in raw.get("cmc") or []],
+        "cmc": stored_cmc(raw.get("cmc") or []),
         "checkpoint": stored_path(root, fit.checkpoint),
         "output_dir": stored_path(root, cfg.output_dir),
         "config": cfg.to_dict(),

@@ -1,15 +1,22 @@
 """TensorBoard runs named by trial: a ``--logdir_spec`` over a study's attempt folders.
 
-A trial's event files live in its attempt folder, keyed by the study's uuid
-(``<root>/<uuid>/trial_<n>/attempt_<k>/tensorboard``: the folder layout keeps a study's data
-apart). TensorBoard names a run by its path under ``--logdir``, so ``--logdir <root>`` shows
-rows of uuids. ``--logdir_spec`` names each run instead: ``<study name>/trial_<n>``.
+A trial writes its event files in its attempt folder, keyed by the study's uuid, in a folder
+named by its trial number: ``<root>/<uuid>/trial_<n>/run_<k>/tensorboard/trial_<k>`` (no
+study name becomes a path, so a re-created or renamed study never mixes its runs with
+another's). TensorBoard names a run by its path under ``--logdir``, so ``--logdir <root>``
+shows the uuid in front of each. ``--logdir_spec`` names a group of runs instead: the entry
+``<study name>:<attempt folder>/tensorboard`` makes the run ``<study name>/trial_<n>``, and
+``<study name>/pruned`` (or ``/failed``) marks a trial that did not complete. (A folder named
+directly by an entry would be shown as ``<name>/.``: hence the ``trial_<n>`` folder.)
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
 
 from hpo.study._artifacts import resolve_stored
 from hpo.study._lifecycle import StorageLike
@@ -21,9 +28,16 @@ TENSORBOARD_FOLDER = "tensorboard"
 """The event-file folder of an attempt (``reid_core.engine.TENSORBOARD_DIR``)."""
 
 
+def trial_events_dir(attempt_folder: Path, number: int) -> Path:
+    """Where the attempt of trial ``number`` writes its TensorBoard event files."""
+    return attempt_folder / TENSORBOARD_FOLDER / f"trial_{number}"
+
+
 def tensorboard_runs(name: str, storage_url: StorageLike) -> dict[str, Path]:
-    """``<study name>/trial_<n>`` -> the event-file folder of each trial attempt that has one
-    (a retried trial's later attempt gets its own number, as Optuna numbers it).
+    """The run TensorBoard will show -> the event-file folder, for each trial attempt that has
+    one: ``<study name>/trial_<n>``, ``<study name>/pruned/trial_<n>`` or
+    ``<study name>/failed/trial_<n>`` (a retried trial's later attempt has its own number, as
+    Optuna numbers it).
 
     Raises:
         StudyNotFoundError: No such study.
@@ -39,20 +53,30 @@ def tensorboard_runs(name: str, storage_url: StorageLike) -> dict[str, Path]:
         stored = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
         if not stored:
             continue
-        folder = resolve_stored(root, str(stored)) / TENSORBOARD_FOLDER
+        folder = trial_events_dir(resolve_stored(root, str(stored)), trial.number)
         if folder.is_dir():
-            runs[f"{prefix}/trial_{trial.number}"] = folder.absolute()
+            runs[f"{prefix}{_state_mark(trial)}/{folder.name}"] = folder.absolute()
     return runs
 
 
+def _state_mark(trial: FrozenTrial) -> str:
+    """The group that marks a trial that did not complete."""
+    if trial.state is TrialState.PRUNED:
+        return "/pruned"
+    if trial.state is TrialState.FAIL:
+        return "/failed"
+    return ""
+
+
 def logdir_spec(runs: dict[str, Path]) -> str:
-    """The ``--logdir_spec`` value naming each run.
+    """The ``--logdir_spec`` value that shows each run (``group/folder name``) under its name:
+    the folder's parent under the group.
 
     Example:
-        >>> logdir_spec({"demo/trial_0": Path("/runs/u/trial_0/attempt_0/tensorboard")})
-        'demo/trial_0:/runs/u/trial_0/attempt_0/tensorboard'
+        >>> logdir_spec({"demo/trial_0": Path("/runs/u/trial_0/attempt_1/tensorboard/trial_0")})
+        'demo:/runs/u/trial_0/attempt_1/tensorboard'
     """
-    return ",".join(f"{run}:{folder}" for run, folder in runs.items())
+    return ",".join(f"{run.rsplit('/', 1)[0]}:{folder.parent}" for run, folder in runs.items())
 
 
-__all__ = ["logdir_spec", "tensorboard_runs"]
+__all__ = ["logdir_spec", "tensorboard_runs", "trial_events_dir"]

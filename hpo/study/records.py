@@ -53,6 +53,10 @@ class StudyAttr:
     RETRAIN_RESULT = "retrain_result"
     """The test-split evaluation of a trial's parameters retrained on every training id with
     the plain-training length (``retrain``), with its configuration, checkpoint and code."""
+    TEST_SUMMARY = "test_result_pct"
+    """:attr:`TEST_RESULT` as a person reads it in optuna-dashboard (:func:`result_summary`)."""
+    RETRAIN_SUMMARY = "retrain_result_pct"
+    """:attr:`RETRAIN_RESULT` as a person reads it in optuna-dashboard."""
 
 
 class TrialAttr:
@@ -66,12 +70,17 @@ class TrialAttr:
     CHECKPOINT = "checkpoint"
     """The last checkpoint file written."""
     LAST_CHECKPOINT_EPOCH = "last_checkpoint_epoch"
+    """The 1-based epoch of :attr:`CHECKPOINT` (its file is ``epoch_<that epoch>.pt``)."""
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    """The 1-based epoch of the checkpoint a retry resumed from (absent: it started afresh)."""
     RESUME_SKIPPED = "resume_skipped"
-    """Why a retry started from epoch 0 (no checkpoint reachable, or its record differed)."""
+    """Why a retry started from epoch 1 (no checkpoint reachable, or its record differed)."""
     VAL_METRICS = "val_metrics"
     CMC = "cmc"
+    """The validation CMC curve, fractions rounded to :data:`STORED_DECIMALS` (rank 1 first)."""
     RERANK_CMC = "rerank_cmc"
+    VAL_CMC_PCT = "val_cmc_pct"
+    """:attr:`CMC` as a person reads it: ``rank1 90.2%, rank5 95.1%, ...`` (:func:`cmc_summary`)."""
     CODE_VERSION = "code_version"
     DEVICE = "device"
     WORKER = "worker"
@@ -156,14 +165,15 @@ FLAT_METRICS: dict[str, str] = {
 
 
 def flat_metric_attrs(metrics: dict[str, float]) -> dict[str, float]:
-    """The flat ``val_*_pct`` user attributes of a validation result (finite values only).
+    """The flat ``val_*_pct`` user attributes of a validation result (finite values only), in %
+    with :data:`PCT_DECIMALS` decimals.
 
     Example:
-        >>> flat_metric_attrs({"mAP": 0.5123, "rank1": 0.75})
-        {'val_mAP_pct': 51.23, 'val_rank1_pct': 75.0}
+        >>> flat_metric_attrs({"mAP": 0.51234, "rank1": 0.75})
+        {'val_mAP_pct': 51.2, 'val_rank1_pct': 75.0}
     """
     return {
-        attr: round(100.0 * float(metrics[key]), 2)
+        attr: round(100.0 * float(metrics[key]), PCT_DECIMALS)
         for key, attr in FLAT_METRICS.items()
         if key in metrics and math.isfinite(float(metrics[key]))
     }
@@ -171,6 +181,12 @@ def flat_metric_attrs(metrics: dict[str, float]) -> dict[str, float]:
 
 PCT_DECIMALS = 1
 """Decimals of a metric in % wherever reid-hpo shows one (console, report, dashboard notes)."""
+STORED_DECIMALS = 4
+"""Decimals of a stored CMC fraction (0.01 %: finer than any figure shows)."""
+CMC_RANKS = (1, 5, 10, 20)
+"""The CMC ranks a person reads (as torchreid prints them)."""
+SUMMARY_METRICS = ("mAP", "rank1", "rank5", "rank10", "rerank_mAP", "rerank_rank1")
+"""The metrics a one-line summary shows, in this order."""
 SIGNIFICANT_DIGITS = 4
 """Significant digits of a parameter or other float wherever reid-hpo shows one."""
 
@@ -185,6 +201,57 @@ def format_pct(fraction: float | None) -> str:
     if fraction is None:
         return "-"
     return f"{100.0 * fraction:.{PCT_DECIMALS}f}%"
+
+
+def stored_cmc(cmc: Iterable[float]) -> list[float]:
+    """A CMC curve as stored in a user attribute: fractions, :data:`STORED_DECIMALS` decimals.
+
+    Example:
+        >>> stored_cmc([0.8872549019607843, 0.95])
+        [0.8873, 0.95]
+    """
+    return [round(float(v), STORED_DECIMALS) for v in cmc]
+
+
+def cmc_summary(cmc: Any) -> str:
+    """The :data:`CMC_RANKS` of a CMC curve (fractions, rank 1 first) in %.
+
+    Example:
+        >>> cmc_summary([0.902, 0.93, 0.94, 0.945, 0.951] + [0.96] * 15)
+        'rank1 90.2%, rank5 95.1%, rank10 96.0%, rank20 96.0%'
+    """
+    if not isinstance(cmc, list | tuple):
+        return "-"
+    return ", ".join(f"rank{r} {format_pct(cmc[r - 1])}" for r in CMC_RANKS if r <= len(cmc))
+
+
+def metrics_summary(metrics: Any) -> str:
+    """The :data:`SUMMARY_METRICS` of a metrics dict (fractions) in %, in one line.
+
+    Example:
+        >>> metrics_summary({"rank1": 0.55, "mAP": 0.4321, "rank20": 0.9})
+        'mAP 43.2%, rank1 55.0%'
+    """
+    if not isinstance(metrics, dict):
+        return "-"
+    return ", ".join(
+        f"{k} {format_pct(metrics[k])}" for k in SUMMARY_METRICS if metrics.get(k) is not None
+    )
+
+
+def result_summary(result: dict[str, Any], *, retrained: bool = False) -> str:
+    """A stored test (or, ``retrained``, retrain) result in one line, as optuna-dashboard
+    shows it.
+
+    Example:
+        >>> result_summary({"trial": 3, "epoch": 6, "metrics": {"mAP": 0.4321}})
+        'trial 3, epoch 6: mAP 43.2%'
+    """
+    if retrained:
+        where = f"trial {result.get('trial')} retrained {result.get('epochs')} epochs on all ids"
+    else:
+        where = f"trial {result.get('trial')}, epoch {result.get('epoch', '-')}"
+    return f"{where}: {metrics_summary(result.get('metrics'))}"
 
 
 def format_number(value: Any) -> str:
@@ -311,14 +378,18 @@ __all__ = [
     "TrialAttr",
     "best_of_study",
     "best_trial",
+    "cmc_summary",
     "direction_name",
     "flat_metric_attrs",
     "format_number",
     "format_pct",
+    "metrics_summary",
     "read_spec",
     "read_spec_or_none",
+    "result_summary",
     "rung_of",
     "spec_of",
+    "stored_cmc",
     "stored_retrain_result",
     "stored_test_result",
     "top_trials",

@@ -38,7 +38,7 @@ class TrialFenced(Exception):
 
 @dataclass(frozen=True)
 class Resume:
-    """How a retry starts: from ``checkpoint``, or from epoch 0 because of ``skipped``."""
+    """How a retry starts: from ``checkpoint``, or from epoch 1 because of ``skipped``."""
 
     checkpoint: Path | None
     skipped: str | None = None
@@ -50,7 +50,7 @@ def take_over_predecessor(
     """The checkpoint a retry resumes from: the predecessor attempt's newest verified one
     (fetched from the object store into this host's cache when it is not here), taken over
     into this attempt's folder (and, in the store, copied server-side), if that attempt
-    belongs to the same study, trial and configuration; else why not (start from epoch 0, said
+    belongs to the same study, trial and configuration; else why not (start from epoch 1, said
     once). The caller frees the predecessor's copies once its own folder is recorded."""
     unreachable = mirror.fetch(previous)
     recorded = read_identity(previous)
@@ -77,7 +77,7 @@ def take_over_predecessor(
 
 
 def _skipped(identity: AttemptIdentity, reason: str) -> Resume:
-    logger.warning("trial %d: not resuming: %s; starting from epoch 0", identity.attempt, reason)
+    logger.warning("trial %d: not resuming: %s; starting from epoch 1", identity.attempt, reason)
     return Resume(None, reason)
 
 

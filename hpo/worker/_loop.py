@@ -57,6 +57,7 @@ from hpo.study import apply_retention
 from hpo.study import ensure_marker
 from hpo.study import ensure_study_uuid
 from hpo.study import load_study
+from hpo.study import refresh_results_note
 from hpo.study.records import StudyAttr
 from hpo.worker._budget import Decision
 from hpo.worker._budget import TrialCounts
@@ -336,6 +337,12 @@ class _WorkerLoop:
         finally:
             self.lock.release()
         apply_retention(self.study, self.objective.mirror)
+        if result.state is TrialState.COMPLETE:
+            self.lock.acquire()  # one note writer at a time: a note is written in parts
+            try:
+                refresh_results_note(self.study)  # the best on validation may have changed
+            finally:
+                self.lock.release()
         return result
 
 

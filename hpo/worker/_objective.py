@@ -2,11 +2,11 @@
 
 Flow: sampled params -> :func:`hpo.spec.to_train_config` -> ``Trainer.fit`` with the pruning
 adapter -> the validation metric named by ``spec.objective`` at the last evaluation. Each
-attempt of a trial trains in its own ``<artifacts.root>/<study uuid>/trial_<n>/attempt_<k>/``
+attempt of a trial trains in its own ``<artifacts.root>/<study uuid>/trial_<n>/run_<k>/``
 (:mod:`hpo.study._artifacts`); a retried trial (a WAITING copy of a trial whose worker died or
 was stopped) inherits the predecessor's folder and, when its ``attempt.json`` records the same
 study, trial and configuration, takes over its last verified checkpoint and resumes from it
-instead of epoch 0 (with ``artifacts.kind: s3`` the folder is pushed to the object store after
+instead of epoch 1 (with ``artifacts.kind: s3`` the folder is pushed to the object store after
 each checkpoint and fetched by a retry on any host; a retry that cannot resume records why in
 ``resume_skipped``). Each epoch first checks that the trial is still RUNNING: a worker whose trial
 was failed by another one (or whose study was deleted) stops writing for it at once.
@@ -56,10 +56,13 @@ from hpo.study import ensure_study_uuid
 from hpo.study import mirror_of
 from hpo.study import resolve_stored
 from hpo.study import stored_path
+from hpo.study import trial_events_dir
 from hpo.study import write_identity
 from hpo.study.records import TrialAttr
+from hpo.study.records import cmc_summary
 from hpo.study.records import flat_metric_attrs
 from hpo.study.records import rung_of
+from hpo.study.records import stored_cmc
 from hpo.worker._attempt import Resume
 from hpo.worker._attempt import TrialFenced
 from hpo.worker._attempt import check_still_running
@@ -77,7 +80,6 @@ from hpo.worker._rungs import rung_config
 from hpo.worker._signals import StopNow
 from hpo.worker._signals import shielded
 from reid_core.config import resolve_device
-from reid_core.engine import TENSORBOARD_DIR
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
 from reid_core.engine import StopTraining
@@ -164,7 +166,8 @@ def fail_reason(exc: BaseException) -> str:
 class _Recorder(Callback):
     """Keeps the last validation metrics and checkpoint, mirrored into trial user attrs.
 
-    On a resumed run the first epoch it sees is recorded as ``resumed_from_epoch``.
+    On a resumed run, ``resumed_from_epoch`` records the 1-based epoch of the checkpoint it
+    resumed from (the epochs done before the first one it sees).
     """
 
     def __init__(
@@ -182,6 +185,7 @@ class _Recorder(Callback):
         if self.first_epoch is None:
             self.first_epoch = report.epoch
             if self._resumed:
+                # the first 0-based index it trains = the 1-based epoch of its checkpoint
                 self._trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, report.epoch)
         self._trial.set_user_attr(TrialAttr.EPOCHS_DONE, report.epoch + 1)
         self._clock.epochs += 1
@@ -189,7 +193,7 @@ class _Recorder(Callback):
         if report.checkpoint is not None:
             stored = stored_path(self._root, report.checkpoint)
             self._trial.set_user_attr(TrialAttr.CHECKPOINT, stored)
-            self._trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, report.epoch)
+            self._trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, report.epoch + 1)
         if report.metrics is not None:
             self.metrics = {k: float(v) for k, v in report.metrics.items()}
             _record_metrics(self._trial, self.metrics)
@@ -246,7 +250,7 @@ class _StopWhenAsked(Callback):
         elif self._deadline is not None and time.time() >= self._deadline:
             self.reason = STUDY_TIMEOUT
         if self.reason is not None:
-            logger.info("stopping after epoch %d (%s)", report.epoch, self.reason)
+            logger.info("stopping after epoch %d (%s)", report.epoch + 1, self.reason)
             raise StopTraining(self.reason)
 
 
@@ -410,7 +414,8 @@ class TrialObjective:
         )
         stopper = _StopWhenAsked(self.stop_event, deadline)
         progress = TrialProgress(label, epochs=cfg.epochs)
-        tensorboard = TensorBoardLog(folder / TENSORBOARD_DIR)
+        events = trial_events_dir(folder, trial.number)
+        tensorboard = TensorBoardLog(events)
         callbacks = [
             recorder,
             tensorboard,
@@ -424,20 +429,20 @@ class TrialObjective:
         try:
             result = trainer.fit(callbacks=callbacks, resume_from=resume_from)
         except optuna.TrialPruned:
-            _tensorboard_hparams(folder, {**hparams, "state": "PRUNED"}, recorder.metrics)
+            _tensorboard_hparams(events, {**hparams, "state": "PRUNED"}, recorder.metrics)
             raise
         except (TrialFenced, StudyNotFoundError):
             raise
         except Exception as exc:
             state = f"FAIL ({fail_reason(exc)})"
-            _tensorboard_hparams(folder, {**hparams, "state": state}, recorder.metrics)
+            _tensorboard_hparams(events, {**hparams, "state": state}, recorder.metrics)
             raise
         if resume_from is not None and recorder.first_epoch is None:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.epochs_run)
         if result.checkpoint is not None:
             stored = stored_path(self.artifacts_root, result.checkpoint)
             trial.set_user_attr(TrialAttr.CHECKPOINT, stored)
-            trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, result.epochs_run - 1)
+            trial.set_user_attr(TrialAttr.LAST_CHECKPOINT_EPOCH, result.epochs_run)
 
         clock.record(trial)
         self.mirror.push(folder)  # a checkpoint written after the callbacks (a stop), the logs
@@ -452,9 +457,10 @@ class TrialObjective:
         evaluation = getattr(result, "final_evaluation", None) or trainer.evaluate()
         metrics = {k: float(v) for k, v in evaluation.metrics.items()}
         _record_metrics(trial, metrics)
-        trial.set_user_attr(TrialAttr.CMC, [float(v) for v in evaluation.cmc])
+        trial.set_user_attr(TrialAttr.CMC, stored_cmc(evaluation.cmc))
+        trial.set_user_attr(TrialAttr.VAL_CMC_PCT, cmc_summary(stored_cmc(evaluation.cmc)))
         if evaluation.rerank_cmc is not None:
-            trial.set_user_attr(TrialAttr.RERANK_CMC, [float(v) for v in evaluation.rerank_cmc])
+            trial.set_user_attr(TrialAttr.RERANK_CMC, stored_cmc(evaluation.rerank_cmc))
         value = metrics.get(self.metric)
         if value is None or not math.isfinite(value):
             raise EvaluationError(
@@ -462,7 +468,7 @@ class TrialObjective:
                 f"(available: {sorted(metrics)})"
             )
         clock.record(trial)
-        _tensorboard_hparams(folder, {**hparams, "state": "COMPLETE"}, metrics)
+        _tensorboard_hparams(events, {**hparams, "state": "COMPLETE"}, metrics)
         self.mirror.push(folder)
         logger.info(
             "%s complete: val %s", label, format_metrics(metrics, ("mAP", "rank1", "rank5"))
@@ -473,7 +479,7 @@ class TrialObjective:
         self, trial: optuna.Trial, folder: Path, identity: AttemptIdentity
     ) -> Path | None:
         """Write the attempt's record; return the predecessor's checkpoint this retry resumes
-        from (None: a first attempt, or a retry that starts from epoch 0, with the reason in
+        from (None: a first attempt, or a retry that starts from epoch 1, with the reason in
         ``resume_skipped``). A retry's folder (record and checkpoint) reaches the object store
         before the predecessor's copies are freed, so a retry of this retry finds it."""
         stored = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
@@ -518,7 +524,7 @@ def make_objective(
         spec: The study spec.
         study_name: The study name (for messages; it never becomes a path).
         study_uuid: The study's uuid, which names its artifact folder
-            (``<artifacts_root>/<uuid>/trial_<n>/attempt_<k>/``); read from (or, for a study
+            (``<artifacts_root>/<uuid>/trial_<n>/run_<k>/``); read from (or, for a study
             that has none, given to) the trial's study when None.
         artifacts_root: Root of the checkpoint location (shared, or this host's cache of the
             object store); ``spec.artifacts.root`` if None.
@@ -638,13 +644,13 @@ def describe_device(device: str) -> str:
 
 
 def _tensorboard_hparams(
-    folder: Path, hparams: dict[str, Any], metrics: dict[str, float] | None
+    events: Path, hparams: dict[str, Any], metrics: dict[str, float] | None
 ) -> None:
     """The trial's parameters, state and last validation metrics (in %) in TensorBoard's
     HParams tab; a write that fails only warns (the trial's outcome stands)."""
     values = {f"hparams/val_{k}": 100.0 * v for k, v in (metrics or {}).items() if math.isfinite(v)}
     try:
-        write_hparams(folder / TENSORBOARD_DIR, hparams, values)
+        write_hparams(events, hparams, values)
     except OSError as exc:
         logger.warning("trial %s: TensorBoard hparams not written: %s", hparams["trial"], exc)
 

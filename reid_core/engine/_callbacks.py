@@ -51,11 +51,11 @@ class FitResult:
     Attributes:
         final_metrics: Metrics of the last evaluation (``None`` if nothing was evaluated).
         best_metrics: Metrics of the evaluation with the highest ``mAP``.
-        best_epoch: 0-based epoch of ``best_metrics``.
+        best_epoch: 1-based epoch of ``best_metrics``.
         epochs_run: Number of epochs completed, including those of a resumed checkpoint.
         checkpoint: Path of the last checkpoint written (or resumed from).
         stopped_early: Whether a callback raised :class:`StopTraining`.
-        history: One entry per epoch run in this call: epoch, losses, lr, metrics.
+        history: One entry per epoch run in this call: epoch (1-based), losses, lr, metrics.
         final_evaluation: The last evaluation of this call with its CMC curves (``None`` when
             this call evaluated nothing, e.g. a resumed run that was already finished).
     """

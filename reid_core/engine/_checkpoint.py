@@ -4,6 +4,11 @@ A checkpoint is a standard ``torch.save`` file (``epoch_0007.pt``) with a ``sha2
 sidecar (``epoch_0007.pt.sha256``) that :func:`load_checkpoint` verifies, so a truncated or
 corrupt file is refused instead of silently resuming from garbage. :class:`CheckpointManager`
 keeps the last few and points ``last.pt`` at the newest one.
+
+Epochs are 1-based, as a person counts them: ``epoch_0007.pt`` holds the state after the
+seventh epoch and its ``epoch`` entry is 7 (format 2). Checkpoints of format 1 (written before
+that change) count from 0, in their names and their ``epoch`` entries;
+:func:`load_checkpoint` reads them as format 2, so they still load and resume correctly.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from reid_core.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+"""Format 2: 1-based ``epoch`` and ``best_epoch``; format 1 counted them from 0."""
+_FORMATS = (1, CHECKPOINT_FORMAT)
 LAST_NAME = "last.pt"
 _EPOCH_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
 
@@ -164,7 +171,7 @@ def find_resumable_checkpoint(directory: Path) -> Path | None:
 
     Example:
         >>> find_resumable_checkpoint(Path("runs/study/trial_3"))  # doctest: +SKIP
-        PosixPath('runs/study/trial_3/epoch_0009.pt')
+        PosixPath('runs/study/trial_3/attempt_1/epoch_0009.pt')
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -193,7 +200,8 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         map_location: Where tensors are loaded.
 
     Returns:
-        The stored dict (``epoch``, ``model``, ``config``, ``metrics``, ...).
+        The stored dict (``epoch``: the 1-based epoch it ends, ``model``, ``config``,
+        ``metrics``, ...); a format-1 checkpoint's 0-based epochs are returned 1-based.
 
     Raises:
         CheckpointError: If the file is missing, truncated, corrupt, or of an unknown format.
@@ -203,11 +211,24 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         state = torch.load(real, map_location=map_location, weights_only=True)
     except Exception as exc:  # any unpickling / zip error means the file is unusable
         raise CheckpointError(f"cannot read checkpoint {real}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{real} is not a reid-hpo checkpoint of format {CHECKPOINT_FORMAT}")
+    if not isinstance(state, dict) or state.get("format") not in _FORMATS:
+        raise CheckpointError(
+            f"{real} is not a reid-hpo checkpoint of format {' or '.join(map(str, _FORMATS))}"
+        )
     problem = _shape_problem(state)
     if problem is not None:
         raise CheckpointError(f"checkpoint {real} is malformed: {problem}")
+    return _upgraded(state)
+
+
+def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 checkpoint (0-based ``epoch`` and ``best_epoch``) as format 2 (1-based)."""
+    if state["format"] == CHECKPOINT_FORMAT:
+        return state
+    for key in ("epoch", "best_epoch"):
+        if isinstance(state.get(key), int):
+            state[key] += 1
+    state["format"] = CHECKPOINT_FORMAT
     return state
 
 
@@ -228,9 +249,9 @@ def _shape_problem(state: dict[str, Any]) -> str | None:
 
 
 class CheckpointManager:
-    """Writes ``epoch_XXXX.pt`` files in one directory, keeps the newest ``keep`` of them and
-    points ``last.pt`` (a relative symlink, or a copy where links are unsupported) at the
-    newest.
+    """Writes ``epoch_XXXX.pt`` files (``XXXX``: the 1-based epoch) in one directory, keeps
+    the newest ``keep`` of them and points ``last.pt`` (a relative symlink, or a copy where
+    links are unsupported) at the newest.
 
     Args:
         directory: Where the checkpoints live (created on first save).
@@ -244,7 +265,7 @@ class CheckpointManager:
         self.keep = keep
 
     def path_for(self, epoch: int) -> Path:
-        """File name of the checkpoint of a 0-based epoch."""
+        """File name of the checkpoint of a 1-based epoch."""
         return self.directory / f"epoch_{epoch:04d}.pt"
 
     @property
@@ -257,7 +278,8 @@ class CheckpointManager:
         return self.last if self.last.exists() else None
 
     def save(self, state: dict[str, Any], *, epoch: int) -> Path:
-        """Save the checkpoint of ``epoch``, move ``last.pt`` to it and prune older ones.
+        """Save the checkpoint of ``epoch`` (1-based), move ``last.pt`` to it and prune older
+        ones.
 
         Checkpoints of later epochs (left by an abandoned run that this one resumed before)
         are removed too.

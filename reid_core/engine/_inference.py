@@ -32,7 +32,7 @@ class LoadedModel:
         model: The network, in eval mode, on the requested device.
         config: The training configuration stored in the checkpoint.
         checkpoint: The verified checkpoint file (symlinks resolved).
-        epoch: 0-based epoch after which the checkpoint was written.
+        epoch: 1-based epoch after which the checkpoint was written.
         metrics: Validation metrics stored with the checkpoint, if any.
     """
 
@@ -138,7 +138,7 @@ def evaluate_checkpoint(
     )
     info = {
         "checkpoint": str(loaded.checkpoint),
-        "epoch": loaded.epoch + 1,  # epochs trained (1-based), as a person reads it
+        "epoch": loaded.epoch,  # epochs trained (1-based), as a person reads it
         "dataset": data_cfg.dataset,
         "root": data_cfg.root,
         "split": "test",

@@ -35,7 +35,7 @@ class InitSource:
     Attributes:
         checkpoint: The verified source checkpoint (symlinks resolved).
         sha256: Its SHA-256, as recorded in its sidecar.
-        epoch: The source's 0-based epoch.
+        epoch: The 1-based epoch the source checkpoint ends.
         dataset: The dataset the source was trained on.
         tensors: How many tensors were copied.
     """

@@ -14,15 +14,17 @@ METRICS_LOG_NAME = "metrics.jsonl"
 
 
 class MetricsLog(Callback):
-    """Appends one JSON line per epoch (``epoch``, ``losses``, ``lr``, ``metrics``) to the log.
+    """Appends one JSON line per epoch (``epoch``, 1-based, ``losses``, ``lr``, ``metrics``) to
+    the log.
 
     The trainer installs one ahead of the callbacks it is given. At train start the lines of
-    epochs from ``start_epoch`` on are dropped, and so are torn lines (a crash mid-append), so
+    epochs after ``start_epoch`` are dropped, and so are torn lines (a crash mid-append), so
     that a resumed run logs each epoch once.
 
     Args:
         output_dir: Directory of the run; the log is ``output_dir / "metrics.jsonl"``.
-        start_epoch: 0-based epoch the run starts (or resumes) at.
+        start_epoch: Epochs already done when the run starts (the 1-based epoch of the
+            checkpoint it resumes from; 0 for a new run).
     """
 
     def __init__(self, output_dir: str | Path, *, start_epoch: int = 0) -> None:
@@ -36,14 +38,14 @@ class MetricsLog(Callback):
         kept = [
             line
             for line in self.path.read_text(encoding="utf-8").splitlines()
-            if _log_epoch(line) is not None and _log_epoch(line) < self.start_epoch
+            if (epoch := _log_epoch(line)) is not None and epoch <= self.start_epoch
         ]
         atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def on_epoch_end(self, report: EpochReport) -> None:
         """Append the epoch's line."""
         entry = {
-            "epoch": report.epoch,
+            "epoch": report.epoch + 1,
             "losses": report.losses,
             "lr": report.lr,
             "metrics": report.metrics,

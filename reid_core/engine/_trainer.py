@@ -274,7 +274,7 @@ class Trainer:
                 advance(text)
         if steps == 0:
             raise ConfigError(
-                f"the train loader yielded no batch at epoch {epoch} "
+                f"the train loader yielded no batch at epoch {epoch + 1} "
                 f"(batch_size={self.cfg.data.batch_size}, num_instances="
                 f"{self.cfg.data.num_instances}, {self.num_classes} ids)"
             )
@@ -296,7 +296,7 @@ class Trainer:
             loss = means["total"] if counted > kept_before else "not finite at every step"
             terms = [name for name, value in means.items() if not math.isfinite(value)]
             raise NonFiniteLossError(
-                f"loss is {loss} at epoch {epoch}, step {_span(*unchecked)} "
+                f"loss is {loss} at epoch {epoch + 1}, step {_span(*unchecked)} "
                 f"(lr={self.optimizer.param_groups[0]['lr']:.3g}, precision "
                 f"{self.precision.name}; not finite: {', '.join(terms) or 'none kept'})"
             )
@@ -412,13 +412,13 @@ class Trainer:
         report = EpochReport(
             epoch=epoch, losses=losses, lr=lr, metrics=metrics, checkpoint=checkpoint
         )
-        state.history.append({"epoch": epoch, "losses": losses, "lr": lr, "metrics": metrics})
+        state.history.append({"epoch": epoch + 1, "losses": losses, "lr": lr, "metrics": metrics})
         pending: BaseException | None = None
         for callback in callbacks:
             try:
                 callback.on_epoch_end(report)
             except StopTraining as exc:
-                logger.info("training stopped by %s at epoch %d: %s", callback, epoch, exc)
+                logger.info("training stopped by %s after epoch %d: %s", callback, epoch + 1, exc)
                 state.stopped = True
             except Exception as exc:
                 pending = exc
@@ -430,9 +430,10 @@ class Trainer:
 
     # ----------------------------------------------------------------------- checkpoints
     def state_dict(self, epoch: int, state: _FitState | None = None) -> dict[str, Any]:
-        """Everything needed to resume after ``epoch`` (0-based), as a checkpoint payload."""
+        """Everything needed to resume after ``epoch`` (0-based index), as a checkpoint payload
+        (which counts epochs from 1: ``epoch + 1``)."""
         return {
-            "epoch": epoch,
+            "epoch": epoch + 1,
             "num_classes": self.num_classes,
             "model": self.model.state_dict(),
             "criterion": self.criterion.state_dict(),
@@ -451,7 +452,7 @@ class Trainer:
         }
 
     def _save(self, epoch: int, state: _FitState) -> Path:
-        path = self.checkpoints.save(self.state_dict(epoch, state), epoch=epoch)
+        path = self.checkpoints.save(self.state_dict(epoch, state), epoch=epoch + 1)
         state.checkpoint = path
         logger.debug("checkpoint written: %s", path)
         return path
@@ -480,7 +481,7 @@ class Trainer:
                 # the fp16 loss scale afresh, as a new run would.
                 logger.info("checkpoint %s has no gradient-scaler state; starting a new one", path)
             set_rng_state(ckpt["rng"])
-            state.next_epoch = int(ckpt["epoch"]) + 1
+            state.next_epoch = int(ckpt["epoch"])  # 1-based epoch done = next 0-based index
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise CheckpointError(f"checkpoint {path} does not fit this run: {first}") from exc
@@ -489,7 +490,7 @@ class Trainer:
         state.best_metrics = ckpt.get("best_metrics")
         state.best_epoch = ckpt.get("best_epoch")
         state.checkpoint = Path(path)
-        logger.info("resumed from %s after epoch %d", path, state.next_epoch - 1)
+        logger.info("resumed from %s after epoch %d", path, state.next_epoch)
 
 
 class _FitState:
@@ -513,7 +514,7 @@ class _FitState:
         best = math.nan if self.best_metrics is None else self.best_metrics.get(monitor, math.nan)
         if self.best_metrics is None or (not math.isnan(value) and not value <= best):
             self.best_metrics = metrics
-            self.best_epoch = epoch
+            self.best_epoch = epoch + 1
 
     def result(self) -> FitResult:
         return FitResult(

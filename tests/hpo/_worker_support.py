@@ -150,13 +150,14 @@ def fail_and_queue_retry(study: optuna.Study, url: str, number: int) -> None:
 
 def _trial_number(cfg: TrainConfig) -> int:
     """The Optuna trial number of the attempt that trains in ``cfg.output_dir``."""
-    return int(Path(cfg.output_dir).name.removeprefix("attempt_"))
+    return int(Path(cfg.output_dir).name.removeprefix("run_"))
 
 
 class FakeTrainer:
     """Quacks like ``reid_core.engine.Trainer`` for the objective (fit + evaluate).
 
-    Metric at epoch e: ``sigma * (e + 1) / epochs``; each epoch writes ``last.pt`` (JSON).
+    Metric at epoch e: ``sigma * (e + 1) / epochs``; each epoch writes ``last.pt`` (JSON, with
+    the 1-based epoch as a real checkpoint).
     """
 
     failures: ClassVar[dict[int, BaseException]] = {}
@@ -181,7 +182,7 @@ class FakeTrainer:
             raise failure
         start = 0
         if resume_from is not None:
-            start = json.loads(Path(resume_from).read_text())["epoch"] + 1
+            start = json.loads(Path(resume_from).read_text())["epoch"]
         self.dir.mkdir(parents=True, exist_ok=True)
         checkpoint = None
         epoch = start - 1
@@ -190,7 +191,7 @@ class FakeTrainer:
             time.sleep(self.epoch_seconds)
             self.metrics = self._metrics(epoch)
             checkpoint = self.dir / "last.pt"
-            checkpoint.write_text(json.dumps({"epoch": epoch}))
+            checkpoint.write_text(json.dumps({"epoch": epoch + 1}))
             report = EpochReport(epoch, {"total": 1.0}, 0.1, self.metrics, checkpoint)
             for callback in callbacks:
                 try:
@@ -199,10 +200,10 @@ class FakeTrainer:
                     stopped = True
             if stopped:
                 break
-        return FitResult(self.metrics, self.metrics, epoch, epoch + 1, checkpoint, stopped)
+        return FitResult(self.metrics, self.metrics, epoch + 1, epoch + 1, checkpoint, stopped)
 
     def evaluate(self) -> EvaluationResult:
-        last = json.loads((self.dir / "last.pt").read_text())["epoch"]
+        last = json.loads((self.dir / "last.pt").read_text())["epoch"] - 1
         metrics = self._metrics(last)
         cmc = np.linspace(metrics["rank1"], 1.0, 5)
         return EvaluationResult(metrics, cmc, cmc if self.rerank else None, 2, 6)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 from typer.testing import Result
 
@@ -98,7 +99,7 @@ def _add_completed_trial(url: str) -> None:
     study = optuna.load_study(study_name="tiny", storage=url)
     trial = study.ask({"sigma": optuna.distributions.FloatDistribution(0.1, 1.0)})
     trial.set_user_attr("val_metrics", {"map": 0.5})
-    trial.set_user_attr("checkpoint_dir", "uuid/trial_0/attempt_0")
+    trial.set_user_attr("checkpoint_dir", "uuid/trial_0/run_0")
     trial.set_user_attr("epochs_trained", 2)
     trial.set_user_attr("device_seconds", 12.0)
     trial.set_user_attr("device", "cpu")
@@ -138,7 +139,7 @@ def test_best_table(created: str) -> None:
     # its config.json is what `train --config` reruns.
     folder = next(ln for ln in result.output.splitlines() if ln.startswith("trial folder: "))
     path = Path(folder.removeprefix("trial folder: "))
-    assert path.is_absolute() and path.parts[-3:] == ("uuid", "trial_0", "attempt_0")
+    assert path.is_absolute() and path.parts[-3:] == ("uuid", "trial_0", "run_0")
     assert f"reid-hpo train --config {path / 'config.json'}" in result.output
     assert "trial 0 spent 2 epochs, 12 device-seconds on cpu" in result.output
     assert "study compute: 2 epochs, 12 device-seconds on cpu" in result.output
@@ -215,12 +216,26 @@ def test_tensorboard_names_runs_by_study_and_trial(
     created: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the spec's artifacts root is the relative "runs"
-    _add_completed_trial(created)  # its folder: runs/uuid/trial_0/attempt_0
+    _add_completed_trial(created)  # its folder: runs/uuid/trial_0/run_0
     assert (
         "no TensorBoard event files yet" in _run("tensorboard", "tiny", "--storage", created).output
     )
-    events = tmp_path / "runs" / "uuid" / "trial_0" / "attempt_0" / "tensorboard"
-    events.mkdir(parents=True)
+    events = tmp_path / "runs" / "uuid" / "trial_0" / "run_0" / "tensorboard"
+    (events / "trial_0").mkdir(parents=True)
     result = _run("tensorboard", "tiny", "--storage", created)
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"tensorboard --logdir_spec 'tiny/trial_0:{events}'"
+    # TensorBoard names the run in trial_0/ under the entry "tiny": tiny/trial_0.
+    assert result.output.strip() == f"tensorboard --logdir_spec 'tiny:{events}'"
+    # A pruned and a failed trial are marked in their run's name.
+    study = optuna.load_study(study_name="tiny", storage=created)
+    for number, state in ((1, TrialState.PRUNED), (2, TrialState.FAIL)):
+        trial = study.ask({"sigma": optuna.distributions.FloatDistribution(0.1, 1.0)})
+        trial.set_user_attr("checkpoint_dir", f"uuid/trial_{number}/run_{number}")
+        if state is TrialState.FAIL:
+            trial.set_user_attr("fail_reason", "exception:RuntimeError")
+        study.tell(trial, state=state)
+        attempt = tmp_path / "runs" / "uuid" / f"trial_{number}" / f"run_{number}"
+        (attempt / "tensorboard" / f"trial_{number}").mkdir(parents=True)
+    spec = _run("tensorboard", "tiny", "--storage", created).output.strip()
+    groups = [entry.split(":")[0] for entry in spec.split("'")[1].split(",")]
+    assert groups == ["tiny", "tiny/pruned", "tiny/failed"]  # runs tiny/pruned/trial_1, ...

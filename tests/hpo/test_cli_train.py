@@ -71,7 +71,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
 def test_resume_without_checkpoint_is_one_line_error(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from hpo.study import export_trials
 from hpo.study import list_studies
 from hpo.study import spec_of
 from hpo.study import study_status
+from hpo.study import tensorboard_runs
 
 
 def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,6 +44,10 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert info.name in report
     assert "reid-hpo dashboard" in result.output
     assert str(out / "report.html") in result.output.replace("\n", "")
+    # Training curves: the command that names TensorBoard's runs <study>/trial_<n>.
+    assert f"reid-hpo study tensorboard {info.name} --storage " in result.output
+    runs = tensorboard_runs(info.name, url)
+    assert set(runs) == {f"{info.name}/trial_{t.number}" for t in finished}
     json.dumps(test_result)  # what the report and `study best` read is plain JSON
     # Retention: only the best complete trial keeps a checkpoint (the one `study test` used).
     checkpoints = sorted(p.name for p in (out / "runs").rglob("epoch_*.pt"))

@@ -39,7 +39,7 @@ class Hang:
 
 class Trainer(FakeTrainer):
     def fit(self, *, callbacks, resume_from):
-        if Path(self.cfg.output_dir).name == "attempt_0":
+        if Path(self.cfg.output_dir).name == "run_0":
             callbacks = [*callbacks, Hang()]
         return super().fit(callbacks=callbacks, resume_from=resume_from)
 

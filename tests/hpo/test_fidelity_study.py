@@ -145,7 +145,7 @@ class _Blocking(FakeTrainer):
     release = threading.Event()
 
     def fit(self, *, callbacks: Sequence[Callback], resume_from: Path | None) -> FitResult:
-        if Path(self.cfg.output_dir).name == "attempt_0":
+        if Path(self.cfg.output_dir).name == "run_0":
             assert self.release.wait(60)
         return super().fit(callbacks=callbacks, resume_from=resume_from)
 

@@ -82,6 +82,8 @@ def test_evaluates_the_best_trials_checkpoint_and_stores_the_result(
     note = get_note(study)
     assert "- test split, evaluated once (trial 2): mAP 42.0%, rank1 55.0%" in note
     assert "- best trial on validation: trial 2" in note
+    # The study's attributes carry it in words and % too (the raw one is for programs).
+    assert study.user_attrs["test_result_pct"] == "trial 2, epoch 3: mAP 42.0%, rank1 55.0%"
 
 
 def test_a_second_call_returns_the_stored_result_without_evaluating(
@@ -213,8 +215,10 @@ def test_study_test_cli_evaluates_a_real_checkpoint_once(
     stored = load_study(spec.name, sqlite_url)[0].user_attrs[StudyAttr.TEST_RESULT]
     assert stored["trial"] == 0
     assert stored["split"] == "test"
-    # The epoch a person reads is 1-based: the number of epochs the checkpoint trained.
-    assert stored["epoch"] == load_checkpoint(checkpoint)["epoch"] + 1
+    # The epoch a person reads is 1-based: the number of epochs the checkpoint trained, as
+    # its file name and its own ``epoch`` entry count them.
+    assert stored["epoch"] == load_checkpoint(checkpoint)["epoch"]
+    assert Path(stored["checkpoint"]).name == f"epoch_{stored['epoch']:04d}.pt"
     assert 0.0 <= stored["metrics"]["mAP"] <= 1.0
     assert "rerank_mAP" in stored["metrics"]
     assert len(stored["cmc"]) > 0

@@ -73,18 +73,26 @@ def test_real_training_records_value_and_every_user_attr(
     assert set(trial.intermediate_values) == {0, 1}
     assert attrs["seed"] == spec.seed + trial.number
     study_uuid = study.user_attrs["study_uuid"]
-    attempt = tmp_path / "runs" / study_uuid / "trial_0" / "attempt_0"
+    attempt = tmp_path / "runs" / study_uuid / "trial_0" / "run_0"  # trial 0's first run
     assert attrs["checkpoint_dir"] == str(attempt.relative_to(tmp_path / "runs"))
     assert attrs["origin_trial"] == 0
     assert json.loads((attempt / "attempt.json").read_text())["study_uuid"] == study_uuid
-    assert attrs["last_checkpoint_epoch"] == 1
+    # Epochs are 1-based in the attribute and the file name: the second epoch is epoch 2.
+    assert attrs["last_checkpoint_epoch"] == 2
+    assert Path(attrs["checkpoint"]).name == "epoch_0002.pt"
     assert (tmp_path / "runs" / attrs["checkpoint"]).is_file()
+    logged = (attempt / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in logged] == [1, 2]
     assert len(attrs["cmc"]) > 0 and all(0.0 <= v <= 1.0 for v in attrs["cmc"])
+    # What optuna-dashboard shows, rounded: 4 decimals of a fraction, % in words, 1 decimal.
+    assert attrs["cmc"] == [round(v, 4) for v in attrs["cmc"]]
+    assert attrs["val_cmc_pct"].startswith(f"rank1 {100 * attrs['cmc'][0]:.1f}%, rank5 ")
+    assert attrs["val_mAP_pct"] == round(100 * trial.value, 1)
     assert attrs["code_version"]["hpo"]
     assert attrs["device"] == "cpu"
     assert attrs["epochs_trained"] == 2 and attrs["device_count"] == 1
     # TensorBoard's HParams tab: the trial's number, parameters and state, in its own run.
-    hparams = _tensorboard_hparams(attempt / "tensorboard")
+    hparams = _tensorboard_hparams(attempt / "tensorboard" / "trial_0")
     assert hparams["state"].string_value == "COMPLETE"
     assert hparams["trial"].number_value == 0 and "sigma" in hparams
     assert 0 < attrs["device_seconds"] <= trial.duration.total_seconds() + 0.1
@@ -127,11 +135,12 @@ def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
     trial_dir = (root / first.user_attrs["checkpoint_dir"]).parent
     # Each attempt writes its own folder of the same trial; the retry took the checkpoint over
     # and freed the predecessor's copy.
-    assert root / retry.user_attrs["checkpoint_dir"] == trial_dir / "attempt_1"
+    # Folders are named by the attempt's Optuna number: trial_0/run_0, then the retry's run_1.
+    assert root / retry.user_attrs["checkpoint_dir"] == trial_dir / "run_1"
     assert retry.user_attrs["origin_trial"] == 0
-    assert not list((trial_dir / "attempt_0").glob("*.pt"))
-    assert (trial_dir / "attempt_0" / "attempt.json").is_file()
-    assert retry.user_attrs["resumed_from_epoch"] == 1
+    assert not list((trial_dir / "run_0").glob("*.pt"))
+    assert (trial_dir / "run_0" / "attempt.json").is_file()
+    assert retry.user_attrs["resumed_from_epoch"] == 1  # the checkpoint of epoch 1
     # Each attempt accounts for the epochs it trained itself, not the ones it took over.
     assert (first.user_attrs["epochs_trained"], retry.user_attrs["epochs_trained"]) == (1, 2)
     assert retry.user_attrs["seed"] == first.user_attrs["seed"]
@@ -208,9 +217,9 @@ def test_a_retry_resumes_only_a_checkpoint_of_its_own_study_and_config(
     retry = study.trials[1]
     assert retry.state is TrialState.COMPLETE
     assert "resumed_from_epoch" not in retry.user_attrs
-    assert set(retry.intermediate_values) == {0, 1, 2}  # from epoch 0
+    assert set(retry.intermediate_values) == {0, 1, 2}  # from the first epoch
     warnings_ = [r.getMessage() for r in caplog.records if "not resuming" in r.getMessage()]
-    assert len(warnings_) == 1 and "starting from epoch 0" in warnings_[0]
+    assert len(warnings_) == 1 and "starting from epoch 1" in warnings_[0]
     # The study records it too (study status and the report show it).
     assert (
         "does not record this study, trial and configuration"
@@ -266,10 +275,10 @@ def test_a_trial_failed_elsewhere_stops_writing_at_its_next_epoch_end(
     assert run_trial(study, objective, deadline=None).state is TrialState.FAIL
     trial = study.trials[0]
     assert trial.state is TrialState.FAIL
-    # Epoch 0 ended after the trial was failed: nothing of epochs 1-3 was ever written.
+    # Epoch 1 ended after the trial was failed: nothing of epochs 2-4 was ever written.
     folder = tmp_path / "runs" / trial.user_attrs["checkpoint_dir"]
     # The fenced attempt keeps its checkpoint: the retry of the other worker takes it over.
-    assert json.loads((folder / "last.pt").read_text()) == {"epoch": 0}
+    assert json.loads((folder / "last.pt").read_text()) == {"epoch": 1}
     assert trial.intermediate_values == {}
 
 

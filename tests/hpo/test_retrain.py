@@ -74,6 +74,8 @@ def test_retrain_trains_on_all_ids_stores_once_and_is_shown(
     assert stored["config"]["data"]["random_erasing"] == 0.5
     assert stored["config"]["loss"]["osm_sigma"] == best.params["sigma"]
     assert stored["code_version"]["reid_core"]
+    summary = load_study("retrain-me", url)[0].user_attrs["retrain_result_pct"]
+    assert summary.startswith(f"trial {best.number} retrained 2 epochs on all ids: mAP ")
     checkpoint = resolve_stored(spec.artifacts.root, stored["checkpoint"])
     assert checkpoint.is_file()
     folder = checkpoint.parent
@@ -121,7 +123,7 @@ def test_force_retrains_again_in_a_fresh_folder(sqlite_url: str, tmp_path: Path)
     epochs = [
         json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()
     ]
-    assert epochs == [0]  # the finished 2-epoch run was cleared, not mixed in
+    assert epochs == [1]  # the finished 2-epoch run was cleared, not mixed in
 
 
 def test_a_killed_retrain_resumes_from_its_checkpoint(sqlite_url: str, tmp_path: Path) -> None:
@@ -132,7 +134,7 @@ def test_a_killed_retrain_resumes_from_its_checkpoint(sqlite_url: str, tmp_path:
     env = {**os.environ, "REID_HPO_STORAGE": sqlite_url}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 240
-    while not (folder / "epoch_0002.pt.sha256").exists():
+    while not (folder / "epoch_0003.pt.sha256").exists():
         assert process.poll() is None, "the retrain ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -140,7 +142,7 @@ def test_a_killed_retrain_resumes_from_its_checkpoint(sqlite_url: str, tmp_path:
     process.wait()
     assert StudyAttr.RETRAIN_RESULT not in load_study("retrain-me", sqlite_url)[0].user_attrs
     killed_after = max(int(p.name[6:10]) for p in folder.glob("epoch_*.pt.sha256"))
-    assert killed_after < 11
+    assert killed_after < 12
 
     resumed = subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -154,8 +156,8 @@ def test_a_killed_retrain_resumes_from_its_checkpoint(sqlite_url: str, tmp_path:
     logged = [json.loads(line)["epoch"] for line in lines]
     # Each epoch once, in order, through the last. (An epoch killed between its checkpoint and
     # its metrics line is missing from the log: the trainer writes the checkpoint first.)
-    assert logged == sorted(set(logged)) and logged[0] == 0 and logged[-1] == 11
-    assert set(range(12)) - set(logged) <= {killed_after}
+    assert logged == sorted(set(logged)) and logged[0] == 1 and logged[-1] == 12
+    assert set(range(1, 13)) - set(logged) <= {killed_after}
 
 
 def test_retrain_runs_the_worker_preflight(sqlite_url: str, tmp_path: Path) -> None:

@@ -98,6 +98,14 @@ def test_failed_trials_get_reasons_and_the_worker_goes_on(
     assert trials[1].user_attrs["fail_reason"] == "exception:RuntimeError"
     assert (result.trials_run, result.complete, result.failed) == (4, 2, 2)
     assert result.stop_reason == "budget"
+    # optuna-dashboard's study note names the best trial in % as soon as a trial completes.
+    from optuna_dashboard import get_note
+
+    study = optuna.load_study(study_name="w", storage=sqlite_url)
+    note = get_note(study)
+    best = f"- best trial on validation: trial {study.best_trial.number}, val mAP "
+    assert f"{best}{100 * study.best_value:.1f}%" in note, note
+    assert "compute: " in note
 
 
 def test_flapping_trials_stop_the_worker(tmp_path: Path, data_root: Path, sqlite_url: str) -> None:
@@ -261,12 +269,12 @@ def test_a_second_sigterm_stops_at_once_and_hands_the_trial_back_resumable(
     assert first.user_attrs["fail_reason"] == "interrupted"
     assert retry.state is TrialState.WAITING
     assert "fail_reason" not in retry.user_attrs
-    assert retry.user_attrs["last_checkpoint_epoch"] == 0
+    assert retry.user_attrs["last_checkpoint_epoch"] == 1
     assert retry.user_attrs["checkpoint_dir"] == first.user_attrs["checkpoint_dir"]
 
     if stop_after_s is not None:
         return  # the resume is the same as after two signals
-    result = run_worker("w", sqlite_url)  # the real trainer, from the epoch-0 checkpoint
+    result = run_worker("w", sqlite_url)  # the real trainer, from the epoch-1 checkpoint
     resumed = trials_of("w", sqlite_url)[1]
     assert (resumed.state, resumed.user_attrs["resumed_from_epoch"]) == (TrialState.COMPLETE, 1)
     assert (result.complete, result.exit_code) == (1, 0)
@@ -324,7 +332,7 @@ class _FailedElsewhere(FakeTrainer):
     storage_url = ""
 
     def fit(self, *, callbacks: Sequence[Callback], resume_from: Path | None) -> FitResult:
-        if Path(self.cfg.output_dir).name == "attempt_0":
+        if Path(self.cfg.output_dir).name == "run_0":
             other = open_storage(self.storage_url)
             try:
                 study_id = other.get_study_id_from_name("w")

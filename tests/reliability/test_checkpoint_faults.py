@@ -39,20 +39,20 @@ def _flip_a_byte(path: Path) -> None:
 @pytest.fixture()
 def run_dir(tmp_path: Path) -> Path:
     manager = CheckpointManager(tmp_path / "run", keep=3)
-    for epoch in range(3):
+    for epoch in range(1, 4):
         manager.save({"epoch": epoch, "weights": [float(epoch)]}, epoch=epoch)
     return manager.directory
 
 
 def test_an_intact_run_resumes_from_its_newest_checkpoint(run_dir: Path) -> None:
-    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0002.pt").resolve()
+    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0003.pt").resolve()
 
 
 @pytest.mark.parametrize("damage", [_truncate, _flip_a_byte], ids=["truncated", "bit_flip"])
 def test_a_damaged_newest_checkpoint_is_refused_by_its_checksum(
     damage: object, run_dir: Path
 ) -> None:
-    damage(run_dir / "epoch_0002.pt")  # type: ignore[operator]
+    damage(run_dir / "epoch_0003.pt")  # type: ignore[operator]
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_checkpoint(run_dir)
 
@@ -60,17 +60,17 @@ def test_a_damaged_newest_checkpoint_is_refused_by_its_checksum(
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(
     run_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _truncate(run_dir / "epoch_0002.pt")
+    _truncate(run_dir / "epoch_0003.pt")
     with caplog.at_level(logging.WARNING):
         found = find_resumable_checkpoint(run_dir)
-    assert found == (run_dir / "epoch_0001.pt").resolve()
-    assert load_checkpoint(found)["epoch"] == 1
-    assert "epoch_0002.pt" in caplog.text
+    assert found == (run_dir / "epoch_0002.pt").resolve()
+    assert load_checkpoint(found)["epoch"] == 2
+    assert "epoch_0003.pt" in caplog.text
 
 
 def test_a_missing_checksum_file_counts_as_damaged(run_dir: Path) -> None:
-    (run_dir / "epoch_0002.pt.sha256").unlink()
-    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0001.pt").resolve()
+    (run_dir / "epoch_0003.pt.sha256").unlink()
+    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0002.pt").resolve()
 
 
 def test_no_usable_checkpoint_means_a_fresh_start(run_dir: Path, tmp_path: Path) -> None:
@@ -117,15 +117,15 @@ def test_retry_with_a_truncated_last_checkpoint_resumes_from_the_previous_one(
 ) -> None:
     study, spec = _crashed_trial_with_a_retry(tmp_path, mars_root)
     trial_dir = tmp_path / "runs" / study.trials[0].user_attrs["checkpoint_dir"]
-    _truncate(trial_dir / "epoch_0001.pt")
+    _truncate(trial_dir / "epoch_0002.pt")
 
     study.optimize(make_objective(spec, study_name="ckpt"), n_trials=1)
 
     retry = study.trials[1]
     assert retry.state is TrialState.COMPLETE
-    assert retry.user_attrs["resumed_from_epoch"] == 1  # epoch 0's checkpoint, not epoch 1's
+    assert retry.user_attrs["resumed_from_epoch"] == 1  # epoch 1's checkpoint, not epoch 2's
     retry_dir = tmp_path / "runs" / retry.user_attrs["checkpoint_dir"]
-    assert load_checkpoint(retry_dir)["epoch"] == 2  # its own folder holds a sound checkpoint
+    assert load_checkpoint(retry_dir)["epoch"] == 3  # its own folder holds a sound checkpoint
     assert not list(trial_dir.glob("epoch_*.pt"))  # the predecessor's files were freed
 
 
@@ -143,4 +143,4 @@ def test_retry_with_only_corrupt_checkpoints_restarts_from_epoch_0(
     retry = study.trials[1]
     assert retry.state is TrialState.COMPLETE
     assert "resumed_from_epoch" not in retry.user_attrs
-    assert load_checkpoint(tmp_path / "runs" / retry.user_attrs["checkpoint_dir"])["epoch"] == 2
+    assert load_checkpoint(tmp_path / "runs" / retry.user_attrs["checkpoint_dir"])["epoch"] == 3

@@ -59,9 +59,9 @@ def test_a_paused_worker_that_comes_back_never_writes_the_retrys_files(
 
         def checkpointed() -> bool:
             found = trials("zombie", postgres_url)
-            return bool(found) and found[0].user_attrs.get("last_checkpoint_epoch", -1) >= 1
+            return bool(found) and found[0].user_attrs.get("last_checkpoint_epoch", -1) >= 2
 
-        wait_until(checkpointed, 120, "trial 0's epoch-1 checkpoint")
+        wait_until(checkpointed, 120, "trial 0's epoch-2 checkpoint")
         os.kill(paused.pid, signal.SIGSTOP)
         root = tmp_path / "runs"
         first_folder = root / trials("zombie", postgres_url)[0].user_attrs["checkpoint_dir"]
@@ -70,7 +70,7 @@ def test_a_paused_worker_that_comes_back_never_writes_the_retrys_files(
 
         def retry_checkpointed() -> bool:
             found = trials("zombie", postgres_url)
-            return len(found) > 1 and found[1].user_attrs.get("last_checkpoint_epoch", -1) >= 4
+            return len(found) > 1 and found[1].user_attrs.get("last_checkpoint_epoch", -1) >= 5
 
         wait_until(retry_checkpointed, 180, "the retry to train past its takeover")
         retry_folder = root / trials("zombie", postgres_url)[1].user_attrs["checkpoint_dir"]
@@ -93,8 +93,8 @@ def test_a_paused_worker_that_comes_back_never_writes_the_retrys_files(
     # The retry's log runs from its takeover to the end, each epoch once: nothing of the paused
     # worker was appended to it.
     retry_epochs = _epochs_logged(retry_folder)
-    assert retry_epochs == list(range(retry_epochs[0], 12)) or retry_epochs == list(range(12))
-    assert retry_epochs[-1] == 11 and len(set(retry_epochs)) == len(retry_epochs)
+    assert retry_epochs == list(range(retry_epochs[0], 13)) or retry_epochs == list(range(1, 13))
+    assert retry_epochs[-1] == 12 and len(set(retry_epochs)) == len(retry_epochs)
     # The paused worker stopped within the epoch it was in: at most one more epoch logged.
     assert len(_epochs_logged(first_folder)) <= len(paused_epochs) + 1
     output = log.read_text()

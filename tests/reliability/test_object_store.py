@@ -113,17 +113,17 @@ def test_a_retry_on_another_host_resumes_through_the_object_store(
 
     first, retry = study.trials
     assert retry.state is TrialState.COMPLETE
-    assert retry.user_attrs["resumed_from_epoch"] == 1  # epoch 0 was not trained again
+    assert retry.user_attrs["resumed_from_epoch"] == 1  # epoch 1 was not trained again
     assert (first.user_attrs["epochs_trained"], retry.user_attrs["epochs_trained"]) == (1, 2)
     assert "resume_skipped" not in retry.user_attrs
-    before = _keys(s3_endpoint, s3_bucket, study, "trial_0/attempt_0/")
+    before = _keys(s3_endpoint, s3_bucket, study, "trial_0/run_0/")
     # The predecessor's checkpoints left the store once taken over; its logs stayed.
     assert not [k for k in before if k.endswith((".pt", ".sha256"))]
-    assert any(k.endswith("attempt_0/metrics.jsonl") for k in before)
-    after = _keys(s3_endpoint, s3_bucket, study, "trial_0/attempt_1/")
+    assert any(k.endswith("run_0/metrics.jsonl") for k in before)
+    after = _keys(s3_endpoint, s3_bucket, study, "trial_0/run_1/")
     names = {k.rsplit("/", 1)[-1] for k in after}
-    assert {"attempt.json", "metrics.jsonl", "epoch_0002.pt", "epoch_0002.pt.sha256"} <= names
-    assert any("/tensorboard/events.out.tfevents" in k for k in after)
+    assert {"attempt.json", "metrics.jsonl", "epoch_0003.pt", "epoch_0003.pt.sha256"} <= names
+    assert any("/tensorboard/trial_1/events.out.tfevents" in k for k in after)
     assert "last.pt" not in names  # a local pointer only
 
     # Host A still holds its copy of the predecessor's checkpoint (it died): an orphan that
@@ -140,7 +140,7 @@ def test_a_skipped_resume_is_recorded_and_shown(
     spec, study, _, host_b = _died_on_host_a(
         "skip", tmp_path, mars_root, sqlite_url, s3_endpoint, s3_bucket, epochs=2
     )
-    lost = _keys(s3_endpoint, s3_bucket, study, "trial_0/attempt_0/")
+    lost = _keys(s3_endpoint, s3_bucket, study, "trial_0/run_0/")
     # As if host A had never reached the store: nothing of its attempt is there.
     s3_endpoint.client().delete_objects(
         Bucket=s3_bucket, Delete={"Objects": [{"Key": k} for k in lost]}
@@ -157,7 +157,7 @@ def test_a_skipped_resume_is_recorded_and_shown(
     assert study_status("skip", sqlite_url).resume_skipped == {1: reason}
     shown = CliRunner().invoke(app, ["study", "status", "skip", "--storage", sqlite_url])
     assert shown.exit_code == 0, shown.output
-    assert "trial 1 resume skipped (trained from epoch 0): the object store holds" in (
+    assert "trial 1 resume skipped (trained from epoch 1): the object store holds" in (
         " ".join(shown.output.split())
     )
     report = build_report(study, tmp_path / "report.html", storage_url=sqlite_url)
@@ -292,12 +292,12 @@ def test_a_killed_worker_s_trial_resumes_on_another_host_through_the_object_stor
     raw = s3_spec("kill", mars_root, Path("runs"), s3_bucket, s3_endpoint.endpoint, n_trials=1)
     raw["training"]["epochs"] = 4
     study_uuid = create_study(StudySpec.model_validate(raw), postgres_url).user_attrs["study_uuid"]
-    pushed = f"{PREFIX}/{study_uuid}/trial_0/attempt_0/epoch_0001.pt.sha256"
+    pushed = f"{PREFIX}/{study_uuid}/trial_0/run_0/epoch_0002.pt.sha256"
     log = tmp_path / "workers.log"
     first = _host_worker("kill", postgres_url, host_a, log)
     try:
-        # Killed once the checkpoint of epoch 1 is in the store (its checksum goes up last).
-        wait_until(lambda: pushed in s3_endpoint.keys(s3_bucket), 120, "epoch 1", step=1)
+        # Killed once the checkpoint of epoch 2 is in the store (its checksum goes up last).
+        wait_until(lambda: pushed in s3_endpoint.keys(s3_bucket), 120, "epoch 2", step=1)
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         time.sleep(3 * HEARTBEAT_S + 1)  # its heartbeat is stale when host B starts
@@ -313,7 +313,7 @@ def test_a_killed_worker_s_trial_resumes_on_another_host_through_the_object_stor
     (retry,) = [t for t in found if t.system_attrs.get("failed_trial") == 0]
     assert retry.state is TrialState.COMPLETE
     resumed = retry.user_attrs["resumed_from_epoch"]
-    assert resumed >= 2  # epochs 0 and 1 were not trained again
+    assert resumed >= 2  # epochs 1 and 2 were not trained again
     assert retry.user_attrs["epochs_trained"] == 4 - resumed
     assert "resume_skipped" not in retry.user_attrs
     # Host B trained in its own cache; host A's copy was never visible to it.

@@ -100,11 +100,11 @@ def _trial_with_checkpoints(study: optuna.Study, folder: Path, value: float) -> 
     from reid_core.engine import CheckpointManager
 
     manager = CheckpointManager(folder)
-    for epoch in range(2):
+    for epoch in range(1, 3):
         manager.save({"epoch": epoch, "model": {"w": torch.zeros(4)}}, epoch=epoch)
     trial = study.ask()
     trial.set_user_attr("checkpoint_dir", str(folder))
-    trial.set_user_attr("checkpoint", str(folder / "epoch_0001.pt"))
+    trial.set_user_attr("checkpoint", str(folder / "epoch_0002.pt"))
     study.tell(trial, value)
 
 
@@ -117,21 +117,21 @@ def test_retention_never_touches_a_stored_folder_it_does_not_own(tmp_path: Path)
     root, uuid = tmp_path / "root", "a" * 32
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("study_uuid", uuid)
-    own = root / uuid / "trial_0" / "attempt_0"
+    own = root / uuid / "trial_0" / "run_0"
     write_identity(own, AttemptIdentity(uuid, 0, 0, "h"))
     outside = tmp_path / "elsewhere"  # a stored path pointing outside the artifacts root
-    write_identity(outside, AttemptIdentity(uuid, 1, 0, "h"))
-    foreign = root / uuid / "trial_2" / "attempt_0"  # under the root, owned by another study
-    write_identity(foreign, AttemptIdentity("b" * 32, 2, 0, "h"))
+    write_identity(outside, AttemptIdentity(uuid, 1, 1, "h"))
+    foreign = root / uuid / "trial_2" / "run_2"  # under the root, owned by another study
+    write_identity(foreign, AttemptIdentity("b" * 32, 2, 2, "h"))
     _trial_with_checkpoints(study, own, 0.1)
     _trial_with_checkpoints(study, outside, 0.2)
     _trial_with_checkpoints(study, foreign, 0.3)
-    best = root / uuid / "trial_3" / "attempt_0"
-    write_identity(best, AttemptIdentity(uuid, 3, 0, "h"))
+    best = root / uuid / "trial_3" / "run_3"
+    write_identity(best, AttemptIdentity(uuid, 3, 3, "h"))
     _trial_with_checkpoints(study, best, 0.9)
 
     assert apply_retention(study, ArtifactMirror(root)) > 0
     assert not list(own.glob("epoch_*.pt"))  # its own, not the best: dropped
-    assert [p.name for p in best.glob("epoch_*.pt")] == ["epoch_0001.pt"]
+    assert [p.name for p in best.glob("epoch_*.pt")] == ["epoch_0002.pt"]
     assert len(list(outside.glob("epoch_*.pt"))) == 2
     assert len(list(foreign.glob("epoch_*.pt"))) == 2

@@ -57,7 +57,7 @@ def test_workers_survive_a_database_restart_mid_study(
 
         def both_training() -> bool:
             checkpointed = [
-                t for t in trials("pg", url) if t.user_attrs.get("last_checkpoint_epoch", -1) >= 0
+                t for t in trials("pg", url) if t.user_attrs.get("last_checkpoint_epoch", -1) >= 1
             ]
             return len(checkpointed) == 2
 

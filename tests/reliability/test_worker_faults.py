@@ -40,7 +40,7 @@ def _create(name: str, url: str, tmp_path: Path, data_root: Path, **kwargs: obje
     create_study(StudySpec.model_validate(raw), url)
 
 
-def _checkpointed(name: str, url: str, number: int, epoch: int = 0) -> bool:
+def _checkpointed(name: str, url: str, number: int, epoch: int = 1) -> bool:
     found = [t for t in trials(name, url) if t.number == number]
     return bool(found) and found[0].user_attrs.get("last_checkpoint_epoch", -1) >= epoch
 
@@ -52,7 +52,7 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_retried_and_resumed(
     log = tmp_path / "workers.log"
     workers = [start_worker("kill", postgres_url, log) for _ in range(2)]
     try:
-        wait_until(lambda: _checkpointed("kill", postgres_url, 0, epoch=1), 120, "trial 0 epoch 1")
+        wait_until(lambda: _checkpointed("kill", postgres_url, 0, epoch=2), 120, "trial 0 epoch 2")
         victim = worker_pid(trials("kill", postgres_url)[0])
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -85,7 +85,7 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_retried_and_resumed(
     assert first.state is TrialState.FAIL and "fail_reason" not in first.user_attrs
     assert retry.state is TrialState.COMPLETE
     assert retry.params == first.params
-    assert retry.user_attrs["resumed_from_epoch"] >= 2  # it did not start at epoch 0
+    assert retry.user_attrs["resumed_from_epoch"] >= 2  # it did not start at epoch 1
     assert seconds_to_fail <= 3 * HEARTBEAT_S + 2 * HEARTBEAT_S + 10
     record_property("seconds_to_fail", round(seconds_to_fail, 1))
     record_property("seconds_to_retry", round(seconds_to_retry, 1))
@@ -133,7 +133,7 @@ def test_stopped_worker_hands_its_trial_back_exits_128_plus_n_and_a_new_worker_r
     found = assert_study_consistent("stop", postgres_url, n_trials=1)
     resumed = found[1]
     assert resumed.state is TrialState.COMPLETE
-    assert resumed.user_attrs["resumed_from_epoch"] == stopped_epoch + 1
+    assert resumed.user_attrs["resumed_from_epoch"] == stopped_epoch
     assert min(resumed.intermediate_values) == 0  # epochs before the stop were inherited
     record_property("seconds_to_exit", round(seconds_to_exit, 1))
     record_property("resumed_from_epoch", resumed.user_attrs["resumed_from_epoch"])

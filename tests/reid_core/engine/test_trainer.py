@@ -18,6 +18,7 @@ from reid_core.engine import EpochReport
 from reid_core.engine import FitResult
 from reid_core.engine import StopTraining
 from reid_core.engine import Trainer
+from reid_core.engine import _checkpoint as checkpoint_module
 from reid_core.engine import load_checkpoint
 from reid_core.engine import save_checkpoint
 from reid_core.errors import CheckpointError
@@ -94,7 +95,8 @@ def test_stop_training_ends_cleanly_with_a_checkpoint(
     assert result.stopped_early
     assert result.epochs_run == 1
     assert recorder.events[-1] == ("end",)
-    assert load_checkpoint(result.checkpoint)["epoch"] == 0
+    assert result.checkpoint.name == "epoch_0001.pt"  # the first epoch's, 1-based
+    assert load_checkpoint(result.checkpoint)["epoch"] == 1
     saved = json.loads((Path(cfg.output_dir) / "results.json").read_text())
     assert saved["stopped_early"] is True
     assert saved["epochs_run"] == 1
@@ -108,7 +110,7 @@ def test_callback_exception_propagates_after_the_checkpoint(tiny_cfg: TinyConfig
     recorder = Recorder(raise_at=0, exc=Pruned("pruned at epoch 0"))
     with pytest.raises(Pruned, match="pruned at epoch 0"):
         Trainer(cfg).fit(callbacks=[recorder])
-    assert load_checkpoint(Path(cfg.output_dir) / "last.pt")["epoch"] == 0
+    assert load_checkpoint(Path(cfg.output_dir) / "last.pt")["epoch"] == 1
     assert recorder.events[-1] == ("end",)  # on_train_end runs in finally
     assert recorder.result is not None and recorder.result.epochs_run == 1
 
@@ -121,7 +123,7 @@ def test_nan_loss_names_epoch_and_step(tiny_cfg: TinyConfig) -> None:
 
     # Loss terms are read back every LOSS_READ_EVERY steps and at the end of the epoch; the
     # message names the terms that are not finite (the logits feed the cross-entropy only).
-    with pytest.raises(NonFiniteLossError, match=r"epoch 0, step 0(-\d+)? ") as caught:
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 0(-\d+)? ") as caught:
         Trainer(tiny_cfg()).fit(callbacks=[Poison()])
     assert str(caught.value).endswith("; not finite: ce, total)")
 
@@ -152,7 +154,7 @@ def test_resume_gives_the_same_weights_and_losses(tiny_cfg: TinyConfig, tmp_path
     resumed_result = resumed.fit(resume_from=first.checkpoint)
 
     assert resumed_result.epochs_run == 2
-    assert resumed_result.history[0]["epoch"] == 1
+    assert resumed_result.history[0]["epoch"] == 2
     assert resumed_result.history[0]["losses"] == straight_result.history[1]["losses"]
     assert resumed_result.final_metrics == straight_result.final_metrics
     straight_state = straight.model.state_dict()
@@ -162,6 +164,21 @@ def test_resume_gives_the_same_weights_and_losses(tiny_cfg: TinyConfig, tmp_path
         resumed.criterion.state_dict()["center.centers"],
         straight.criterion.state_dict()["center.centers"],
     )
+
+
+def test_a_format_1_checkpoint_resumes_after_the_epoch_it_ended(
+    tiny_cfg: TinyConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_cfg(epochs=1)
+    first = Trainer(cfg).fit()
+    state = load_checkpoint(first.checkpoint)
+    old = Path(cfg.output_dir) / "epoch_0000.pt"  # named and counted from 0, as format 1 did
+    with monkeypatch.context() as patched:
+        patched.setattr(checkpoint_module, "CHECKPOINT_FORMAT", 1)
+        save_checkpoint(old, {**state, "epoch": 0, "best_epoch": 0})
+    result = Trainer(replace(cfg, epochs=2)).fit(resume_from=old)
+    assert (result.epochs_run, result.history[0]["epoch"]) == (2, 2)
+    assert result.checkpoint.name == "epoch_0002.pt"
 
 
 def test_rerank_metrics_are_reported_when_asked(tiny_cfg: TinyConfig) -> None:
@@ -182,10 +199,10 @@ def test_torn_metrics_log_line_is_dropped_on_resume(tiny_cfg: TinyConfig) -> Non
     cfg = tiny_cfg(epochs=1)
     first = Trainer(cfg).fit()
     log = Path(cfg.output_dir) / "metrics.jsonl"
-    log.write_text(log.read_text() + '{"epoch": 1, "loss')  # a crash mid-append
+    log.write_text(log.read_text() + '{"epoch": 2, "loss')  # a crash mid-append
     Trainer(replace(cfg, epochs=2)).fit(resume_from=first.checkpoint)
     epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
-    assert epochs == [0, 1]
+    assert epochs == [1, 2]
 
 
 def test_resuming_a_checkpoint_of_another_dataset_is_refused(
