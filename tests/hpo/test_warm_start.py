@@ -87,6 +87,7 @@ def test_the_paper_preset_enqueues_configuration_59_on_mars_and_the_prid_one_on_
 ) -> None:
     raw = _raw(tmp_path, data_root, "p", n_trials=4, warm_start={"preset": "paper"})
     raw["search_space"] = SEVEN_PARAMS  # the reference's search space
+    raw["training"]["milestones"] = [1]  # gamma is searched: a milestone inside the epochs
     # Written from bagoftricks.py:132-147 (README.md: "Use 59 configuration ... for MARS").
     mars = {"sigma": 0.9047814732165316, "alpha": 2.8436551583293728, "l": 0.5873389293193368}
     mars |= {"margin": 4.4132437486402204e-05, "beta": 1.0, "gamma": 0.3282654557691594}
