@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ from reid_core.data import write_synthetic
 from reid_core.engine import Trainer
 from reid_core.engine import evaluate
 from reid_core.errors import NonFiniteLossError
+from reid_core.files import atomic_write
+from reid_core.files import atomic_write_text
 from reid_core.models import BACKBONES
 from reid_core.models import ResNetBackbone
 
@@ -232,11 +233,7 @@ def pretrain_backbone(root: Path, out: Path = INIT_WEIGHTS) -> Path:
         trainer.train_one_epoch(epoch)
         trainer.scheduler.step()
     state = {k: v.detach().half() for k, v in trainer.model.backbone.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, out)
+    atomic_write(out, lambda handle: torch.save(state, handle))
     return out
 
 
@@ -319,12 +316,7 @@ def shard_path(index: int, seed: int, folder: Path = SHARD_DIR) -> Path:
 
 def write_shard(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=1)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 
 
 def train_shard(
