@@ -33,6 +33,7 @@ from reid_core.data import erasing_style
 from reid_core.engine import build_step_parts
 from reid_core.engine import finish_on_device
 from reid_core.engine import optimisation_step
+from reid_core.engine import release_memory
 from reid_core.engine import resolve_precision
 
 if TYPE_CHECKING:
@@ -339,8 +340,7 @@ def _check_oom(cfg: TrainConfig, device: torch.device, tag: str) -> Check:
     """An oversized batch runs out of device memory inside the trainer's step; the worker's
     failure path must classify it ``oom`` (a FAIL trial, the worker goes on) and free the
     memory so that the next step runs."""
-    from hpo.worker._objective import _release_memory  # the worker's own clean-up
-    from hpo.worker._objective import fail_reason
+    from hpo.worker import fail_reason
 
     stepper = _Stepper(cfg, device)
     stepper.step()
@@ -362,7 +362,7 @@ def _check_oom(cfg: TrainConfig, device: torch.device, tag: str) -> Check:
     else:
         return Check(Status.FAIL, f"oom{tag}", f"a batch of {oversized} clips did not run out")
     huge = finish = None
-    _release_memory()
+    release_memory()  # the worker's own clean-up after a failed trial
     after = torch.cuda.memory_allocated(device)
     stepper.step()
     torch.cuda.synchronize(device)

@@ -24,7 +24,6 @@ which the worker re-raises to stop.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import math
 import os
@@ -86,6 +85,7 @@ from reid_core.engine import StopTraining
 from reid_core.engine import TensorBoardLog
 from reid_core.engine import Trainer
 from reid_core.engine import code_version
+from reid_core.engine import release_memory
 from reid_core.engine import select_device
 from reid_core.engine import write_hparams
 from reid_core.errors import DatasetFormatError
@@ -350,7 +350,7 @@ class TrialObjective:
             logger.warning("trial %d failed (%s): %s", trial.number, reason, exc, exc_info=True)
             raise
         finally:
-            _release_memory()
+            release_memory()
 
     def _score_worst(self, trial: optuna.Trial, exc: NonFiniteLossError) -> float:
         """``objective.on_nan: worst``: the diverged trial completes with the worst value."""
@@ -682,14 +682,3 @@ def _set_attr_if_running(trial: optuna.Trial, key: str, value: Any) -> None:
         logger.warning("trial %d was already finished by another process", trial.number)
     except KeyError:  # what Optuna's storages answer for a trial whose study was deleted
         logger.warning("trial %d is gone with its study", trial.number)
-
-
-def _release_memory() -> None:
-    """Free the trial's memory; after a sticky CUDA error ``empty_cache`` raises that error
-    again, which is logged here so that the trial's own exception is the one that propagates."""
-    gc.collect()
-    if torch.cuda.is_initialized():
-        try:
-            torch.cuda.empty_cache()
-        except RuntimeError as exc:  # torch.AcceleratorError is a RuntimeError
-            logger.warning("cannot release the GPU memory cache: %s", exc)

@@ -45,6 +45,7 @@ from reid_core.engine._init_from import InitSource
 from reid_core.engine._init_from import init_from_checkpoint
 from reid_core.engine._init_from import transferable_state
 from reid_core.engine._io import write_json_atomic
+from reid_core.engine._memory import release_memory
 from reid_core.engine._metrics_log import METRICS_LOG_NAME
 from reid_core.engine._metrics_log import MetricsLog
 from reid_core.engine._precision import Precision
@@ -100,6 +101,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "optimisation_step",
+    "release_memory",
     "require_c_compiler",
     "resolve_checkpoint",
     "resolve_device",

@@ -142,6 +142,47 @@ def test_the_checker_sees_a_private_optuna_use(tmp_path: Path) -> None:
     assert len(uses) == 4, uses  # private module and class, the attribute, the dotted string
 
 
+def _private_names_of_other_packages(path: Path, own: str | None) -> list[str]:
+    """``from <pkg>.<mod> import _name`` in ``path`` where ``<pkg>`` is not ``own``, the
+    importer's package (``hpo.worker``, ``reid_core.engine``, ...)."""
+    uses = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            root = node.module.partition(".")[0]
+            if root in ("hpo", "reid_core") and _package(node.module) != own:
+                names = (alias.name for alias in node.names)
+                uses += [f"from {node.module} import {n}" for n in names if _private(n)]
+    return uses
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")  # __version__ is public
+
+
+def test_no_module_imports_a_private_name_of_another_package() -> None:
+    # A helper two packages need is public in the package that owns it (e.g. release_memory).
+    found = {}
+    for root in (HPO, REPO_ROOT / "reid_core"):
+        for path in sorted(root.rglob("*.py")):
+            module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+            if uses := _private_names_of_other_packages(path, _package(module)):
+                found[str(path.relative_to(REPO_ROOT))] = uses
+    assert not found, found
+
+
+def test_the_checker_sees_a_private_name_of_another_package(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from hpo.worker._objective import _release_memory\n"
+        "from hpo.doctor._report import _own\n"  # its own package: allowed
+        "from hpo.worker._objective import fail_reason\n"  # a public name: allowed
+        "from hpo import __version__\n",
+        encoding="utf-8",
+    )
+    uses = _private_names_of_other_packages(module, "hpo.doctor")
+    assert uses == ["from hpo.worker._objective import _release_memory"]
+
+
 @pytest.mark.parametrize("name", [n for n in PRIVATE_OPTUNA_NAMES if n.startswith("optuna.")])
 def test_the_adapters_private_names_exist_in_the_installed_optuna(name: str) -> None:
     module_name, cls_name, attr = name.rsplit(".", 2)

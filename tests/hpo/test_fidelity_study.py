@@ -45,7 +45,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _no_full_gc(monkeypatch: pytest.MonkeyPatch) -> None:
     # A full gc.collect() after each trial costs ~1 s with torch loaded on a busy machine;
     # freeing memory is not what these tests are about.
-    monkeypatch.setattr("hpo.worker._objective._release_memory", lambda: None)
+    monkeypatch.setattr("hpo.worker._objective.release_memory", lambda: None)
 
 
 def _raw(tmp_path: Path, data_root: Path, **fidelity: Any) -> dict[str, Any]:

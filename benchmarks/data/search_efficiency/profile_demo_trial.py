@@ -39,7 +39,7 @@ PARTS: dict[str, Callable[[Key], bool]] = {
     ),
     "frame decoding": lambda k: k[2] == "load_frame",
     "checkpoints": lambda k: k[2] == "_save" and k[0].endswith("_trainer.py"),
-    "gc after the trial": lambda k: k[2] == "_release_memory",
+    "gc after the trial": lambda k: k[2] == "release_memory",
     "storage (optuna RDBStorage calls)": lambda k: (
         k[0].endswith("optuna/storages/_rdb/storage.py") and not k[2].startswith("_")
     ),
