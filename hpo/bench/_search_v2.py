@@ -121,14 +121,16 @@ QUICK_LABELS = ("csha-random", "chb-random", BASELINE, "brief3-top6")
 #: The follow-up's ladder (BENCHMARKS.md, "Follow-up: the 8-epoch ladder"): the 3-epoch rung
 #: failed the gate, the 8-epoch schedule ranked configurations at 0.78.
 LADDER_8 = (8, FULL)
-#: The follow-up's strategies, pre-registered in this order (today's default leading).
+_FIRST_BY_LABEL = {s.label: s for s in STRATEGIES}
+#: The follow-up's strategies, pre-registered in this order (today's default leading); the two
+#: it shares with the first round are taken by label, so reordering STRATEGIES cannot change it.
 STRATEGIES_8: tuple[Strategy, ...] = (
-    STRATEGIES[0],
+    _FIRST_BY_LABEL[TODAY],
     Strategy("csha8-tpe", _ladder("sha", "tpe", "csha8-tpe", LADDER_8), candidate=True),
     Strategy("chb8-tpe", _ladder("hyperband", "tpe", "chb8-tpe", LADDER_8), candidate=True),
     Strategy("csha8-random", _ladder("sha", "random", "csha8-random", LADDER_8), candidate=True),
     Strategy("chb8-random", _ladder("hyperband", "random", "chb8-random", LADDER_8), True),
-    STRATEGIES[5],
+    _FIRST_BY_LABEL[BASELINE],
 )
 
 

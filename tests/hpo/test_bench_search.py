@@ -44,6 +44,7 @@ from hpo.bench._search_v2 import FOLLOW_UP
 from hpo.bench._search_v2 import LADDER_8
 from hpo.bench._search_v2 import QUICK_LABELS
 from hpo.bench._search_v2 import STRATEGIES
+from hpo.bench._search_v2 import STRATEGIES_8
 from hpo.bench._search_v2 import TRAINING_SEEDS
 from hpo.bench._search_v2 import _replay_all
 from hpo.bench._search_v2 import cache_fingerprint
@@ -391,6 +392,22 @@ def test_selection_rule_successes_then_tenth_then_order() -> None:
     assert select(rows, fidelity_allowed=False) == "tpe+median"
     rows["chb-tpe"] = row(7, -0.02)
     assert select(rows, fidelity_allowed=True) == "csha-tpe"
+
+
+def test_the_follow_up_keeps_its_registered_strategies() -> None:
+    # The committed traces (benchmarks/data/search_v2/traces/) were made with these, in this
+    # order; the two shared with the first round are its own strategies, taken by label.
+    assert [s.label for s in STRATEGIES_8] == [
+        "tpe+median",
+        "csha8-tpe",
+        "chb8-tpe",
+        "csha8-random",
+        "chb8-random",
+        "random-60",
+    ]
+    first = {s.label: s for s in STRATEGIES}
+    assert STRATEGIES_8[0] is first["tpe+median"] and STRATEGIES_8[-1] is first["random-60"]
+    assert FOLLOW_UP.strategies is STRATEGIES_8
 
 
 def test_search_v2_quick_replays_the_committed_cache(tmp_path: Path) -> None:
