@@ -31,6 +31,7 @@ from reid_core.engine import EvaluationResult
 from reid_core.engine import FitResult
 from reid_core.engine import StopTraining
 from reid_core.engine import TrainConfig
+from reid_core.engine import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,18 @@ class DieAfterEpoch(Callback):
     def on_epoch_end(self, report: EpochReport) -> None:
         if report.epoch == self.epoch:
             raise WorkerDeath("worker died")
+
+
+def dying_trainer_factory(epoch: int) -> Callable[[TrainConfig, bool], Trainer]:
+    """A ``trainer_factory`` for ``make_objective``: the real trainer, whose worker dies
+    (:class:`DieAfterEpoch`) right after the checkpoint of ``epoch``."""
+
+    class DyingTrainer(Trainer):
+        def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
+            dying = [*callbacks, DieAfterEpoch(epoch)]
+            return super().fit(callbacks=dying, resume_from=resume_from)
+
+    return lambda cfg, rerank: DyingTrainer(cfg)
 
 
 def fail_and_queue_retry(study: optuna.Study, url: str, number: int) -> None:

@@ -32,13 +32,12 @@ from hpo.worker import make_objective
 from hpo.worker import run_trial
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
-from reid_core.engine import Trainer
 from reid_core.errors import DatasetFormatError
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import NonFiniteLossError
-from tests.hpo._worker_support import DieAfterEpoch
 from tests.hpo._worker_support import FakeTrainer
 from tests.hpo._worker_support import WorkerDeath
+from tests.hpo._worker_support import dying_trainer_factory
 from tests.hpo._worker_support import fail_and_queue_retry
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import make_dataset
@@ -116,13 +115,7 @@ def test_retry_resumes_from_the_checkpoint_of_its_predecessor(
     spec = _spec(tmp_path, data_root, epochs=3)
     study = _study(spec, sqlite_url)
 
-    class CrashingTrainer(Trainer):
-        def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
-            return super().fit(callbacks=[*callbacks, DieAfterEpoch(0)], resume_from=None)
-
-    crashing = make_objective(
-        spec, study_name="obj", trainer_factory=lambda cfg, rerank: CrashingTrainer(cfg)
-    )
+    crashing = make_objective(spec, study_name="obj", trainer_factory=dying_trainer_factory(0))
     with pytest.raises(WorkerDeath):
         study.optimize(crashing, n_trials=1)
     fail_and_queue_retry(study, sqlite_url, 0)

@@ -13,14 +13,12 @@ from optuna.trial import TrialState
 from hpo.spec import StudySpec
 from hpo.study import create_study
 from hpo.worker import make_objective
-from reid_core.engine import Callback
 from reid_core.engine import CheckpointManager
-from reid_core.engine import EpochReport
-from reid_core.engine import Trainer
 from reid_core.engine import find_resumable_checkpoint
 from reid_core.engine import load_checkpoint
 from reid_core.errors import CheckpointError
 from tests.hpo._worker_support import WorkerDeath
+from tests.hpo._worker_support import dying_trainer_factory
 from tests.hpo._worker_support import fail_and_queue_retry
 from tests.hpo._worker_support import spec_dict
 
@@ -80,17 +78,6 @@ def test_no_usable_checkpoint_means_a_fresh_start(run_dir: Path, tmp_path: Path)
     assert find_resumable_checkpoint(tmp_path / "never_written") is None
 
 
-class _CrashAfterEpoch(Callback):
-    """A worker dying right after the checkpoint of ``epoch`` was written."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, report: EpochReport) -> None:
-        if report.epoch == self.epoch:
-            raise WorkerDeath("worker died")
-
-
 def _crashed_trial_with_a_retry(tmp_path: Path, mars_root: Path) -> tuple[optuna.Study, StudySpec]:
     """Trial 0 trains epochs 0 and 1 (checkpointed), dies; a WAITING retry is queued."""
     raw = spec_dict(name="ckpt", data_root=mars_root, artifacts=tmp_path / "runs", epochs=3)
@@ -98,13 +85,7 @@ def _crashed_trial_with_a_retry(tmp_path: Path, mars_root: Path) -> tuple[optuna
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = create_study(spec, url)
 
-    class CrashingTrainer(Trainer):
-        def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
-            return super().fit(callbacks=[*callbacks, _CrashAfterEpoch(1)], resume_from=None)
-
-    crashing = make_objective(
-        spec, study_name="ckpt", trainer_factory=lambda c, rerank: CrashingTrainer(c)
-    )
+    crashing = make_objective(spec, study_name="ckpt", trainer_factory=dying_trainer_factory(1))
     with pytest.raises(WorkerDeath):
         study.optimize(crashing, n_trials=1)
     fail_and_queue_retry(study, url, 0)

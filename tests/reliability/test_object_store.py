@@ -39,9 +39,9 @@ from reid_core.engine import Trainer
 from tests._helpers.s3 import CREDENTIALS
 from tests._helpers.s3 import S3Server
 from tests.hpo._worker_support import REPO_ROOT
-from tests.hpo._worker_support import DieAfterEpoch
 from tests.hpo._worker_support import WorkerDeath
 from tests.hpo._worker_support import child_env
+from tests.hpo._worker_support import dying_trainer_factory
 from tests.hpo._worker_support import fail_and_queue_retry
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import spec_dict
@@ -68,11 +68,6 @@ def s3_spec(
     return raw
 
 
-class _DyingTrainer(Trainer):
-    def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
-        return super().fit(callbacks=[*callbacks, DieAfterEpoch(0)], resume_from=resume_from)
-
-
 def _died_on_host_a(
     name: str, tmp_path: Path, data_root: Path, url: str, server: S3Server, bucket: str, epochs: int
 ) -> tuple[StudySpec, optuna.Study, Path, Path]:
@@ -89,7 +84,7 @@ def _died_on_host_a(
         spec,
         study_name=spec.name,
         artifacts_root=host_a,
-        trainer_factory=lambda cfg, rerank: _DyingTrainer(cfg),
+        trainer_factory=dying_trainer_factory(0),
     )
     with pytest.raises(WorkerDeath):
         study.optimize(dying, n_trials=1)
