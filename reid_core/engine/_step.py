@@ -19,6 +19,7 @@ from reid_core import losses as reid_losses
 from reid_core import models as reid_models
 from reid_core.config import TrainConfig
 from reid_core.engine._compiler import require_c_compiler
+from reid_core.engine._onednn import check_cpu_bf16_training
 from reid_core.engine._precision import Precision
 from reid_core.engine._precision import resolve_precision
 
@@ -49,7 +50,10 @@ def build_step_parts(cfg: TrainConfig, num_classes: int, device: torch.device) -
     precision = resolve_precision(cfg.amp, device)
     model = reid_models.build_model_from_config(
         cfg.model, num_classes=num_classes, input_size=(cfg.data.height, cfg.data.width)
-    ).to(device)
+    )
+    size = (cfg.data.height, cfg.data.width)
+    check_cpu_bf16_training(model, precision, size, cfg.data.seq_len)
+    model = model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cfg.compile:

@@ -108,3 +108,19 @@ def test_corrupt_checkpoint_is_refused_by_evaluate(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(bad)])
     assert result.exit_code == 2
     assert "SHA-256" in result.output
+
+
+def test_cpu_bf16_that_would_train_wrong_gradients_is_one_line_error(tmp_path: Path) -> None:
+    """`--last-stride 2` at 32x16 gives layer4 a one-column input: torch 2.14.1's CPU bf16
+    weight gradient of that convolution reads memory it never wrote (test_onednn.py)."""
+    root = write_synthetic(tmp_path / "mars", "mars", ids=8, frames=6, height=32, width=16)
+    args = ["train", "--dataset", "mars", "--root", str(root), *TINY, "--epochs", "1"]
+    out = tmp_path / "bf16"
+    refused = runner.invoke(
+        app, [*args, "--output", str(out), "--last-stride", "2", "--amp", "bf16"]
+    )
+    assert refused.exit_code == 2, refused.output
+    lines = refused.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: amp=bf16 on the CPU")
+    assert "backbone.layer4.0.conv1" in lines[0] and "Traceback" not in refused.output
+    assert not (out / "last.pt").exists()
