@@ -92,29 +92,29 @@ def retrain_cmd(
     from hpo.study import load_study
     from hpo.study import refuse_if_retrained
     from hpo.study import retrain_trial
-    from reid_core.engine import keep_off_gpus
+    from reid_core.engine import gpus_hidden
 
     slot, device = _gpu_slot(gpus, device)
-    keep_off_gpus(device)
-    opened = open_storage(resolve_storage_url(storage), must_exist=True)
-    try:
-        study, spec = load_study(name, opened)
-        refuse_if_retrained(study, force=force)
-        check_spec_can_run(spec)
-        options = RetrainOptions(
-            trial=trial,
-            epochs=epochs,
-            random_erasing=random_erasing,
-            output=output,
-            force=force,
-            rerank=rerank,
-            device=device,
-            storage=identity_of(opened),
-        )
-        with _claimed(slot):
-            result = retrain_trial(study, spec, options)
-    finally:
-        close_storage(opened)
+    with gpus_hidden(device):
+        opened = open_storage(resolve_storage_url(storage), must_exist=True)
+        try:
+            study, spec = load_study(name, opened)
+            refuse_if_retrained(study, force=force)
+            check_spec_can_run(spec)
+            options = RetrainOptions(
+                trial=trial,
+                epochs=epochs,
+                random_erasing=random_erasing,
+                output=output,
+                force=force,
+                rerank=rerank,
+                device=device,
+                storage=identity_of(opened),
+            )
+            with _claimed(slot):
+                result = retrain_trial(study, spec, options)
+        finally:
+            close_storage(opened)
     _print_result(result)
 
 

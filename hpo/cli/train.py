@@ -400,15 +400,13 @@ def train_command(
         validation=not no_validation,
     )
     from reid_core.engine import Trainer
-    from reid_core.engine import keep_off_gpus
+    from reid_core.engine import gpus_hidden
     from reid_core.engine import resolve_checkpoint
 
-    keep_off_gpus(cfg.device)
-    resume_from = None
-    if resume:
-        resume_from = resolve_checkpoint(Path(cfg.output_dir))
-    trainer = Trainer(cfg, evaluate_rerank=eval_rerank)
-    result = trainer.fit(resume_from=resume_from)
+    with gpus_hidden(cfg.device):
+        resume_from = resolve_checkpoint(Path(cfg.output_dir)) if resume else None
+        trainer = Trainer(cfg, evaluate_rerank=eval_rerank)
+        result = trainer.fit(resume_from=resume_from)
     console = Console()
     if result.final_metrics:
         console.print(_metrics_table("Validation (final epoch)", result.final_metrics))
@@ -473,23 +471,23 @@ def evaluate_command(
     Example: reid-hpo evaluate runs/train/last.pt --rerank
     """
     from reid_core.engine import evaluate_checkpoint
-    from reid_core.engine import keep_off_gpus
+    from reid_core.engine import gpus_hidden
     from reid_core.engine import resolve_checkpoint
     from reid_core.files import output_file_target
     from reid_core.files import write_output_file
 
-    keep_off_gpus(device)
-    path = resolve_checkpoint(checkpoint)
-    out = path.with_name(path.stem + ".test.json")
-    output_file_target(out, what="the test result")
-    result, info = evaluate_checkpoint(
-        path,
-        root=root,
-        rerank=rerank,
-        device=device,
-        num_workers=num_workers,
-        amp=_value(amp),
-    )
+    with gpus_hidden(device):
+        path = resolve_checkpoint(checkpoint)
+        out = path.with_name(path.stem + ".test.json")
+        output_file_target(out, what="the test result")
+        result, info = evaluate_checkpoint(
+            path,
+            root=root,
+            rerank=rerank,
+            device=device,
+            num_workers=num_workers,
+            amp=_value(amp),
+        )
     document = json.dumps({**info, **result.to_dict()}, indent=2, sort_keys=True, default=str)
     write_output_file(out, document + "\n", what="the test result")
     table = _metrics_table(f"Test split: {info['dataset']}", result.metrics)

@@ -55,11 +55,11 @@ def worker(
 
     url = resolve_storage_url(storage)
     if child:
-        from reid_core.engine import keep_off_gpus
+        from reid_core.engine import gpus_hidden
 
-        keep_off_gpus(device or "cpu")
         try:
-            result = run_worker(name, url, device=device or "cpu", max_trials=max_trials)
+            with gpus_hidden(device or "cpu"):
+                result = run_worker(name, url, device=device or "cpu", max_trials=max_trials)
         except DeviceRestartRequired as exc:
             logger.error("%s", exc)  # the supervisor restarts this GPU's worker
             raise typer.Exit(code=exc.exit_code) from None

@@ -31,7 +31,7 @@ from reid_core.engine._checkpoint import verify_checkpoint
 from reid_core.engine._chunk import evaluation_chunk
 from reid_core.engine._compiler import c_compiler
 from reid_core.engine._compiler import require_c_compiler
-from reid_core.engine._device import keep_off_gpus
+from reid_core.engine._device import gpus_hidden
 from reid_core.engine._device import select_device
 from reid_core.engine._evaluation import EvaluationResult
 from reid_core.engine._evaluation import evaluate
@@ -96,8 +96,8 @@ __all__ = [
     "extract_features",
     "find_resumable_checkpoint",
     "finish_on_device",
+    "gpus_hidden",
     "init_from_checkpoint",
-    "keep_off_gpus",
     "load_checkpoint",
     "load_model",
     "optimisation_step",

@@ -8,26 +8,51 @@ buffers on GPU 0, which another worker may hold. A CPU device leaves CUDA untouc
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
 from reid_core.config import resolve_device
 
-__all__ = ["keep_off_gpus", "select_device"]
+__all__ = ["gpus_hidden", "select_device"]
+
+_VISIBLE = "CUDA_VISIBLE_DEVICES"
 
 
-def keep_off_gpus(device: str) -> None:
-    """For a process that runs on the CPU: hide every GPU from it before CUDA starts.
+@contextlib.contextmanager
+def gpus_hidden(device: str) -> Iterator[None]:
+    """While a command runs on the CPU: hide every GPU from this process before CUDA starts.
 
     torch itself touches CUDA wherever a GPU is visible, even for CPU tensors (each
     optimizer step asks the current CUDA stream whether it is capturing a graph), which
-    creates a CUDA context on GPU 0. A command given ``--device cpu`` calls this first; a
-    library call never does (it would change the whole process). No effect once CUDA has
-    started or for another device.
+    creates a CUDA context on GPU 0. A command given ``--device cpu`` runs inside this;
+    ``CUDA_VISIBLE_DEVICES`` is empty within it (data-loading processes started there inherit
+    that) and as it was on exit, so that a caller in the same process (a test, a notebook)
+    keeps its environment. CUDA reads the variable once, when it starts: a process whose CUDA
+    started hidden keeps no GPU. No effect once CUDA has started or for another device.
+
+    Args:
+        device: The command's ``--device`` value.
+
+    Example:
+        >>> with gpus_hidden("cpu"):
+        ...     os.environ["CUDA_VISIBLE_DEVICES"]
+        ''
     """
-    if device == "cpu" and not torch.cuda.is_initialized():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if device != "cpu" or torch.cuda.is_initialized():
+        yield
+        return
+    before = os.environ.get(_VISIBLE)
+    os.environ[_VISIBLE] = ""
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_VISIBLE, None)
+        else:
+            os.environ[_VISIBLE] = before
 
 
 def select_device(device: str) -> torch.device:

@@ -56,8 +56,11 @@ def test_cpu_commands_never_initialise_cuda(
     args = ["train", "--dataset", "mars", "--root", str(root), *tiny, "--output", str(run)]
     result = runner.invoke(app, [*args, "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    # Hidden while the command ran (the fixture's torch saw no GPU), as before afterwards.
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
     result = runner.invoke(app, ["evaluate", str(run / "last.pt"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
     spec = spec_dict(name="cpu", data_root=root, artifacts=tmp_path / "runs", epochs=1)
     assert (
         runner.invoke(
@@ -75,6 +78,7 @@ def test_cpu_commands_never_initialise_cuda(
     worker = ["worker", "cpu", "--child", "--device", "cpu", "--max-trials", "1"]
     result = runner.invoke(app, [*worker, "--storage", sqlite_url])
     assert result.exit_code == 0 and "1 complete" in result.output, result.output
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
     assert not torch.cuda.is_initialized()
     assert gpu_host and not any(gpu_host)  # train, validation and test loaders: none pinned
 

@@ -82,7 +82,8 @@ def _fake_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Non
     smi.write_text(f"#!/bin/sh\n{body}\n")
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    # An in-process `--device cpu` run earlier in the suite may have hidden the GPUs.
+    # A host whose GPUs are not hidden: the driver check SKIPs where CUDA_VISIBLE_DEVICES is
+    # empty, as in a shell or CI job that hides them.
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 
