@@ -50,7 +50,8 @@ def retrain_cmd(
         Path | None,
         typer.Option(
             "--output",
-            help="Run folder (default: <artifacts.root>/<study uuid>/retrain/trial_<n>).",
+            help="Run folder (default: <artifacts.root>/<study uuid>/retrain/trial_<n>; with "
+            "artifacts.kind: s3 it must lie under <artifacts.root>/<study uuid>/retrain/).",
             show_default=False,
         ),
     ] = None,

@@ -7,6 +7,8 @@ reader never finds a checksum without its checkpoint), then ``metrics.jsonl``,
 trainer rotated out locally are then deleted from the store. A retry on any host fetches its
 predecessor's ``attempt.json``, ``metrics.jsonl`` and newest checkpoint into its own cache and
 takes it over exactly as on a shared file system (same record check, same checksum check).
+A retrain folder (:mod:`hpo.study._retrain`) is pushed the same way and restored into a
+host's cache before it resumes.
 
 :class:`ArtifactMirror` with no store is the shared-file-system case: fetch and push do
 nothing, drop removes the local checkpoints only.
@@ -53,25 +55,38 @@ class ArtifactMirror:
     store: ObjectStore | None = None
 
     def push(self, folder: Path) -> None:
-        """Upload an attempt folder's files that the store lacks or holds at another size
+        """:meth:`sync`, with a failure logged, not raised: training goes on and the next push
+        retries."""
+        if self.store is None or not folder.is_dir():
+            return
+        try:
+            self.sync(folder)
+        except (ObjectStoreError, OSError) as exc:
+            rel = stored_path(self.root, folder)
+            logger.warning("artifacts of %s not pushed to the object store: %s", rel, exc)
+
+    def sync(self, folder: Path) -> None:
+        """Upload a folder's files that the store lacks or holds at another size
         (checkpoints) or at all (the small files), then delete the checkpoints it no longer
-        has. A failure is logged, not raised: training goes on and the next push retries."""
+        has (a no-op without a store).
+
+        Raises:
+            ObjectStoreError: The store cannot be reached or refused.
+            OSError: A local file cannot be read.
+        """
         if self.store is None or not folder.is_dir():
             return
         rel = stored_path(self.root, folder)
-        try:
-            remote = {o.rel: o.size for o in self.store.list(rel)}
-            local = _files_to_push(folder)
-            for path in local:
-                key = f"{rel}/{path.relative_to(folder).as_posix()}"
-                if path.suffix != ".pt" or remote.get(key) != path.stat().st_size:
-                    self.store.upload(path, key)
-            names = {f"{rel}/{p.relative_to(folder).as_posix()}" for p in local}
-            self.store.delete(
-                k for k in remote if is_checkpoint_file(k.rsplit("/", 1)[-1]) and k not in names
-            )
-        except (ObjectStoreError, OSError) as exc:
-            logger.warning("artifacts of %s not pushed to the object store: %s", rel, exc)
+        remote = {o.rel: o.size for o in self.store.list(rel)}
+        local = _files_to_push(folder)
+        for path in local:
+            key = f"{rel}/{path.relative_to(folder).as_posix()}"
+            if path.suffix != ".pt" or remote.get(key) != path.stat().st_size:
+                self.store.upload(path, key)
+        names = {f"{rel}/{p.relative_to(folder).as_posix()}" for p in local}
+        self.store.delete(
+            k for k in remote if is_checkpoint_file(k.rsplit("/", 1)[-1]) and k not in names
+        )
 
     def fetch(self, folder: Path) -> str | None:
         """Bring a predecessor attempt's record, metrics and newest checkpoint into the local
@@ -84,20 +99,39 @@ class ArtifactMirror:
             return None
         rel = stored_path(self.root, folder)
         try:
-            names = {o.rel.removeprefix(f"{rel}/") for o in self.store.list(rel)}
-            epochs = sorted(
-                (int(m.group(1)), n)
-                for n in names
-                if (m := _EPOCH_FILE.match(n)) and f"{n}.sha256" in names
-            )
-            if not epochs:
+            names = _names(self.store, rel)
+            newest = _newest_checkpoint(names)
+            if newest is None:
                 return f"the object store holds no checkpoint of {rel}"
-            newest = epochs[-1][1]
-            for name in (*(n for n in _LOGS if n in names), newest, f"{newest}.sha256"):
-                self.store.download(f"{rel}/{name}", folder / name)
+            _download(self.store, rel, folder, [*(n for n in _LOGS if n in names), newest])
         except (ObjectStoreError, OSError) as exc:
             return f"cannot fetch {rel} from the object store: {exc}"
         return None
+
+    def restore(self, folder: Path, records: tuple[str, ...]) -> None:
+        """Bring the named small files of a folder and its newest checkpoint (with checksum),
+        whichever the store holds, into this host's cache when this host holds no checkpoint
+        of it (a no-op without a store).
+
+        Raises:
+            ObjectStoreError: The store cannot be reached or refused.
+            OSError: The cache cannot be written.
+        """
+        if self.store is None or _has_checkpoint(folder):
+            return
+        rel = stored_path(self.root, folder)
+        names = _names(self.store, rel)
+        newest = _newest_checkpoint(names)
+        wanted = [n for n in records if n in names] + ([newest] if newest else [])
+        _download(self.store, rel, folder, wanted)
+
+    def clear(self, folder: Path) -> int:
+        """Delete every object of a folder from the store; returns how many (0 without one).
+
+        Raises:
+            ObjectStoreError: The store cannot be reached or refused.
+        """
+        return 0 if self.store is None else self.store.delete_folder(stored_path(self.root, folder))
 
     def adopt(self, previous: Path, name: str, folder: Path) -> None:
         """Give ``folder`` in the store its own copy of the checkpoint ``name`` (and checksum)
@@ -188,6 +222,29 @@ def _files_to_push(folder: Path) -> list[Path]:
     return sorted(
         files, key=lambda p: (0 if p.suffix == ".pt" else 1 if p.suffix == ".sha256" else 2, str(p))
     )
+
+
+def _names(store: ObjectStore, rel: str) -> set[str]:
+    """The names of the objects under the folder ``rel``, relative to it."""
+    return {o.rel.removeprefix(f"{rel}/") for o in store.list(rel)}
+
+
+def _download(store: ObjectStore, rel: str, folder: Path, names: list[str]) -> None:
+    """Download ``names`` of the folder ``rel`` into ``folder``; a checkpoint's checksum right
+    after it."""
+    for name in names:
+        for file in (name, f"{name}.sha256") if _EPOCH_FILE.match(name) else (name,):
+            store.download(f"{rel}/{file}", folder / file)
+
+
+def _newest_checkpoint(names: set[str]) -> str | None:
+    """The newest ``epoch_XXXX.pt`` among ``names`` that has its checksum beside it."""
+    epochs = sorted(
+        (int(m.group(1)), n)
+        for n in names
+        if (m := _EPOCH_FILE.match(n)) and f"{n}.sha256" in names
+    )
+    return epochs[-1][1] if epochs else None
 
 
 def _has_checkpoint(folder: Path) -> bool:

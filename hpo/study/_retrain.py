@@ -8,6 +8,10 @@ epochs (121 on MARS). The reference then trains the searched parameters on all t
 ``<artifacts.root>/<study uuid>/retrain/trial_<n>/``, resumable like a trial, and stores the
 result in the study user attr ``"retrain_result"`` next to the best trial's own test result.
 Nothing reads it back for selection.
+
+With ``artifacts.kind: s3`` the folder is mirrored to the object store as a trial's attempt
+folder is (:mod:`hpo.study._mirror`): a host without a checkpoint of it first downloads its
+records and newest checkpoint, and the result is stored only once the folder is uploaded.
 """
 
 from __future__ import annotations
@@ -45,7 +49,10 @@ from hpo.study._final_eval import TestEvaluator
 from hpo.study._final_eval import reid_core_evaluator
 from hpo.study._lifecycle import ensure_study_uuid
 from hpo.study._marker import check_marker
+from hpo.study._mirror import ArtifactMirror
+from hpo.study._mirror import mirror_of
 from hpo.study._notes import write_results_note
+from hpo.study._object_store import ObjectStoreError
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
@@ -68,6 +75,7 @@ RETRAIN_DIR = "retrain"
 IDENTITY_FILE = "retrain.json"
 TEST_FILE = "test.json"
 LOCK_FILE = ".retrain.lock"
+METRICS_LOG = "metrics.jsonl"  # reid_core's METRICS_LOG_NAME (the engine imports torch)
 
 TrainerFactory = Callable[[TrainConfig], Any]
 """``cfg -> trainer`` with ``fit(*, callbacks, resume_from)`` and ``num_classes``."""
@@ -203,9 +211,11 @@ def retrain_trial(
     """
     refuse_if_retrained(study, force=options.force)
     trial = pick_trial(study, options.trial)
-    if options.output is None and study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER):
+    mirror = mirror_of(spec.artifacts)
+    stored = mirror.store is not None
+    if (options.output is None or stored) and study.user_attrs.get(StudyAttr.ARTIFACTS_MARKER):
         check_marker(spec.artifacts, ensure_study_uuid(study), study.study_name, options.storage)
-    folder = options.output or default_folder(study, spec, trial.number)
+    folder = _folder(study, spec, trial.number, options.output, stored=stored)
     cfg = retrain_config(spec, trial, options, folder)
     identity = {
         "study_uuid": ensure_study_uuid(study),
@@ -213,8 +223,12 @@ def retrain_trial(
         "config_hash": config_hash(cfg),
     }  # plus "study" (its name, to name the owner in a refusal); not compared
     with _folder_lock(folder):
-        resume_from = _prepare_folder(folder, identity, study.study_name, force=options.force)
+        _stored(mirror.restore, folder, (IDENTITY_FILE, TEST_FILE, METRICS_LOG))
+        resume_from = _prepare_folder(
+            folder, identity, study.study_name, force=options.force, mirror=mirror
+        )
         _write_json(folder / IDENTITY_FILE, {**identity, "study": study.study_name})
+        _stored(mirror.sync, folder)
         logger.info(
             "study %r: retraining trial %d on every training id for %d epochs in %s%s",
             study.study_name,
@@ -224,25 +238,65 @@ def retrain_trial(
             f", resuming from {resume_from}" if resume_from else "",
         )
         trainer = (trainer_factory or _build_trainer)(cfg)
-        callbacks = _tensorboard(folder)
-        fit = trainer.fit(callbacks=callbacks, resume_from=resume_from)
+        fit = trainer.fit(callbacks=_callbacks(mirror, folder), resume_from=resume_from)
         if fit.checkpoint is None or fit.epochs_run < cfg.epochs:
             raise RetrainError(
                 f"retrain of trial {trial.number} stopped after {fit.epochs_run} of {cfg.epochs} "
                 "epochs; run the command again to continue"
             )
+        # Named inside the folder: a resumed run reports the resolved path it loaded.
+        checkpoint = folder / Path(fit.checkpoint).name
         raw = (evaluator or reid_core_evaluator)(
-            Path(fit.checkpoint),
+            Path(checkpoint),
             root=Path(spec.dataset.root),
             rerank=options.rerank,
             device=cfg.device,
         )
-        result = _result(trial, cfg, trainer, fit, raw, spec.artifacts.root)
+        result = _result(trial, cfg, trainer, fit.epochs_run, checkpoint, raw, spec.artifacts.root)
         _write_json(folder / TEST_FILE, result)
+        _stored(mirror.sync, folder)  # before the result names files other hosts must read
         study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
         study.set_user_attr(StudyAttr.RETRAIN_SUMMARY, result_summary(result, retrained=True))
         write_results_note(study)
         return result
+
+
+def _folder(
+    study: optuna.Study, spec: StudySpec, trial: int, output: Path | None, *, stored: bool
+) -> Path:
+    """The retrain folder: ``output``, or the default one. With an object store it must lie
+    under ``<artifacts.root>/<uuid>/retrain/`` (its objects are keyed by that path) and is
+    returned relative to the root as the default one is.
+
+    Raises:
+        RetrainError: ``output`` is elsewhere while the artifacts are in an object store.
+    """
+    default = default_folder(study, spec, trial)
+    if output is None or not stored:
+        return output or default
+    base = default.parent
+    rel = Path(os.path.relpath(output.resolve(), base.resolve()))
+    if rel == Path(".") or rel.parts[0] == "..":
+        raise RetrainError(
+            f"--output {output}: with artifacts.kind: s3 a retrain folder must lie under {base}/ "
+            f"(its objects are keyed by their path there); leave --output out for {default}"
+        )
+    return base / rel
+
+
+def _stored(action: Callable[..., Any], folder: Path, *args: Any) -> None:
+    """Run a mirror operation on the retrain folder; a store failure is one line.
+
+    Raises:
+        RetrainError: The object store cannot be reached or refused.
+    """
+    try:
+        action(folder, *args)
+    except (ObjectStoreError, OSError) as exc:
+        raise RetrainError(
+            f"the retrain in {folder} cannot use the object store ({exc}); nothing is stored in "
+            "the study: run the command again when the store is reachable"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -276,10 +330,11 @@ def _folder_lock(folder: Path) -> Iterator[None]:
 
 
 def _prepare_folder(
-    folder: Path, identity: dict[str, Any], study_name: str, *, force: bool
+    folder: Path, identity: dict[str, Any], study_name: str, *, force: bool, mirror: ArtifactMirror
 ) -> Path | None:
     """The checkpoint to resume from (None: start afresh), after clearing a finished retrain
-    of the same study when ``force``. Another study's retrain is never removed.
+    of the same study when ``force`` (here and in the object store). Another study's retrain is
+    never removed.
 
     Raises:
         RetrainError: The folder holds something else, another study's retrain, or another
@@ -318,6 +373,7 @@ def _prepare_folder(
             shutil.rmtree(entry)
         else:
             entry.unlink()
+    _stored(mirror.clear, folder)
     return None
 
 
@@ -325,7 +381,8 @@ def _result(
     trial: FrozenTrial,
     cfg: TrainConfig,
     trainer: Any,
-    fit: Any,
+    epochs_run: int,
+    checkpoint: Path,
     raw: dict[str, Any],
     root: str,
 ) -> dict[str, Any]:
@@ -342,11 +399,11 @@ def _result(
         "trial": trial.number,
         "params": dict(trial.params),
         "epochs": cfg.epochs,
-        "epochs_run": fit.epochs_run,
+        "epochs_run": epochs_run,
         "train_ids": int(trainer.num_classes),
         "metrics": {str(k): _finite_or_none(v) for k, v in metrics.items()},
         "cmc": stored_cmc(raw.get("cmc") or []),
-        "checkpoint": stored_path(root, fit.checkpoint),
+        "checkpoint": stored_path(root, checkpoint),
         "output_dir": stored_path(root, cfg.output_dir),
         "config": cfg.to_dict(),
         "code_version": {"hpo": __version__, **code_version()},
@@ -360,11 +417,13 @@ def _build_trainer(cfg: TrainConfig) -> Any:
     return Trainer(cfg)
 
 
-def _tensorboard(folder: Path) -> list[Any]:
+def _callbacks(mirror: ArtifactMirror, folder: Path) -> list[Any]:
+    """TensorBoard events, then the push to the object store (so the epoch's events go too)."""
+    from hpo.study._push_callback import PushCheckpoints
     from reid_core.engine import TENSORBOARD_DIR
     from reid_core.engine import TensorBoardLog
 
-    return [TensorBoardLog(folder / TENSORBOARD_DIR)]
+    return [TensorBoardLog(folder / TENSORBOARD_DIR), PushCheckpoints(mirror, folder)]
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -57,6 +57,7 @@ from hpo.study import resolve_stored
 from hpo.study import stored_path
 from hpo.study import trial_events_dir
 from hpo.study import write_identity
+from hpo.study._push_callback import PushCheckpoints
 from hpo.study.records import TrialAttr
 from hpo.study.records import cmc_summary
 from hpo.study.records import flat_metric_attrs
@@ -197,20 +198,6 @@ class _Recorder(Callback):
         if report.metrics is not None:
             self.metrics = {k: float(v) for k, v in report.metrics.items()}
             _record_metrics(self._trial, self.metrics)
-
-
-class _PushCheckpoints(Callback):
-    """Mirrors the attempt folder to the object store after each checkpoint (a no-op on a
-    shared file system); runs after the TensorBoard callback, so the epoch's events go too,
-    and after the pruning one, so a pruned trial's last checkpoint is never uploaded."""
-
-    def __init__(self, mirror: ArtifactMirror, folder: Path) -> None:
-        self._mirror = mirror
-        self._folder = folder
-
-    def on_epoch_end(self, report: EpochReport) -> None:
-        if report.checkpoint is not None:
-            self._mirror.push(self._folder)
 
 
 class ComputeClock:
@@ -420,7 +407,7 @@ class TrialObjective:
             recorder,
             tensorboard,
             OptunaPruningCallback(trial, self.metric),  # a pruned trial's checkpoint stays here
-            _PushCheckpoints(self.mirror, folder),
+            PushCheckpoints(self.mirror, folder),
             stopper,
             progress,
         ]
