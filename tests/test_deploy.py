@@ -31,6 +31,7 @@ from hpo.worker import ENV_STOP_AFTER
 from hpo.worker import EXIT_RESTART
 from hpo.worker import STOP_SIGNALS
 from hpo.worker import exit_code_for
+from tests._helpers.waits import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -111,7 +112,7 @@ def _compose_config(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
         env=_clean_env(home, **env),
         capture_output=True,
         text=True,
-        timeout=TOOL_TIMEOUT_S,
+        timeout=scaled(TOOL_TIMEOUT_S),
         check=False,
     )
 
@@ -363,7 +364,12 @@ def run_entrypoint(folder: Path, secret: Path, *args: str) -> subprocess.Complet
         command = ["setpriv", f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups"]
         command += ["/bin/sh", str(ENTRYPOINT), *args]
     return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=scaled(TOOL_TIMEOUT_S),
+        check=False,
     )
 
 
@@ -399,7 +405,7 @@ def test_entrypoint_passes_shellcheck() -> None:
         [str(shellcheck), "--shell=sh", str(ENTRYPOINT)],
         capture_output=True,
         text=True,
-        timeout=TOOL_TIMEOUT_S,
+        timeout=scaled(TOOL_TIMEOUT_S),
         check=False,
     )
     assert result.returncode == 0, result.stdout
@@ -430,7 +436,7 @@ def test_hadolint_reports_no_findings(tmp_path: Path) -> None:
         env=_clean_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=TOOL_TIMEOUT_S,
+        timeout=scaled(TOOL_TIMEOUT_S),
         check=False,
     )
     assert json.loads(result.stdout) == [], result.stdout
@@ -778,7 +784,7 @@ def _sbatch(tmp_path: Path, env_file: Path, *args: str) -> subprocess.CompletedP
         env=env,
         capture_output=True,
         text=True,
-        timeout=TOOL_TIMEOUT_S,
+        timeout=scaled(TOOL_TIMEOUT_S),
         check=False,
     )
 
@@ -818,7 +824,7 @@ def test_slurm_script_passes_shellcheck() -> None:
         [str(shellcheck), "--shell=bash", str(SBATCH)],
         capture_output=True,
         text=True,
-        timeout=TOOL_TIMEOUT_S,
+        timeout=scaled(TOOL_TIMEOUT_S),
         check=False,
     )
     assert result.returncode == 0, result.stdout

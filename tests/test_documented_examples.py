@@ -44,6 +44,7 @@ from tests._helpers.fake_study import make_study
 from tests._helpers.net import free_port
 from tests._helpers.net import get_json
 from tests._helpers.postgres import fresh_database
+from tests._helpers.waits import scaled
 from tests.test_deploy import ENTRYPOINT
 from tests.test_deploy import run_entrypoint
 
@@ -259,10 +260,10 @@ class _Server:
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=scaled(10))
 
 
 def _metric_names_served(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -698,7 +699,7 @@ def test_optuna_tools_take_the_plain_postgresql_url(tmp_path: Path) -> None:
             [str(BIN / "optuna"), "studies", "--storage", url, "--format", "json"],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=scaled(120),
             check=False,
         )
         assert result.returncode == 0, result.stderr
@@ -731,7 +732,7 @@ def _compose_model(home: Path, env_file: Path) -> dict[str, Any]:
         env={"PATH": os.environ["PATH"], "HOME": str(home)},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -745,7 +746,7 @@ def _bash(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str
         env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -836,7 +837,7 @@ def _compose_examples(examples: Examples, scratch: Path, tmp_path: Path) -> None
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=scaled(120),
             check=False,
         )
     assert status.returncode == 0, status.stderr

@@ -13,6 +13,8 @@ import tempfile
 
 import pytest
 
+from tests._helpers.waits import scaled
+
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _FLAGS = (
     "--headless",
@@ -65,7 +67,7 @@ def dump_dom(
             ],
             capture_output=True,
             text=True,
-            timeout=timeout_s,
+            timeout=scaled(timeout_s),
             check=False,
         )
     if result.returncode != 0 or not result.stdout.strip():

@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from tests._helpers.waits import scaled
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -18,8 +20,9 @@ def free_port() -> int:
 
 
 def get_json(url: str, *, timeout_s: float) -> Any:
-    """GET ``url`` until the server answers (it may still be starting) or ``timeout_s`` pass."""
-    deadline = time.monotonic() + timeout_s
+    """GET ``url`` until the server answers (it may still be starting) or ``scaled(timeout_s)``
+    pass."""
+    deadline = time.monotonic() + scaled(timeout_s)
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests._helpers.net import free_port
+from tests._helpers.waits import scaled
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 OS_USER = "postgres"
@@ -81,7 +82,7 @@ class PgBouncer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"pgbouncer exited: {self.log.read_text()[-2000:]}")
@@ -90,7 +91,7 @@ class PgBouncer:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("pgbouncer did not start listening within 30 s")
+        raise RuntimeError("pgbouncer did not start listening in time")
 
     def url(self, database: str, password: str | None = None, user: str = "postgres") -> str:
         """A ``postgresql+psycopg2://`` URL of ``database`` through PgBouncer."""
@@ -102,7 +103,7 @@ class PgBouncer:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=10)
+                self._process.wait(timeout=scaled(10))
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()

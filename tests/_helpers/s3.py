@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests._helpers.net import free_port
+from tests._helpers.waits import scaled
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "reid-hpo-test",
@@ -91,7 +92,7 @@ def s3_server(log: Path) -> Iterator[S3Server]:
         )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while True:
             try:
                 urllib.request.urlopen(endpoint, timeout=2).close()
@@ -103,4 +104,4 @@ def s3_server(log: Path) -> Iterator[S3Server]:
         yield S3Server(endpoint)
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=scaled(10))

@@ -265,15 +265,6 @@ def start_python(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def trials_of(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
     """The trials of a study as a fresh reader sees them."""
     storage = optuna.storages.RDBStorage(url)

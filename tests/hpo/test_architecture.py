@@ -18,6 +18,7 @@ import pytest
 from hpo.storage._optuna_adapter import PRIVATE_OPTUNA_NAMES
 from tests._helpers.imports import find_cycle
 from tests._helpers.imports import import_graph
+from tests._helpers.waits import scaled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HPO = REPO_ROOT / "hpo"
@@ -214,7 +215,7 @@ def _probe(*args: str, cwd: Path) -> dict[str, object]:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
         check=False,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -30,6 +30,7 @@ from hpo.worker import Decision
 from hpo.worker import TrialCounts
 from hpo.worker import decide
 from hpo.worker import study_started_at
+from tests._helpers.waits import scaled
 
 
 def _decide(counts: TrialCounts, n_trials: int | None = 4) -> Decision:
@@ -110,7 +111,7 @@ def _assert_mutually_exclusive(first: StudyLock, second: StudyLock) -> None:
     thread.start()
     assert not got_it.wait(0.5), "second holder entered while the first held the lock"
     first.release()
-    assert got_it.wait(10), "second holder never got the released lock"
+    assert got_it.wait(scaled(10)), "second holder never got the released lock"
     thread.join()
     second.release()
     first.close()
@@ -191,13 +192,13 @@ def test_postgres_locks_of_different_studies_do_not_block(
     same_study = pg_lock("a")
     first.acquire()
     try:
-        assert _acquire_in_thread(other_study).wait(10), "another study's lock was blocked"
+        assert _acquire_in_thread(other_study).wait(scaled(10)), "another study's lock was blocked"
         same_acquired = _acquire_in_thread(same_study)
         # The control: the same study's key does block while the first holder keeps it.
         assert not same_acquired.wait(1.0)
     finally:
         first.close()
-    assert same_acquired.wait(10), "the same study's lock was not handed over on release"
+    assert same_acquired.wait(scaled(10)), "the same study's lock was not handed over on release"
     other_study.close()
     same_study.close()
 

@@ -20,6 +20,7 @@ from tests._helpers.browser import dump_dom
 from tests._helpers.fake_study import make_study
 from tests._helpers.net import free_port
 from tests._helpers.net import get_json
+from tests._helpers.waits import scaled
 
 PG_URL_WITH_PASSWORD = "postgresql+psycopg2://bob:hunter2@db.example:5432/reid"
 
@@ -109,10 +110,10 @@ def served_study(
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=10)
+            proc.wait(timeout=scaled(10))
 
 
 def test_dashboard_serves_the_study_over_its_api(

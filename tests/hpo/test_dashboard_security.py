@@ -19,6 +19,7 @@ import pytest
 from hpo.dashboard import DashboardGuard
 from tests._helpers.fake_study import make_study
 from tests._helpers.net import free_port
+from tests._helpers.waits import scaled
 
 
 def _request(
@@ -69,7 +70,7 @@ def _start(tmp_path: Path, *extra: str) -> _Dashboard:
     assert proc.stdout is not None
     lines = [proc.stdout.readline() for _ in range(2 if not extra else 3)]
     url_line = next(line for line in lines if line.startswith("Open "))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while True:
         try:
             _request(port, "GET", "/api/studies")
@@ -84,7 +85,7 @@ def _start(tmp_path: Path, *extra: str) -> _Dashboard:
 def _stop(dashboard: _Dashboard) -> None:
     dashboard.proc.terminate()
     try:
-        dashboard.proc.wait(timeout=10)
+        dashboard.proc.wait(timeout=scaled(10))
     except subprocess.TimeoutExpired:
         dashboard.proc.kill()
 
@@ -212,7 +213,7 @@ def test_the_printed_url_is_served_and_accepted_by_the_guard(host: str, tmp_path
         printed = re.search(r"http://(\[[^\]]+\]|[^/:]+):(\d+)/", line)
         assert printed and int(printed.group(2)) == port, line
         address = "::1" if host == "::1" else "127.0.0.1"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while True:
             conn = http.client.HTTPConnection(address, port, timeout=10)
             try:
@@ -227,4 +228,4 @@ def test_the_printed_url_is_served_and_accepted_by_the_guard(host: str, tmp_path
         assert status == 200
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=scaled(10))

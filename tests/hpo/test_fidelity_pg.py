@@ -16,12 +16,13 @@ from hpo.search import promotions
 from hpo.spec import StudySpec
 from hpo.study import create_study
 from hpo.study.records import rung_of
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
 from tests.hpo._worker_support import start_python
 from tests.hpo._worker_support import trials_of
-from tests.hpo._worker_support import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -63,10 +64,10 @@ def test_two_workers_one_killed_mid_rung_promote_each_configuration_once(
             trials = trials_of("f", postgres_url)
             return bool(trials) and "last_checkpoint_epoch" in trials[0].user_attrs
 
-        wait_for(hung, 120, "trial 0's first checkpoint")
+        wait_until(hung, 120, "trial 0's first checkpoint")
         # Asynchronous: while trial 0 hangs mid-rung, the other worker goes on with new
         # configurations instead of waiting for the rung to fill.
-        wait_for(
+        wait_until(
             lambda: any(t.state is TrialState.COMPLETE for t in trials_of("f", postgres_url)),
             60,
             "another trial to complete while trial 0 runs",
@@ -74,7 +75,7 @@ def test_two_workers_one_killed_mid_rung_promote_each_configuration_once(
         pid = int(trials_of("f", postgres_url)[0].user_attrs["worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
         survivor = next(w for w in workers if w.pid != pid)
-        output = survivor.communicate(timeout=120)[0]
+        output = survivor.communicate(timeout=scaled(120))[0]
         assert survivor.returncode == 0, output
     finally:
         for worker in workers:

@@ -28,11 +28,12 @@ from hpo.worker import run_worker
 from hpo.worker._rungs import enqueue_promotions
 from reid_core.engine import Callback
 from reid_core.engine import FitResult
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import FakeTrainer
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
 from tests.hpo._worker_support import trials_of
-from tests.hpo._worker_support import wait_for
 from tests.hpo._worker_support import write_spec
 
 
@@ -146,7 +147,7 @@ class _Blocking(FakeTrainer):
 
     def fit(self, *, callbacks: Sequence[Callback], resume_from: Path | None) -> FitResult:
         if Path(self.cfg.output_dir).name == "run_0":
-            assert self.release.wait(60)
+            assert self.release.wait(scaled(60))
         return super().fit(callbacks=callbacks, resume_from=resume_from)
 
 
@@ -162,7 +163,7 @@ def test_a_worker_never_waits_for_a_rung_to_fill(
     )
     first.start()
     try:
-        wait_for(lambda: bool(trials_of("f", sqlite_url)), 60, "trial 0 to start")
+        wait_until(lambda: bool(trials_of("f", sqlite_url)), 60, "trial 0 to start")
         # Rung 0 holds one running configuration of the three it needs for a promotion: a
         # second worker starts new configurations at once instead of waiting.
         second = run_worker("f", sqlite_url, max_trials=2, trainer_factory=FakeTrainer)

@@ -29,8 +29,9 @@ from hpo.worker._gpu_ids import driver_gpus
 from hpo.worker._gpu_ids import physical_ids
 from hpo.worker._threads import available_cpus
 from hpo.worker._threads import thread_env
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import REPO_ROOT
-from tests.hpo._worker_support import wait_for
 
 # ------------------------------------------------------------------------ visible devices
 
@@ -230,7 +231,7 @@ def test_a_second_supervisor_on_the_same_gpu_is_refused(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
-    wait_for(lambda: _claimable(locks), 10, "the lock released by the dead holder")
+    wait_until(lambda: _claimable(locks), 10, "the lock released by the dead holder")
 
 
 def _claimable(locks: Path) -> bool:
@@ -306,10 +307,10 @@ def test_locks_follow_the_physical_gpu_not_its_visible_index(tmp_path: Path) -> 
     same = _claimer(tmp_path, "host", ["GPU-zz99", "GPU-aa11"], "1", "try")
     other = _claimer(tmp_path, "job2", ["GPU-cc33"], "0", "try")
     try:
-        same_out, _ = same.communicate(timeout=120)
-        other_out, _ = other.communicate(timeout=120)
+        same_out, _ = same.communicate(timeout=scaled(120))
+        other_out, _ = other.communicate(timeout=scaled(120))
     finally:
-        holder.communicate(input="", timeout=120)
+        holder.communicate(input="", timeout=scaled(120))
     assert holder.returncode == 0
     assert same_out.strip() == (
         f"GPU 1 (GPU-aa11) is already used by another reid-hpo worker on this host "

@@ -17,13 +17,14 @@ from hpo.search import suggest
 from hpo.spec import StudySpec
 from hpo.study import create_study
 from hpo.worker import run_supervisor
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
 from tests.hpo._worker_support import start_python
 from tests.hpo._worker_support import trials_of
-from tests.hpo._worker_support import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -49,7 +50,7 @@ def test_two_worker_processes_finish_exactly_n_trials(
 ) -> None:
     _create(tmp_path, data_root, postgres_url, n_trials=4, sampler="tpe", pruner="median")
     workers = [start_python(WORKER, child_env(postgres_url)) for _ in range(2)]
-    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    outputs = [w.communicate(timeout=scaled(300))[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n".join(outputs)
 
     trials = trials_of("w", postgres_url)
@@ -71,7 +72,7 @@ def test_a_second_process_rebuilds_the_same_sampler_from_url_and_name(
         "print(json.dumps(suggest(study.ask(), spec)))"
     )
     process = start_python(code, child_env(postgres_url))
-    output, _ = process.communicate(timeout=120)
+    output, _ = process.communicate(timeout=scaled(120))
     assert process.returncode == 0, output
     remote = json.loads(output.strip().splitlines()[-1])
 
@@ -92,7 +93,7 @@ def test_killed_worker_is_restarted_and_its_trial_resumes_from_the_checkpoint(
             trials = trials_of("w", postgres_url)
             return bool(trials) and "last_checkpoint_epoch" in trials[0].user_attrs
 
-        wait_for(checkpointed, 180, "the first checkpoint of trial 0")
+        wait_until(checkpointed, 180, "the first checkpoint of trial 0")
         pid = int(trials_of("w", postgres_url)[0].user_attrs["worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
@@ -100,7 +101,7 @@ def test_killed_worker_is_restarted_and_its_trial_resumes_from_the_checkpoint(
     killer = threading.Thread(target=kill_the_first_worker_after_a_checkpoint, daemon=True)
     killer.start()
     code = run_supervisor("w", postgres_url, "none")
-    killer.join(timeout=5)
+    killer.join(timeout=scaled(5))
 
     assert code == 0
     assert killed, "the worker was never killed"

@@ -13,6 +13,7 @@ import pytest
 from hpo.storage import close_storage
 from hpo.storage import open_storage
 from tests._helpers.fake_study import make_study
+from tests._helpers.waits import scaled
 
 STUDY = "interop-study"
 OPTUNA = str(Path(sys.executable).parent / "optuna")
@@ -34,7 +35,7 @@ def _optuna_json(*args: str) -> Any:
         [OPTUNA, *args, "--format", "json"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
         check=False,
     )
     assert result.returncode == 0, result.stderr

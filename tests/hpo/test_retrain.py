@@ -23,6 +23,7 @@ from hpo.study import load_study
 from hpo.study._artifacts import resolve_stored
 from hpo.study.records import format_pct
 from hpo.worker import run_worker
+from tests._helpers.waits import scaled
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
@@ -133,7 +134,7 @@ def test_a_killed_retrain_resumes_from_its_checkpoint(sqlite_url: str, tmp_path:
     command += ["--epochs", "12", "--device", "cpu", "--output", str(folder)]
     env = {**os.environ, "REID_HPO_STORAGE": sqlite_url}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + scaled(240)
     while not (folder / "epoch_0003.pt.sha256").exists():
         assert process.poll() is None, "the retrain ended before it could be killed"
         assert time.monotonic() < deadline

@@ -6,6 +6,7 @@ import threading
 import time
 
 from hpo.storage._turns import FairTurns
+from tests._helpers.waits import scaled
 
 
 def test_a_waiting_thread_goes_before_the_busy_threads_next_turn() -> None:
@@ -21,12 +22,12 @@ def test_a_waiting_thread_goes_before_the_busy_threads_next_turn() -> None:
     with turns:
         thread = threading.Thread(target=other)
         thread.start()
-        asked.wait(5)
+        asked.wait(scaled(5))
         time.sleep(0.1)  # the other thread now waits for this turn to end
     for _ in range(50):  # a busy loop: turn after turn, as a worker's writes
         with turns:
             order.append("busy")
-    thread.join(5)
+    thread.join(scaled(5))
     assert order[0] == "other", order[:5]
 
 

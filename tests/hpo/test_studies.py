@@ -31,6 +31,7 @@ from hpo.study import spec_of
 from hpo.study import study_status
 from tests._helpers.postgres import fresh_database
 from tests._helpers.specs import tiny_spec
+from tests._helpers.waits import scaled
 
 _BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -226,7 +227,7 @@ def test_delete_removes_only_this_studys_artifacts_unless_kept(
 
 
 def _create_in_child(url: str, start: multiprocessing.synchronize.Event) -> None:
-    start.wait(30)
+    start.wait(scaled(30))
     create_study(tiny_spec(), url, resume=True)
 
 

@@ -30,6 +30,8 @@ from reid_core.engine import Callback
 from reid_core.engine import FitResult
 from reid_core.errors import DatasetNotFoundError
 from reid_core.errors import NonFiniteLossError
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import FakeTrainer
 from tests.hpo._worker_support import child_env
@@ -37,7 +39,6 @@ from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import make_dataset
 from tests.hpo._worker_support import spec_dict
 from tests.hpo._worker_support import trials_of
-from tests.hpo._worker_support import wait_for
 from tests.hpo._worker_support import write_spec
 
 
@@ -179,14 +180,14 @@ def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
             trials = trials_of("w", sqlite_url)
             return bool(trials) and "last_checkpoint_epoch" in trials[0].user_attrs
 
-        wait_for(checkpointed, 120, "the first checkpoint of trial 0")
+        wait_until(checkpointed, 120, "the first checkpoint of trial 0")
         os.kill(os.getpid(), signal.SIGTERM)  # the supervisor forwards it to its worker
 
     stopper = threading.Thread(target=stop_after_the_first_checkpoint, daemon=True)
     stopper.start()
     try:
         code = run_supervisor("w", sqlite_url, "none")
-        stopper.join(timeout=10)
+        stopper.join(timeout=scaled(10))
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert code == 143  # the stopped worker exited 128 + SIGTERM, and so does the supervisor
@@ -245,13 +246,13 @@ def test_a_second_sigterm_stops_at_once_and_hands_the_trial_back_resumable(
         text=True,
     )
     try:
-        wait_for((tmp_path / "in-epoch-1").exists, 120, "trial 0's epoch 1 to begin")
+        wait_until((tmp_path / "in-epoch-1").exists, 120, "trial 0's epoch 1 to begin")
         process.send_signal(signal.SIGTERM)  # graceful: would wait for the 120 s epoch's end
         if stop_after_s is None:
             time.sleep(0.5)
             process.send_signal(signal.SIGTERM)
         sent = time.monotonic()
-        output = process.communicate(timeout=60)[0]
+        output = process.communicate(timeout=scaled(60))[0]
         seconds = time.monotonic() - sent
     finally:
         if process.poll() is None:

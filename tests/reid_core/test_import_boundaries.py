@@ -10,6 +10,7 @@ import pytest
 
 from tests._helpers.imports import find_cycle
 from tests._helpers.imports import import_graph
+from tests._helpers.waits import scaled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BLOCKED = ("optuna", "typer", "pydantic", "sqlalchemy", "hpo")
@@ -46,7 +47,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=scaled(300),
         check=False,
     )
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psycopg2
 
+from tests._helpers.waits import scaled
+
 PG_BIN = Path(os.environ.get("REID_HPO_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"
 
@@ -68,7 +70,7 @@ class PrivatePostgres:
             ["runuser", "-u", OS_USER, "--", *command],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=scaled(120),
             check=False,
         )
         if done.returncode != 0:

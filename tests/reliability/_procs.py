@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from tests._helpers.waits import scaled
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 
@@ -46,14 +45,15 @@ def start_worker(
 def run_cli(
     *argv: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m hpo.cli ARGV`` from the repository root, to completion, output captured."""
+    """``python -m hpo.cli ARGV`` from the repository root, to completion (within
+    ``scaled(timeout)``), output captured."""
     return subprocess.run(
         [sys.executable, "-m", "hpo.cli", *argv],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=scaled(timeout),
         check=False,
     )
 
@@ -71,18 +71,6 @@ def trials(name: str, url: str) -> list[FrozenTrial]:
         return study.get_trials(deepcopy=True)
     finally:
         storage.engine.dispose()
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.2
-) -> float:
-    """Poll ``predicate``; returns the seconds it took, fails the test after ``timeout``."""
-    begin = time.monotonic()
-    while time.monotonic() - begin < timeout:
-        if predicate():
-            return time.monotonic() - begin
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def worker_pid(trial: FrozenTrial) -> int:

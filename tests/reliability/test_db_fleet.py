@@ -28,11 +28,13 @@ from tests._helpers.pgbouncer import require_pgbouncer
 from tests._helpers.postgres import PG_HOST
 from tests._helpers.postgres import PG_PORT
 from tests._helpers.postgres import PG_USER
+from tests._helpers.waits import scaled
+from tests._helpers.waits import slow_factor
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import spec_dict
 from tests.reliability._procs import assert_study_consistent
 from tests.reliability._procs import start_worker
 from tests.reliability._procs import trials
-from tests.reliability._procs import wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -82,7 +84,7 @@ def test_a_training_worker_keeps_one_connection(
             if count is not None:
                 seen.append(count)
             time.sleep(0.1)
-        assert worker.wait(timeout=120) == 0, log.read_text()[-3000:]
+        assert worker.wait(timeout=scaled(120)) == 0, log.read_text()[-3000:]
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -95,7 +97,10 @@ def test_a_training_worker_keeps_one_connection(
 def test_a_storage_opened_after_an_outage_fails_no_trial_within_grace_plus_back_off(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_optuna_adapter, "RECONNECT_MAX_DELAY_S", 0.5)  # the suite's scale
+    # The suite's scale of the 10 s back-off; longer on a loaded machine, where opening the
+    # storage and the first sweep alone may take longer than 0.5 s + the grace.
+    back_off = 0.5 * slow_factor()
+    monkeypatch.setattr(_optuna_adapter, "RECONNECT_MAX_DELAY_S", back_off)
     heartbeat = Heartbeat(interval=1, grace=2)
     live = open_storage(postgres_url, heartbeat=heartbeat)
     try:
@@ -121,7 +126,7 @@ def test_a_storage_opened_after_an_outage_fails_no_trial_within_grace_plus_back_
             optuna.storages.fail_stale_trials(seen)
             assert [t.state for t in seen.get_trials()] == [TrialState.RUNNING]
             # Past grace + back-off, a trial still silent is a dead worker's: failed, retried.
-            time.sleep(max(0.0, 2.6 - (time.monotonic() - opened)))
+            time.sleep(max(0.0, 2 + back_off + 0.1 - (time.monotonic() - opened)))
             optuna.storages.fail_stale_trials(seen)
             states = [t.state for t in seen.get_trials()]
             assert states == [TrialState.FAIL, TrialState.WAITING]

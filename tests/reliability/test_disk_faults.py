@@ -23,6 +23,7 @@ from hpo.spec import StudySpec
 from hpo.study import create_study
 from hpo.study import list_studies
 from reid_core.engine import verify_checkpoint
+from tests._helpers.waits import scaled
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict
@@ -67,7 +68,7 @@ def test_disk_full_while_checkpointing_fails_the_trial_cleanly(
         preexec_fn=_limit_file_size,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=scaled(240),
         check=False,
     )
     assert done.returncode == 2, done.stderr[-3000:]

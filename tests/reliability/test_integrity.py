@@ -21,13 +21,14 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import create_study
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict
 from tests.reliability._procs import assert_study_consistent
 from tests.reliability._procs import run_cli
 from tests.reliability._procs import start_worker
 from tests.reliability._procs import trials
-from tests.reliability._procs import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -78,8 +79,8 @@ def test_a_paused_worker_that_comes_back_never_writes_the_retrys_files(
         assert retry_folder != first_folder
         os.kill(paused.pid, signal.SIGCONT)
         resumed_at = time.monotonic()
-        assert rescuer.wait(timeout=300) == 0, log.read_text()
-        assert paused.wait(timeout=120) == 0, log.read_text()
+        assert rescuer.wait(timeout=scaled(300)) == 0, log.read_text()
+        assert paused.wait(timeout=scaled(120)) == 0, log.read_text()
     finally:
         for worker in (paused, rescuer):
             if worker is not None and worker.poll() is None:
@@ -123,7 +124,7 @@ def test_deleting_the_study_under_a_worker_stops_it_with_one_line_and_no_restart
         deleted = run_cli("study", "delete", "doomed", "--yes", env=child_env(postgres_url))
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
         stopped_at = time.monotonic()
-        assert worker.wait(timeout=60) == 2, log.read_text()
+        assert worker.wait(timeout=scaled(60)) == 2, log.read_text()
         seconds_to_stop = time.monotonic() - stopped_at
     finally:
         if worker.poll() is None:

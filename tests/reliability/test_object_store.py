@@ -38,6 +38,8 @@ from hpo.worker import make_objective
 from reid_core.engine import Trainer
 from tests._helpers.s3 import CREDENTIALS
 from tests._helpers.s3 import S3Server
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import WorkerDeath
 from tests.hpo._worker_support import child_env
@@ -47,7 +49,6 @@ from tests.hpo._worker_support import fake_trainer_factory
 from tests.hpo._worker_support import spec_dict
 from tests.hpo._worker_support import write_spec
 from tests.reliability._procs import trials
-from tests.reliability._procs import wait_until
 
 PREFIX = "team/reid"
 HEARTBEAT_S = 1  # spec_dict's: a dead worker's trial is stale after 3 s
@@ -297,7 +298,7 @@ def test_a_killed_worker_s_trial_resumes_on_another_host_through_the_object_stor
         first.wait()
         time.sleep(3 * HEARTBEAT_S + 1)  # its heartbeat is stale when host B starts
         second = _host_worker("kill", postgres_url, host_b, log)
-        assert second.wait(timeout=180) == 0, log.read_text()
+        assert second.wait(timeout=scaled(180)) == 0, log.read_text()
     finally:
         for worker in (first, locals().get("second")):
             if worker is not None and worker.poll() is None:

@@ -18,12 +18,13 @@ import pytest
 
 from hpo.spec import StudySpec
 from hpo.study import create_study
+from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import spec_dict
 from tests.reliability._private_pg import PrivatePostgres
 from tests.reliability._procs import assert_study_consistent
 from tests.reliability._procs import start_worker
 from tests.reliability._procs import trials
-from tests.reliability._procs import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -64,7 +65,7 @@ def test_workers_survive_a_database_restart_mid_study(
         wait_until(both_training, 600, "a first checkpoint of both trials")
         outage = private_pg.restart(down_s)
         began = time.monotonic()
-        codes = [w.wait(timeout=240) for w in workers]
+        codes = [w.wait(timeout=scaled(240)) for w in workers]
         seconds_to_finish = time.monotonic() - began
     finally:
         for worker in workers:

@@ -37,6 +37,7 @@ from hpo.study import create_study
 from hpo.study import delete_study
 from tests._helpers.postgres import _admin_connect
 from tests._helpers.postgres import fresh_database
+from tests._helpers.waits import scaled
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict
@@ -182,7 +183,7 @@ def test_create_resume_racing_a_failed_warm_start_gets_the_real_reason(
     def slow_enqueue(*args: Any) -> None:
         if threading.get_ident() == creator_thread.ident:
             a_created.set()
-            assert b_waiting.wait(30)  # B now polls for A's spec
+            assert b_waiting.wait(scaled(30))  # B now polls for A's spec
         real_enqueue(*args)
 
     def watched_read_spec(*args: Any) -> Any:
@@ -206,7 +207,7 @@ def test_create_resume_racing_a_failed_warm_start_gets_the_real_reason(
 
     creator_thread = threading.Thread(target=create_a)
     creator_thread.start()
-    assert a_created.wait(30)
+    assert a_created.wait(scaled(30))
     line = _one_error_line(
         CliRunner().invoke(app, ["study", "create", str(spec_file), "--resume", "--storage", url])
     )
@@ -250,7 +251,7 @@ def test_rekey_waits_for_the_study_lock(url: str, tmp_path: Path, mars_root: Pat
         finally:
             lock.close()
             close_storage(worker_storage)
-        output, _ = rekey.communicate(timeout=60)
+        output, _ = rekey.communicate(timeout=scaled(60))
         assert rekey.returncode == 0, output
         assert _uuid(copy_url) != old_uuid and _uuid(url) == old_uuid
     finally:
@@ -266,7 +267,7 @@ def _uuid(url: str) -> str:
 
 def _wait_for_lock_waiter(database: str, process: subprocess.Popen[str]) -> None:
     """Until a session of ``database`` waits for an advisory lock (the rekey process)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     conn = _admin_connect()
     try:
         while time.monotonic() < deadline and process.poll() is None:

@@ -22,6 +22,7 @@ from hpo.study import MARKER_NAME
 from hpo.study import check_spec_can_run
 from hpo.study import create_study
 from hpo.study.records import StudyAttr
+from tests._helpers.waits import scaled
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict
 from tests.reliability._procs import trials
@@ -37,7 +38,7 @@ def _worker(name: str, url: str, host: Path, *args: str) -> subprocess.Completed
         env=child_env(url),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=scaled(300),
         check=False,
     )
 

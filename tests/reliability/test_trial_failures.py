@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import create_study
+from tests._helpers.waits import scaled
 from tests.hpo._worker_support import REPO_ROOT
 from tests.hpo._worker_support import child_env
 from tests.hpo._worker_support import spec_dict
@@ -74,7 +75,7 @@ def test_failed_trial_is_recorded_and_the_worker_goes_on(
         env=child_env(url),
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=scaled(180),
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

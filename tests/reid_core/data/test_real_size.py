@@ -98,7 +98,9 @@ def test_evaluation_at_mars_size_takes_seconds(mars_meta: Path) -> None:
     assert (len(q_pids), len(g_pids)) == (1_980, 9_330)
     distmat = torch.rand(1_980, 9_330, generator=torch.Generator().manual_seed(0))
     distmat[torch.from_numpy(q_pids[:, None] == g_pids[None, :])] -= 1.0  # true matches first
-    start = time.perf_counter()
+    # CPU seconds of this process: the promise is about the ranking's cost, which other
+    # processes on a loaded machine do not change (wall-clock time they do).
+    start = time.process_time()
     cmc, mean_ap = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams)
-    assert time.perf_counter() - start < 20.0
+    assert time.process_time() - start < 20.0
     assert cmc[0] == pytest.approx(1.0) and mean_ap == pytest.approx(1.0)
