@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import NoReturn
 
 import optuna
 import torch
@@ -79,6 +80,7 @@ from hpo.worker._rungs import place_new_trial
 from hpo.worker._rungs import rung_config
 from hpo.worker._signals import StopNow
 from hpo.worker._signals import shielded
+from hpo.worker._signals import stopped_at_once
 from reid_core.config import resolve_device
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
@@ -312,10 +314,7 @@ class TrialObjective:
         try:
             return self._run(trial, deadline, clock)
         except StopNow:
-            hand_back(trial)  # with the last checkpoint written before the signal
-            raise TrialInterrupted(
-                f"trial {trial.number} stopped at once and handed back"
-            ) from None
+            _stop_at_once(trial)
         except optuna.TrialPruned as exc:
             clock.record(trial)
             logger.info("trial %d %s", trial.number, exc)
@@ -326,6 +325,8 @@ class TrialObjective:
         except StudyNotFoundError:
             raise
         except Exception as exc:
+            if stopped_at_once(exc):  # a StopNow under another error (mid-checkpoint write)
+                _stop_at_once(trial)
             raise_if_study_gone(trial)  # e.g. its folder vanished under a checkpoint write
             if isinstance(exc, NonFiniteLossError) and self.spec.objective.on_nan == "worst":
                 return self._score_worst(trial, exc)
@@ -597,6 +598,12 @@ def run_trial(
     if "result" not in outcome:
         raise RuntimeError("study.optimize returned without running a trial")
     return outcome["result"]
+
+
+def _stop_at_once(trial: optuna.Trial) -> NoReturn:
+    """A second stop signal: hand the trial back with the last checkpoint written before it."""
+    hand_back(trial)
+    raise TrialInterrupted(f"trial {trial.number} stopped at once and handed back") from None
 
 
 def hand_back(trial: optuna.Trial) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "exit_code_for",
     "shielded",
     "stop_after_s",
+    "stopped_at_once",
 ]
 
 ENV_STOP_AFTER = "REID_HPO_STOP_AFTER_S"
@@ -54,6 +55,20 @@ _shield_depth = 0
 class StopNow(BaseException):
     """A second stop signal: training ends at once (a BaseException, so that no ``except
     Exception`` in the trainer or a callback swallows it)."""
+
+
+def stopped_at_once(exc: BaseException) -> bool:
+    """Whether ``exc`` is a :class:`StopNow` or was raised while one was handled: code that
+    cleans up on the way out may raise its own error over it (torch.save's zip writer, stopped
+    mid-checkpoint, raises ``RuntimeError: ... unexpected pos``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StopNow):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def exit_code_for(signum: int) -> int:

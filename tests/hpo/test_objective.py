@@ -26,6 +26,7 @@ from hpo.study import ArtifactPathError
 from hpo.study import attempt_dir
 from hpo.study import create_study
 from hpo.study import delete_study
+from hpo.worker import StopNow
 from hpo.worker import TrialResult
 from hpo.worker import fail_reason
 from hpo.worker import make_objective
@@ -343,6 +344,25 @@ def test_run_trial_returns_how_the_trial_ended(
     assert started == [2]  # called once the trial exists in the storage
     assert (result.number, result.state, result.reason) == (1, TrialState.COMPLETE, None)
     assert result.value == study.trials[1].value
+
+
+def test_an_error_raised_over_a_second_stop_signal_still_hands_the_trial_back(
+    tmp_path: Path, data_root: Path, sqlite_url: str
+) -> None:
+    # torch.save's zip writer, stopped mid-checkpoint by the second signal, raises its own
+    # error over the StopNow (seen in a loaded run of the SIGINT-twice worker test, where
+    # the trial then FAILed as exception:RuntimeError with no retry).
+    error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4977216")
+    error.__context__ = StopNow("SIGINT")
+    spec = _spec(tmp_path, data_root)
+    study = _study(spec, sqlite_url)
+    factory = fake_trainer_factory({0: error})
+    objective = make_objective(spec, study_name="obj", trainer_factory=factory)
+    result = run_trial(study, objective, deadline=None)
+    assert (result.state, result.reason) == (TrialState.FAIL, "interrupted")
+    first, retry = study.trials
+    assert first.state is TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted"
+    assert retry.state is TrialState.WAITING and retry.params == first.params
 
 
 def test_objective_metric_selects_the_value(tmp_path: Path, data_root: Path) -> None:
