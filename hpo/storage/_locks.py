@@ -22,11 +22,15 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 
+from hpo.errors import StorageError
+from hpo.storage._pooler_probe import shares_server_connections
 from hpo.storage._pooling import ENV_POOL_MODE
 from hpo.storage._pooling import TRANSACTION
+from hpo.storage._pooling import application_name
 from hpo.storage._pooling import pool_mode
 from hpo.storage._reconnect import is_connection_error
 from hpo.storage._reconnect import retry_on_disconnect
+from hpo.storage._urls import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +227,21 @@ class ThreadStudyLock:
         self.release()
 
 
+def _refuse_a_transaction_pooler(engine: sqlalchemy.Engine) -> None:
+    """Refuse a session-level lock where the probe proves a transaction pooler.
+
+    Raises:
+        StorageError: PostgreSQL is served through a pooler in transaction mode.
+    """
+    if shares_server_connections(engine.url, application_name=application_name("pool probe")):
+        raise StorageError(
+            f"{mask_url(engine.url.render_as_string(hide_password=False))} is behind a "
+            "connection pooler in transaction mode (two connections were served by one "
+            f"server process): set ${ENV_POOL_MODE}={TRANSACTION} so that the study lock "
+            "is held per transaction"
+        )
+
+
 def open_study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> StudyLock:
     """The study lock that fits a storage opened by :func:`hpo.storage.open_storage`.
 
@@ -236,13 +255,15 @@ def open_study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> St
         (with a warning: the budget is then only per process).
 
     Raises:
-        StorageError: ``$REID_HPO_POOL_MODE`` is not ``session`` or ``transaction``.
+        StorageError: ``$REID_HPO_POOL_MODE`` is not ``session`` or ``transaction``, or it is
+            not set while PostgreSQL is proven to be behind a transaction pooler.
     """
     engine: sqlalchemy.Engine | None = getattr(storage, "engine", None)
     backend = engine.url.get_backend_name() if engine is not None else "other"
     if engine is not None and backend == "postgresql":
         if pool_mode() == TRANSACTION:
             return TransactionAdvisoryLock(engine, study_name)
+        _refuse_a_transaction_pooler(engine)
         return SessionAdvisoryLock(engine, study_name)
     database = engine.url.database if engine is not None else None
     if backend == "sqlite" and database not in (None, "", ":memory:"):

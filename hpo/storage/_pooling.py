@@ -5,7 +5,8 @@ heartbeat thread and its study lock (a session-level advisory lock, :mod:`hpo.st
 share it. Behind PgBouncer in transaction pooling mode a session-level lock would stay on
 whichever server connection ran it, so ``$REID_HPO_POOL_MODE=transaction`` switches the lock to
 a transaction-level one held on a second client connection (``pool_size`` 2); PgBouncer then
-lends a server connection only while a transaction is open.
+lends a server connection only while a transaction is open. Without it, the study lock
+refuses to start where :mod:`hpo.storage._pooler_probe` proves a transaction pooler.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psycopg2
@@ -22,6 +23,7 @@ from hpo.storage import Heartbeat
 from hpo.storage import _optuna_adapter
 from hpo.storage import close_storage
 from hpo.storage import open_storage
+from hpo.storage._pooler_probe import shares_server_connections
 from hpo.study import create_study
 from tests._helpers.pgbouncer import PgBouncer
 from tests._helpers.pgbouncer import require_pgbouncer
@@ -175,6 +177,57 @@ def test_two_workers_finish_a_study_through_pgbouncer_in_transaction_mode(
     assert [t.state for t in found] == [TrialState.COMPLETE] * 4
     assert len({t.user_attrs["worker"] for t in found}) == 2  # both workers took trials
     assert 1 <= peak <= 2  # PgBouncer's pool: the server never saw more connections
+
+
+def test_a_worker_behind_a_transaction_pooler_without_the_setting_is_refused_in_one_line(
+    tmp_path: Path, mars_root: Path, postgres_url: str, bouncer: PgBouncer
+) -> None:
+    url = bouncer.url(postgres_url.rsplit("/", 1)[1])
+    raw = spec_dict(name="r", data_root=mars_root, artifacts=tmp_path / "runs", n_trials=1)
+    create_study(StudySpec.model_validate(raw), url)
+    log = tmp_path / "worker.log"
+    worker = start_worker("r", url, log, REID_HPO_POOL_MODE="")  # the setting left out
+    assert worker.wait(timeout=120) == 2, log.read_text()[-4000:]
+    (line,) = log.read_text().strip().splitlines()
+    assert "pooler in transaction mode" in line and "REID_HPO_POOL_MODE=transaction" in line
+    assert trials("r", postgres_url) == []  # refused before any trial
+
+
+@pytest.mark.parametrize(
+    ("pool_mode", "proven"), [(None, False), ("session", False), ("transaction", True)]
+)
+def test_the_pooler_probe_proves_transaction_pooling_and_nothing_else(
+    pool_mode: str | None, proven: bool, postgres_url: str, record_property: Any
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    server = None
+    if pool_mode is not None:
+        require_pgbouncer()
+        server = PgBouncer(PG_PORT, pool_mode=pool_mode, pool_size=2)
+        server.start()
+    url = sqlalchemy.make_url(server.url(database) if server else postgres_url)
+    try:
+        answers = [shares_server_connections(url, application_name="probe test") for _ in range(10)]
+        if server is not None and pool_mode == "session":
+            # A full session pool (two clients hold both server connections): no proof, and
+            # the probe's second connection waits no longer than its bound.
+            held = [
+                psycopg2.connect(server.url(database).replace("+psycopg2", "")) for _ in range(2)
+            ]
+            try:
+                for conn in held:
+                    conn.cursor().execute("SELECT 1")
+                started = time.monotonic()
+                assert not shares_server_connections(url, application_name="probe test", wait_s=1)
+                assert time.monotonic() - started < 3
+            finally:
+                for conn in held:
+                    conn.close()
+    finally:
+        if server is not None:
+            server.stop()
+    record_property("proofs_of_10", sum(answers))
+    assert answers == [proven] * 10
 
 
 def test_a_burst_of_storage_writes_does_not_starve_the_heartbeat(postgres_url: str) -> None:
