@@ -187,7 +187,7 @@ def test_a_worker_behind_a_transaction_pooler_without_the_setting_is_refused_in_
     create_study(StudySpec.model_validate(raw), url)
     log = tmp_path / "worker.log"
     worker = start_worker("r", url, log, REID_HPO_POOL_MODE="")  # the setting left out
-    assert worker.wait(timeout=120) == 2, log.read_text()[-4000:]
+    assert worker.wait(timeout=scaled(120)) == 2, log.read_text()[-4000:]
     (line,) = log.read_text().strip().splitlines()
     assert "pooler in transaction mode" in line and "REID_HPO_POOL_MODE=transaction" in line
     assert trials("r", postgres_url) == []  # refused before any trial
@@ -219,7 +219,7 @@ def test_the_pooler_probe_proves_transaction_pooling_and_nothing_else(
                     conn.cursor().execute("SELECT 1")
                 started = time.monotonic()
                 assert not shares_server_connections(url, application_name="probe test", wait_s=1)
-                assert time.monotonic() - started < 3
+                assert time.monotonic() - started < scaled(3)
             finally:
                 for conn in held:
                     conn.close()
