@@ -190,6 +190,10 @@ def _inputs(tmp: Path, db: str) -> dict[str, list[str]]:
     found["checkpoint: train --init-from a missing file"] = [
         *train, "--init-from", str(tmp / "none.pt"), "--output", str(tmp / "t2"),
     ]  # fmt: skip
+    found["train: CPU bf16 whose strided layer4 sees one column"] = [
+        *train, "--attention", "pooled", "--height", "32", "--width", "16", "--seq-len", "2",
+        "--last-stride", "2", "--amp", "bf16", "--device", "cpu", "--output", str(tmp / "t3"),
+    ]  # fmt: skip
     found["train: a dataset root that does not exist"] = [
         "train", "--dataset", "mars", "--root", str(tmp / "no_data"),
     ]  # fmt: skip
