@@ -1,9 +1,10 @@
 """Attempt folders mirrored to the object store (``artifacts.kind: s3``), with a local cache.
 
 Each host trains in its own ``artifacts.root`` (the cache: the working copy). After every
-checkpoint the attempt folder is pushed: the new checkpoint before its checksum file (so a
-reader never finds a checksum without its checkpoint), then ``metrics.jsonl``,
-``attempt.json``, the configuration and the TensorBoard event files; the checkpoints the
+checkpoint the attempt folder is pushed: ``metrics.jsonl`` and ``attempt.json`` first (so
+a checkpoint in the store never lacks its epoch's log line, as on disk), then the new
+checkpoint before its checksum file (so a reader never finds a checksum without its
+checkpoint), then the configuration and the TensorBoard event files; the checkpoints the
 trainer rotated out locally are then deleted from the store. A retry on any host fetches its
 predecessor's ``attempt.json``, ``metrics.jsonl`` and newest checkpoint into its own cache and
 takes it over exactly as on a shared file system (same record check, same checksum check).
@@ -209,8 +210,8 @@ class ArtifactMirror:
 
 
 def _files_to_push(folder: Path) -> list[Path]:
-    """The folder's files in upload order: checkpoints, their checksums, then the rest;
-    ``last.pt`` (a pointer), temporary and hidden files stay local."""
+    """The folder's files in upload order: the logs, checkpoints, their checksums, then the
+    rest; ``last.pt`` (a pointer), temporary and hidden files stay local."""
     files = [
         p
         for p in folder.rglob("*")
@@ -219,9 +220,14 @@ def _files_to_push(folder: Path) -> list[Path]:
         and not p.name.startswith("last.pt")
         and not p.is_symlink()
     ]
-    return sorted(
-        files, key=lambda p: (0 if p.suffix == ".pt" else 1 if p.suffix == ".sha256" else 2, str(p))
-    )
+    return sorted(files, key=lambda p: (_push_rank(p), str(p)))
+
+
+def _push_rank(path: Path) -> int:
+    """A file's place in the upload order of :func:`_files_to_push`."""
+    if path.name in _LOGS:
+        return 0
+    return {".pt": 1, ".sha256": 2}.get(path.suffix, 3)
 
 
 def _names(store: ObjectStore, rel: str) -> set[str]:

@@ -316,14 +316,16 @@ class Trainer:
     ) -> FitResult:
         """Train for ``cfg.epochs`` epochs, evaluating every ``cfg.eval_every`` and at the end.
 
-        At each evaluated epoch (and the last one) the order is: train, evaluate, write the
-        checkpoint, call ``on_epoch_end`` of every callback. A callback raising
+        At each evaluated epoch (and the last one) the order is: train, evaluate, append the
+        epoch's line to ``metrics.jsonl``, write the checkpoint, call ``on_epoch_end`` of every
+        callback; so every checkpoint's epoch is in the log it resumes with, even after a crash
+        between the two writes. A callback raising
         :class:`StopTraining` ends training after that epoch; any other exception from a
         callback propagates, after the epoch's checkpoint has been written.
 
         Args:
             callbacks: Hooks called in order, after the trainer's own :class:`MetricsLog`
-                (which writes ``metrics.jsonl``).
+                (which writes ``metrics.jsonl``, ahead of the checkpoint).
             resume_from: A checkpoint (or run directory) to continue from, exactly: weights,
                 optimisers, schedule, scaler, centers and RNG states are restored.
 
@@ -341,7 +343,8 @@ class Trainer:
             self.init_source = init_from_checkpoint(self.model, Path(self.cfg.init_from)).to_dict()
         config_file = config_path(self.output_dir)
         write_json_atomic(config_file, self.cfg.to_dict())
-        hooks = (MetricsLog(self.output_dir, start_epoch=state.next_epoch), *callbacks)
+        metrics_log = MetricsLog(self.output_dir, start_epoch=state.next_epoch)
+        hooks = (metrics_log, *callbacks)
         state.clock_start = (time.monotonic(), state.next_epoch)
         failed = True
         try:
@@ -352,7 +355,7 @@ class Trainer:
                 logger.info("training stopped before it started: %s", exc)
                 state.stopped = True
             while state.next_epoch < self.cfg.epochs and not state.stopped:
-                self._run_epoch(state.next_epoch, state, hooks)
+                self._run_epoch(state.next_epoch, state, metrics_log, callbacks)
             failed = False
         finally:
             self._loader = None  # lets persistent loader workers exit
@@ -381,7 +384,13 @@ class Trainer:
         )
         return result
 
-    def _run_epoch(self, epoch: int, state: _FitState, callbacks: Sequence[Callback]) -> None:
+    def _run_epoch(
+        self,
+        epoch: int,
+        state: _FitState,
+        metrics_log: MetricsLog,
+        callbacks: Sequence[Callback],
+    ) -> None:
         lr = float(self.optimizer.param_groups[0]["lr"])
         losses = self.train_one_epoch(epoch)
         self.scheduler.step()
@@ -393,6 +402,7 @@ class Trainer:
             metrics = state.last_evaluation.metrics
             state.record_metrics(epoch, metrics, self.monitor)
         state.next_epoch = epoch + 1
+        metrics_log.on_epoch_end(EpochReport(epoch=epoch, losses=losses, lr=lr, metrics=metrics))
         checkpoint = self._save(epoch, state) if due else None
         started, first = state.clock_start
         elapsed = time.monotonic() - started

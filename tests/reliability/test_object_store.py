@@ -354,6 +354,34 @@ def test_an_unreachable_store_neither_stops_training_nor_hides_why_a_retry_start
     assert why is not None and why.startswith("cannot fetch ") and "NoSuchBucket" in why
 
 
+class _PushDiesAtTheCheckpoint(Exception):
+    """The worker dying while its checkpoint is uploaded."""
+
+
+def test_a_push_cut_at_the_checkpoint_leaves_the_store_with_that_epoch_logged(
+    tmp_path: Path, s3_endpoint: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ObjectStore(s3_bucket, prefix=PREFIX, endpoint_url=s3_endpoint.endpoint)
+    mirror = ArtifactMirror(tmp_path / "host_a", store)
+    folder = tmp_path / "host_a" / ("a" * 32) / "trial_0" / "attempt_0"
+    folder.mkdir(parents=True)
+    for name in ("epoch_0002.pt", "epoch_0002.pt.sha256", "attempt.json", "config.json"):
+        (folder / name).write_text(name)
+    (folder / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    uploaded = store.upload
+
+    def upload_until_the_checkpoint(path: Path, rel: str) -> None:
+        if path.suffix == ".pt":
+            raise _PushDiesAtTheCheckpoint
+        uploaded(path, rel)
+
+    monkeypatch.setattr(store, "upload", upload_until_the_checkpoint)
+    with pytest.raises(_PushDiesAtTheCheckpoint):
+        mirror.sync(folder)
+    keys = s3_endpoint.keys(s3_bucket, f"{PREFIX}/{'a' * 32}/")
+    assert sorted(k.rsplit("/", 1)[-1] for k in keys) == ["attempt.json", "metrics.jsonl"]
+
+
 class _DiesAtStart(Trainer):
     def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
         raise WorkerDeath("worker died before its first checkpoint")

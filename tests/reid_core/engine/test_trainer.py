@@ -205,6 +205,30 @@ def test_torn_metrics_log_line_is_dropped_on_resume(tiny_cfg: TinyConfig) -> Non
     assert epochs == [1, 2]
 
 
+class _DiedAfterCheckpoint(Exception):
+    """The process dying right after an epoch's checkpoint reached the disk."""
+
+
+def test_a_run_that_dies_right_after_a_checkpoint_resumes_with_that_epoch_logged(
+    tiny_cfg: TinyConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_cfg(epochs=1)
+    trainer = Trainer(cfg)
+    written = trainer.checkpoints.save
+
+    def save_then_die(*args: object, **kwargs: object) -> Path:
+        written(*args, **kwargs)
+        raise _DiedAfterCheckpoint
+
+    monkeypatch.setattr(trainer.checkpoints, "save", save_then_die)
+    with pytest.raises(_DiedAfterCheckpoint):
+        trainer.fit()
+    checkpoint = Path(cfg.output_dir) / "epoch_0001.pt"
+    Trainer(replace(cfg, epochs=2)).fit(resume_from=checkpoint)
+    log = Path(cfg.output_dir) / "metrics.jsonl"
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
+
+
 def test_resuming_a_checkpoint_of_another_dataset_is_refused(
     tiny_cfg: TinyConfig, tmp_path: Path
 ) -> None:
