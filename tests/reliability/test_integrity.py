@@ -140,7 +140,7 @@ def test_deleting_the_study_under_a_worker_stops_it_with_one_line_and_no_restart
     ), output
     assert "Traceback" not in output
     assert "restart" not in output
-    assert seconds_to_stop < 30
+    assert seconds_to_stop < scaled(30)
     record_property("seconds_from_delete_to_exit", round(seconds_to_stop, 1))
 
 
