@@ -48,10 +48,8 @@ def build_step_parts(cfg: TrainConfig, num_classes: int, device: torch.device) -
         device: Where the run trains (selected: :func:`~reid_core.engine.select_device`).
     """
     precision = resolve_precision(cfg.amp, device)
-    model = reid_models.build_model_from_config(
-        cfg.model, num_classes=num_classes, input_size=(cfg.data.height, cfg.data.width)
-    )
     size = (cfg.data.height, cfg.data.width)
+    model = reid_models.build_model_from_config(cfg.model, num_classes=num_classes, input_size=size)
     check_cpu_bf16_training(model, precision, size, cfg.data.seq_len)
     model = model.to(device)
     if cfg.channels_last:
