@@ -113,7 +113,7 @@ def retrain_cmd(
                 storage=identity_of(opened),
             )
             with _claimed(slot):
-                result = retrain_trial(study, spec, options)
+                result = retrain_trial(study, spec, options, storage=opened)
         finally:
             close_storage(opened)
     _print_result(result)

@@ -76,6 +76,7 @@ from hpo.study._retrain import RetrainError
 from hpo.study._retrain import RetrainOptions
 from hpo.study._retrain import refuse_if_retrained
 from hpo.study._retrain import retrain_trial
+from hpo.study._retrain_lease import RetrainLeaseError
 from hpo.study._tensorboard import logdir_spec
 from hpo.study._tensorboard import tensorboard_runs
 from hpo.study._tensorboard import trial_events_dir
@@ -101,6 +102,7 @@ __all__ = [
     "ObjectStoreError",
     "Rekeyed",
     "RetrainError",
+    "RetrainLeaseError",
     "RetrainOptions",
     "RungCount",
     "RunningTrial",

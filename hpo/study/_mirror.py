@@ -21,6 +21,7 @@ import logging
 import re
 import shutil
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^(epoch_\d{4,}|last)\.pt(\.sha256)?$")
 _EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.pt$")
 _LOGS = ("attempt.json", "metrics.jsonl")  # what a retry needs besides the checkpoint
+_LAST = "last.pt"  # the trainer's pointer at its newest checkpoint (a symbolic link)
 
 
 def is_checkpoint_file(name: str) -> bool:
@@ -111,20 +113,27 @@ class ArtifactMirror:
 
     def restore(self, folder: Path, records: tuple[str, ...]) -> None:
         """Bring the named small files of a folder and its newest checkpoint (with checksum),
-        whichever the store holds, into this host's cache when this host holds no checkpoint
-        of it (a no-op without a store).
+        whichever the store holds, into this host's cache, unless this host holds a checkpoint
+        of it as new as the store's (a no-op without a store): a host whose cache kept an older
+        copy resumes from the newer one another host pushed since.
 
         Raises:
             ObjectStoreError: The store cannot be reached or refused.
             OSError: The cache cannot be written.
         """
-        if self.store is None or _has_checkpoint(folder):
+        if self.store is None:
             return
         rel = stored_path(self.root, folder)
         names = _names(self.store, rel)
         newest = _newest_checkpoint(names)
+        here = _newest_epoch(p.name for p in folder.iterdir()) if folder.is_dir() else None
+        theirs = _newest_epoch([newest] if newest else [])
+        if here is not None and (theirs is None or theirs <= here):
+            return
         wanted = [n for n in records if n in names] + ([newest] if newest else [])
         _download(self.store, rel, folder, wanted)
+        if here is not None:  # ``last.pt`` points at this host's older checkpoint
+            (folder / _LAST).unlink(missing_ok=True)
 
     def clear(self, folder: Path) -> int:
         """Delete every object of a folder from the store; returns how many (0 without one).
@@ -251,6 +260,11 @@ def _newest_checkpoint(names: set[str]) -> str | None:
         if (m := _EPOCH_FILE.match(n)) and f"{n}.sha256" in names
     )
     return epochs[-1][1] if epochs else None
+
+
+def _newest_epoch(names: Iterable[str]) -> int | None:
+    """The highest epoch among the ``epoch_XXXX.pt`` file names (None: there is none)."""
+    return max((int(m.group(1)) for n in names if (m := _EPOCH_FILE.match(n))), default=None)
 
 
 def _has_checkpoint(folder: Path) -> bool:

@@ -53,6 +53,7 @@ from hpo.study._mirror import ArtifactMirror
 from hpo.study._mirror import mirror_of
 from hpo.study._notes import write_results_note
 from hpo.study._object_store import ObjectStoreError
+from hpo.study._retrain_lease import RetrainLease
 from hpo.study.records import StudyAttr
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_of_study
@@ -184,11 +185,14 @@ def retrain_trial(
     *,
     trainer_factory: TrainerFactory | None = None,
     evaluator: TestEvaluator | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> dict[str, Any]:
     """Retrain a trial on all training ids, evaluate it once on the test split, store it.
 
     A folder holding an unfinished retrain of the same study, trial and configuration is
-    resumed from its newest verified checkpoint (a killed retrain continues).
+    resumed from its newest verified checkpoint (a killed retrain continues). With
+    ``storage`` (``study retrain`` passes it) the study's retrain lease is held throughout
+    (:mod:`hpo.study._retrain_lease`): one retrain of the study at a time on any host.
 
     Args:
         study: The study (its trials and user attrs).
@@ -196,6 +200,7 @@ def retrain_trial(
         options: Trial, epochs, folder, device, ...
         trainer_factory: Builds the trainer (the ``reid_core`` one when None).
         evaluator: Test-split evaluation (:func:`reid_core_evaluator` when None).
+        storage: The study's storage, for the lease (none taken when None).
 
     Returns:
         The stored result: ``{"trial", "epochs", "train_ids", "metrics", "cmc",
@@ -204,6 +209,7 @@ def retrain_trial(
     Raises:
         RetrainError: A result is stored (without ``force``), or the folder is not this
             retrain's.
+        RetrainLeaseError: Another process retrains the study, or took this retrain over.
         ArtifactsNotSharedError: No ``output`` and this machine does not see the study's
             artifacts marker (:mod:`hpo.study._marker`).
         NoCompletedTrialError: No trial to retrain.
@@ -222,7 +228,16 @@ def retrain_trial(
         "trial": trial.number,
         "config_hash": config_hash(cfg),
     }  # plus "study" (its name, to name the owner in a refusal); not compared
-    with _folder_lock(folder):
+    lease = None
+    if storage is not None:
+        lease = RetrainLease(
+            storage,
+            study.study_name,
+            trial.number,
+            interval_s=spec.heartbeat.interval,
+            grace_s=spec.heartbeat.grace_s,
+        )
+    with _folder_lock(folder), _holding(lease):
         _stored(mirror.restore, folder, (IDENTITY_FILE, TEST_FILE, METRICS_LOG))
         resume_from = _prepare_folder(
             folder, identity, study.study_name, force=options.force, mirror=mirror
@@ -238,7 +253,7 @@ def retrain_trial(
             f", resuming from {resume_from}" if resume_from else "",
         )
         trainer = (trainer_factory or _build_trainer)(cfg)
-        fit = trainer.fit(callbacks=_callbacks(mirror, folder), resume_from=resume_from)
+        fit = trainer.fit(callbacks=_callbacks(mirror, folder, lease), resume_from=resume_from)
         if fit.checkpoint is None or fit.epochs_run < cfg.epochs:
             raise RetrainError(
                 f"retrain of trial {trial.number} stopped after {fit.epochs_run} of {cfg.epochs} "
@@ -253,10 +268,19 @@ def retrain_trial(
             device=cfg.device,
         )
         result = _result(trial, cfg, trainer, fit.epochs_run, checkpoint, raw, spec.artifacts.root)
+        if lease is not None:
+            lease.check()  # a retrain taken over pushes nothing over its successor's files
         _write_json(folder / TEST_FILE, result)
         _stored(mirror.sync, folder)  # before the result names files other hosts must read
-        study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
-        study.set_user_attr(StudyAttr.RETRAIN_SUMMARY, result_summary(result, retrained=True))
+
+        def store() -> None:
+            study.set_user_attr(StudyAttr.RETRAIN_RESULT, result)
+            study.set_user_attr(StudyAttr.RETRAIN_SUMMARY, result_summary(result, retrained=True))
+
+        if lease is None:
+            store()
+        else:
+            lease.while_held(store)
         write_results_note(study)
         return result
 
@@ -327,6 +351,24 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         yield
+
+
+@contextlib.contextmanager
+def _holding(lease: RetrainLease | None) -> Iterator[None]:
+    """Hold the study's retrain lease (when there is one) for the block, released however the
+    block ends.
+
+    Raises:
+        RetrainLeaseError: Another process holds it.
+    """
+    if lease is None:
+        yield
+        return
+    lease.acquire()
+    try:
+        yield
+    finally:
+        lease.release()
 
 
 def _prepare_folder(
@@ -417,13 +459,16 @@ def _build_trainer(cfg: TrainConfig) -> Any:
     return Trainer(cfg)
 
 
-def _callbacks(mirror: ArtifactMirror, folder: Path) -> list[Any]:
-    """TensorBoard events, then the push to the object store (so the epoch's events go too)."""
+def _callbacks(mirror: ArtifactMirror, folder: Path, lease: RetrainLease | None) -> list[Any]:
+    """The lease check (a retrain taken over stops before it writes more), TensorBoard
+    events, then the push to the object store (so the epoch's events go too)."""
+    from hpo.study._lease_callback import CheckLease
     from hpo.study._push_callback import PushCheckpoints
     from reid_core.engine import TENSORBOARD_DIR
     from reid_core.engine import TensorBoardLog
 
-    return [TensorBoardLog(folder / TENSORBOARD_DIR), PushCheckpoints(mirror, folder)]
+    checks = [] if lease is None else [CheckLease(lease)]
+    return [*checks, TensorBoardLog(folder / TENSORBOARD_DIR), PushCheckpoints(mirror, folder)]
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -25,6 +25,10 @@ import numpy as np
 import optuna
 import yaml
 
+from hpo.spec import parse_spec
+from hpo.storage import close_storage
+from hpo.storage import open_storage
+from hpo.study import create_study
 from reid_core.engine import Callback
 from reid_core.engine import EpochReport
 from reid_core.engine import EvaluationResult
@@ -126,16 +130,39 @@ class DieAfterEpoch(Callback):
             raise WorkerDeath("worker died")
 
 
-def dying_trainer_factory(epoch: int) -> Callable[[TrainConfig, bool], Trainer]:
-    """A ``trainer_factory`` for ``make_objective``: the real trainer, whose worker dies
-    (:class:`DieAfterEpoch`) right after the checkpoint of ``epoch``."""
+def dying_trainer(epoch: int) -> type[Trainer]:
+    """The real trainer, whose process dies (:class:`DieAfterEpoch`) right after the
+    checkpoint of ``epoch`` (0-based)."""
 
     class DyingTrainer(Trainer):
         def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
             dying = [*callbacks, DieAfterEpoch(epoch)]
             return super().fit(callbacks=dying, resume_from=resume_from)
 
-    return lambda cfg, rerank: DyingTrainer(cfg)
+    return DyingTrainer
+
+
+def dying_trainer_factory(epoch: int) -> Callable[[TrainConfig, bool], Trainer]:
+    """A ``trainer_factory`` for ``make_objective``: :func:`dying_trainer`."""
+    trainer = dying_trainer(epoch)
+    return lambda cfg, rerank: trainer(cfg)
+
+
+def told_study(url: str, name: str, tmp: Path) -> None:
+    """A study ``name`` with one COMPLETE trial (told, not trained) on a real synthetic
+    dataset under ``tmp``; its artifacts go to ``tmp / "artifacts"``."""
+    root = make_dataset(tmp / "mars")
+    spec = parse_spec(spec_dict(name=name, data_root=root, artifacts=tmp / "artifacts"))
+    storage = open_storage(url)
+    try:
+        create_study(spec, storage)
+        study = optuna.load_study(study_name=name, storage=storage)
+        trial = study.ask()
+        trial.suggest_float("sigma", 0.1, 1.0)
+        trial.suggest_float("margin", 1.0e-3, 1.0, log=True)
+        study.tell(trial, 0.5)
+    finally:
+        close_storage(storage)
 
 
 def fail_and_queue_retry(study: optuna.Study, url: str, number: int) -> None:

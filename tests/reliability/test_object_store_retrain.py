@@ -35,8 +35,8 @@ from hpo.worker import make_objective
 from reid_core.engine import Trainer
 from reid_core.engine import verify_checkpoint
 from tests._helpers.s3 import S3Server
-from tests.hpo._worker_support import DieAfterEpoch
 from tests.hpo._worker_support import WorkerDeath
+from tests.hpo._worker_support import dying_trainer
 from tests.hpo._worker_support import fake_trainer_factory
 from tests.reliability.test_object_store import PREFIX
 from tests.reliability.test_object_store import s3_spec
@@ -105,9 +105,20 @@ class _Recording(Trainer):
         return super().fit(callbacks=callbacks, resume_from=resume_from)
 
 
-class _Dying(Trainer):
-    def fit(self, *, callbacks, resume_from=None):  # type: ignore[no-untyped-def]
-        return super().fit(callbacks=[*callbacks, DieAfterEpoch(0)], resume_from=resume_from)
+def _retrain_here(
+    study: optuna.Study, spec: StudySpec, options: RetrainOptions, rel: str
+) -> tuple[str | None, dict[str, Any], list[int]]:
+    """Retrain on the host of the working directory: the name of the checkpoint it resumed
+    from, its result, and the epochs its ``metrics.jsonl`` holds."""
+    _Recording.resumed = []
+    result = retrain_trial(study, spec, options, trainer_factory=_Recording)
+    (resumed,) = _Recording.resumed
+    lines = Path(f"runs/{rel}/metrics.jsonl").read_text().splitlines()
+    return (
+        None if resumed is None else resumed.name,
+        result,
+        [json.loads(line)["epoch"] for line in lines],
+    )
 
 
 def test_a_retrain_on_one_host_is_read_on_another_and_deleted_with_the_study(
@@ -157,19 +168,15 @@ def test_a_killed_retrain_resumes_on_another_host_and_force_clears_the_store(
     spec, study, sqlite_url, tmp_path = fleet.spec, fleet.study, fleet.url, fleet.tmp
     options = RetrainOptions(epochs=3, device="cpu", rerank=False)
     with pytest.raises(WorkerDeath):  # host A dies after epoch 1's checkpoint went up
-        retrain_trial(study, spec, options, trainer_factory=_Dying)
+        retrain_trial(study, spec, options, trainer_factory=dying_trainer(0))
     rel = fleet.retrain_rel()
     assert "epoch_0001.pt.sha256" in fleet.objects(rel)
 
     monkeypatch.chdir(tmp_path / "host_b")
-    _Recording.resumed = []
-    result = retrain_trial(study, spec, options, trainer_factory=_Recording)
-
-    (resumed,) = _Recording.resumed
-    assert resumed is not None and resumed.name == "epoch_0001.pt"  # host A's, from the store
+    resumed, result, logged = _retrain_here(study, spec, options, rel)
+    assert resumed == "epoch_0001.pt"  # host A's, from the store
     assert result["epochs_run"] == 3
-    lines = Path(f"runs/{rel}/metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]  # one log, host A's first
+    assert logged == [1, 2, 3]  # one log, host A's first
     assert "epoch_0003.pt" in fleet.objects(rel)
 
     # --force on a third host: the finished retrain comes from the store, is cleared there too.
@@ -179,6 +186,27 @@ def test_a_killed_retrain_resumes_on_another_host_and_force_clears_the_store(
     objects = fleet.objects(rel)
     assert {n for n in objects if n.endswith(".pt")} == {"epoch_0001.pt"}
     assert _stored_json(spec, f"{rel}/test.json")["epochs"] == 1
+
+
+def test_a_host_whose_cache_kept_an_older_checkpoint_resumes_from_the_store_s_newer_one(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, study, tmp_path = fleet.spec, fleet.study, fleet.tmp
+    options = RetrainOptions(epochs=3, device="cpu", rerank=False)
+    with pytest.raises(WorkerDeath):  # host A dies after epoch 1
+        retrain_trial(study, spec, options, trainer_factory=dying_trainer(0))
+    monkeypatch.chdir(tmp_path / "host_b")
+    with pytest.raises(WorkerDeath):  # host B resumes it and dies after epoch 2
+        retrain_trial(study, spec, options, trainer_factory=dying_trainer(1))
+    rel = fleet.retrain_rel()
+    assert "epoch_0002.pt.sha256" in fleet.objects(rel)
+
+    monkeypatch.chdir(tmp_path / "host_a")  # its cache still holds epoch 1 only
+    assert sorted(p.name for p in Path(f"runs/{rel}").glob("epoch_*.pt")) == ["epoch_0001.pt"]
+    resumed, result, logged = _retrain_here(study, spec, options, rel)
+    assert resumed == "epoch_0002.pt"  # host B's, from the store
+    assert result["epochs_run"] == 3
+    assert logged == [1, 2, 3]
 
 
 def test_a_retrain_whose_files_did_not_reach_the_store_stores_nothing_until_run_again(

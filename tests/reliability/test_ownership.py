@@ -14,12 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from hpo.spec import parse_spec
-from hpo.storage import close_storage
-from hpo.storage import open_storage
-from hpo.study import create_study
-from tests.hpo._worker_support import make_dataset
-from tests.hpo._worker_support import spec_dict
+from tests.hpo._worker_support import told_study
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +22,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """A study ``own`` with one COMPLETE trial (told, not trained) and a real dataset."""
     tmp = tmp_path_factory.mktemp("own")
     url = f"sqlite:///{tmp / 'study.db'}"
-    root = make_dataset(tmp / "mars")
-    spec = parse_spec(spec_dict(name="own", data_root=root, artifacts=tmp / "artifacts"))
-    storage = open_storage(url)
-    try:
-        create_study(spec, storage)
-        study = optuna.load_study(study_name="own", storage=storage)
-        trial = study.ask()
-        trial.suggest_float("sigma", 0.1, 1.0)
-        trial.suggest_float("margin", 1.0e-3, 1.0, log=True)
-        study.tell(trial, 0.5)
-    finally:
-        close_storage(storage)
+    told_study(url, "own", tmp)
     return url, tmp
 
 

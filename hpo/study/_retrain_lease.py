@@ -1,0 +1,230 @@
+"""One retrain of a study at a time, across hosts: a lease in the study's database.
+
+The folder lock of :mod:`hpo.study._retrain` (``flock``) guards a retrain folder on one host;
+with ``artifacts.kind: s3`` every host's folder is the same objects, and a study stores one
+retrain result. The lease is the study system attribute ``retrain_lease`` (``trial``,
+``holder`` = ``host:pid``, ``token``, ``renewed_at``), read and written under the study lock
+(:func:`hpo.storage.open_study_lock`), renewed every heartbeat interval by a thread and
+cleared when the retrain ends, however it ends. A lease is free when nobody holds it, when it
+was not renewed for the study's heartbeat grace (its holder died, was paused or lost the
+database: host clocks are assumed to agree within the grace, as NTP keeps them), or when its
+holder is a process of this host that no longer runs (a killed retrain run again at once).
+A holder that finds its lease taken over stops before it pushes or stores anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
+
+import optuna
+
+from hpo.errors import ReidHpoError
+from hpo.storage import open_study_lock
+
+logger = logging.getLogger(__name__)
+
+LEASE_ATTR = "retrain_lease"
+T = TypeVar("T")
+
+
+class RetrainLeaseError(ReidHpoError):
+    """Another process holds the study's retrain lease, or took it over from this one."""
+
+
+class RetrainLease:
+    """The study's retrain lease for one retrain of ``trial``.
+
+    Args:
+        storage: The study's storage.
+        study_name: The study.
+        trial: The trial being retrained.
+        interval_s: Seconds between renewals (the study's heartbeat interval).
+        grace_s: Seconds without renewal after which another process may take it over.
+        clock: Seconds since the epoch (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        storage: optuna.storages.BaseStorage,
+        study_name: str,
+        trial: int,
+        *,
+        interval_s: float,
+        grace_s: float,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._study_name = study_name
+        self._study_id = storage.get_study_id_from_name(study_name)
+        self._trial = trial
+        self._interval_s = interval_s
+        self._grace_s = grace_s
+        self._clock = clock or time.time
+        self.token = uuid.uuid4().hex
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._lost: str | None = None
+        # One study lock for the lease's life (opening one may probe the server), taken by
+        # one thread at a time: a PostgreSQL session lock does not exclude a second thread
+        # on the same connection.
+        self._study_lock = open_study_lock(storage, study_name)
+        self._in_process = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        """Take the lease and start renewing it.
+
+        Raises:
+            RetrainLeaseError: A live process holds it (the message names it and when it was
+                last renewed).
+        """
+        try:
+            taken_over = self._under_lock(self._take)
+        except BaseException:
+            self._study_lock.close()
+            raise
+        if taken_over is not None:
+            logger.warning(
+                "study %r: taking over the retrain lease of %s (trial %s), not renewed for "
+                "%.0f s (grace %.0f s)",
+                self._study_name,
+                taken_over.get("holder"),
+                taken_over.get("trial"),
+                self._clock() - float(taken_over.get("renewed_at", 0)),
+                self._grace_s,
+            )
+        self._thread = threading.Thread(target=self._renew_loop, name="retrain-lease", daemon=True)
+        self._thread.start()
+
+    def check(self) -> None:
+        """Raise when another process took the lease over.
+
+        Raises:
+            RetrainLeaseError: The lease is no longer this process's.
+        """
+        if self._lost is None and not self._under_lock(self._still_ours):
+            self._lost = self._lost_message()
+        if self._lost is not None:
+            raise RetrainLeaseError(self._lost)
+
+    def while_held(self, action: Callable[[], T]) -> T:
+        """Run ``action`` under the study lock if the lease is still this process's.
+
+        Raises:
+            RetrainLeaseError: The lease is no longer this process's (``action`` did not run).
+        """
+
+        def guarded() -> T:
+            if not self._still_ours():
+                self._lost = self._lost_message()
+                raise RetrainLeaseError(self._lost)
+            return action()
+
+        return self._under_lock(guarded)
+
+    def release(self) -> None:
+        """Stop renewing and clear the lease if it is still this process's."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self._under_lock(self._clear)
+        except Exception:  # a lease left behind expires after the grace
+            logger.exception("study %r: the retrain lease could not be cleared", self._study_name)
+        finally:
+            self._study_lock.close()
+
+    def _take(self) -> dict[str, Any] | None:
+        current = self._read()
+        if current is not None and not self._free(current):
+            age = self._clock() - float(current.get("renewed_at", 0))
+            raise RetrainLeaseError(
+                f"study {self._study_name!r} is being retrained (trial {current.get('trial')}) "
+                f"by {current.get('holder')}, whose lease was renewed {max(age, 0):.0f} s ago; "
+                f"wait for it to end (a lease not renewed for {self._grace_s:.0f} s is taken "
+                "over)"
+            )
+        self._write()
+        return current
+
+    def _free(self, lease: dict[str, Any]) -> bool:
+        if lease.get("token") == self.token:
+            return True
+        if self._clock() - float(lease.get("renewed_at", 0)) > self._grace_s:
+            return True
+        host, _, pid = str(lease.get("holder", "")).rpartition(":")
+        return host == socket.gethostname() and pid.isdigit() and not _running(int(pid))
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                if not self._under_lock(self._renew):
+                    self._lost = self._lost_message()
+                    logger.error("%s", self._lost)
+                    return
+            except Exception as exc:  # the storage retries; a lease not renewed may expire
+                logger.warning("study %r: retrain lease not renewed: %s", self._study_name, exc)
+
+    def _renew(self) -> bool:
+        if not self._still_ours():
+            return False
+        self._write()
+        return True
+
+    def _still_ours(self) -> bool:
+        current = self._read()
+        return current is not None and current.get("token") == self.token
+
+    def _clear(self) -> None:
+        if self._still_ours():
+            self._storage.set_study_system_attr(self._study_id, LEASE_ATTR, None)
+
+    def _read(self) -> dict[str, Any] | None:
+        value = self._storage.get_study_system_attrs(self._study_id).get(LEASE_ATTR)
+        return value if isinstance(value, dict) else None
+
+    def _write(self) -> None:
+        lease = {
+            "trial": self._trial,
+            "holder": self.holder,
+            "token": self.token,
+            "renewed_at": self._clock(),
+        }
+        self._storage.set_study_system_attr(self._study_id, LEASE_ATTR, lease)
+
+    def _under_lock(self, action: Callable[[], T]) -> T:
+        with self._in_process:
+            self._study_lock.acquire()
+            try:
+                return action()
+            finally:
+                self._study_lock.release()
+
+    def _lost_message(self) -> str:
+        return (
+            f"study {self._study_name!r}: another process took over the retrain of trial "
+            f"{self._trial} (this one's lease went {self._grace_s:.0f} s without renewal: was "
+            "it paused?); stopping without pushing or storing anything"
+        )
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["LEASE_ATTR", "RetrainLease", "RetrainLeaseError"]
