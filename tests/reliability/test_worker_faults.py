@@ -21,6 +21,8 @@ from optuna.trial import TrialState
 from hpo.spec import StudySpec
 from hpo.study import create_study
 from hpo.study import list_studies
+from reid_core.engine import find_resumable_checkpoint
+from reid_core.engine import load_checkpoint
 from tests._helpers.waits import scaled
 from tests._helpers.waits import wait_until
 from tests.hpo._worker_support import REPO_ROOT
@@ -142,13 +144,21 @@ def test_stopped_worker_hands_its_trial_back_exits_128_plus_n_and_a_new_worker_r
     assert first.state is TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted"
     assert retry.state is TrialState.WAITING and retry.params == first.params
     stopped_epoch = first.user_attrs["last_checkpoint_epoch"]
+    # The newest checkpoint the stopped worker left is the one its retry must resume from. A
+    # second signal stops at once, wherever the worker is: between an epoch's checkpoint and
+    # its user attr it leaves that checkpoint with the attr one epoch behind (as a SIGKILL
+    # there does); a single signal stops after the epoch's attrs are written.
+    left = find_resumable_checkpoint(tmp_path / "runs" / first.user_attrs["checkpoint_dir"])
+    assert left is not None
+    left_epoch = load_checkpoint(left)["epoch"]
+    assert left_epoch == stopped_epoch or (times == 2 and left_epoch == stopped_epoch + 1)
 
     second = start_worker("stop", postgres_url, log)
     assert second.wait(timeout=scaled(180)) == 0, log.read_text()
     found = assert_study_consistent("stop", postgres_url, n_trials=1)
     resumed = found[1]
     assert resumed.state is TrialState.COMPLETE
-    assert resumed.user_attrs["resumed_from_epoch"] == stopped_epoch
+    assert resumed.user_attrs["resumed_from_epoch"] == left_epoch
     assert min(resumed.intermediate_values) == 0  # epochs before the stop were inherited
     record_property("seconds_to_exit", round(seconds_to_exit, 1))
     record_property("resumed_from_epoch", resumed.user_attrs["resumed_from_epoch"])
