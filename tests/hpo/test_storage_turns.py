@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from hpo.storage._turns import FairTurns
 from tests._helpers.waits import scaled
+from tests._helpers.waits import wait_until
 
 
 def test_a_waiting_thread_goes_before_the_busy_threads_next_turn() -> None:
@@ -23,7 +23,9 @@ def test_a_waiting_thread_goes_before_the_busy_threads_next_turn() -> None:
         thread = threading.Thread(target=other)
         thread.start()
         asked.wait(scaled(5))
-        time.sleep(0.1)  # the other thread now waits for this turn to end
+        # The other thread now waits for this turn to end (queued, not merely started: a
+        # fixed sleep here lost the race to a thread scheduled late on a loaded machine).
+        wait_until(lambda: len(turns._waiting) == 1, 5, "the other thread's turn", step=0.01)
     for _ in range(50):  # a busy loop: turn after turn, as a worker's writes
         with turns:
             order.append("busy")
