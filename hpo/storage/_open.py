@@ -7,6 +7,17 @@ watchdog) calling ``optuna.storages.fail_stale_trials`` and re-queued up to ``MA
 with its params, user attrs and intermediate values, so it can resume from its checkpoint.
 Every worker of a study therefore uses the same settings; ``$REID_HPO_HEARTBEAT`` may only
 repeat the study's interval (:func:`check_heartbeat_override`).
+
+A worker paused (SIGSTOP, a frozen VM) inside one of its storage transactions would hold that
+transaction's row locks, among them the key-share lock that inserting a trial's intermediate
+value takes on the trial's row, and the next worker failing the trial as stale would wait
+for them for as long as the pause lasts, holding the study lock meanwhile: no trial of the
+study could start or be retried. On PostgreSQL a worker's session therefore ends a
+transaction left idle for the grace period (``idle_in_transaction_session_timeout``): by then
+its heartbeat, which waits for the same connection, is stale anyway. The worker retries the
+operation when it comes back, as after a lost connection. Behind a transaction pooler the
+setting would leak onto other clients' server connections; PgBouncer's own
+``idle_transaction_timeout`` does this there.
 """
 
 from __future__ import annotations
@@ -20,14 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.event
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from hpo.errors import StorageError
 from hpo.storage._optuna_adapter import ReconnectingRDBStorage
+from hpo.storage._pooling import TRANSACTION
 from hpo.storage._pooling import application_name
 from hpo.storage._pooling import connections_per_process
+from hpo.storage._pooling import pool_mode
 from hpo.storage._urls import is_postgres
 from hpo.storage._urls import mask_url
 from hpo.storage._urls import normalise_url
@@ -133,7 +147,30 @@ def open_storage(
         if is_postgres(url):
             close_storage(_open_with_retries(_schema_kwargs(kwargs), url, masked))
             kwargs.update(skip_table_creation=True, skip_compatibility_check=True)
-        return _open_with_retries(kwargs, url, masked)
+        storage = _open_with_retries(kwargs, url, masked)
+        if heartbeat is not None and is_postgres(url) and pool_mode() != TRANSACTION:
+            _end_idle_transactions_after(storage, heartbeat.grace)
+        return storage
+
+
+_SET_IDLE_IN_TRANSACTION_TIMEOUT = (
+    "SELECT set_config('idle_in_transaction_session_timeout', %s, false)"
+)
+
+
+def _end_idle_transactions_after(storage: optuna.storages.RDBStorage, seconds: int) -> None:
+    """Every connection of ``storage`` ends a transaction left idle for ``seconds`` (a worker
+    paused inside one; module docs); the connection that opening the storage left in its pool
+    is replaced by one that does."""
+    milliseconds = str(int(seconds * 1000))
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(_SET_IDLE_IN_TRANSACTION_TIMEOUT, (milliseconds,))
+        dbapi_connection.commit()
+
+    sqlalchemy.event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()
 
 
 def _open_with_retries(kwargs: dict[str, Any], url: str, masked: str) -> optuna.storages.RDBStorage:

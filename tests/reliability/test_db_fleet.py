@@ -4,6 +4,7 @@ live worker's trial. On the machine's shared server."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -275,3 +276,47 @@ def test_a_burst_of_storage_writes_does_not_starve_the_heartbeat(postgres_url: s
     gaps = [b - a for a, b in itertools.pairwise(beats)]
     assert len(beats) >= 4, beats
     assert max(gaps) < 2.5, gaps  # 1 s interval: never near the 3 s grace
+
+
+def test_a_worker_paused_inside_a_transaction_blocks_the_stale_sweep_no_longer_than_the_grace(
+    postgres_url: str, record_property: Any
+) -> None:
+    """A worker stopped between inserting an epoch's intermediate value and committing it
+    holds a key-share lock on its trial's row; the worker failing that trial as stale waited
+    for it for as long as the pause lasted (CI-style SIGSTOP: for ever)."""
+    paused = open_storage(postgres_url, heartbeat=Heartbeat(interval=1, grace=1))
+    sweeper = open_storage(postgres_url)
+    try:
+        study = optuna.create_study(storage=paused, study_name="p")
+        trial_id = study.ask()._trial_id
+        held = paused.engine.connect()
+        held.execute(  # what Optuna's report does before its commit; the pause comes here
+            sqlalchemy.text(
+                "INSERT INTO trial_intermediate_values "
+                "(trial_id, step, intermediate_value, intermediate_value_type) "
+                "VALUES (:trial_id, 0, 0.5, 'FINITE')"
+            ),
+            {"trial_id": trial_id},
+        )
+        failed = threading.Event()
+
+        def fail_as_stale() -> None:
+            sweeper.set_trial_state_values(trial_id, TrialState.FAIL)
+            failed.set()
+
+        started = time.monotonic()
+        threading.Thread(target=fail_as_stale, daemon=True).start()
+        try:
+            assert failed.wait(scaled(15)), "the sweep still waits for the paused transaction"
+            seconds = time.monotonic() - started
+        finally:
+            # The pause ends: without the timeout this releases the lock; with it, the
+            # session was ended meanwhile and closing it may say so.
+            with contextlib.suppress(sqlalchemy.exc.DBAPIError):
+                held.close()
+        # The worker, back, goes on with a fresh connection and sees what the sweep did.
+        assert paused.get_trial(trial_id).state is TrialState.FAIL
+    finally:
+        close_storage(sweeper)
+        close_storage(paused)
+    record_property("seconds_the_sweep_waited", round(seconds, 1))
