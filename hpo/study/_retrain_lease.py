@@ -93,13 +93,11 @@ class RetrainLease:
             raise
         if taken_over is not None:
             logger.warning(
-                "study %r: taking over the retrain lease of %s (trial %s), not renewed for "
-                "%.0f s (grace %.0f s)",
+                "study %r: taking over the retrain lease of %s (trial %s), %s",
                 self._study_name,
                 taken_over.get("holder"),
                 taken_over.get("trial"),
-                self._clock() - float(taken_over.get("renewed_at", 0)),
-                self._grace_s,
+                self._why_free(taken_over),
             )
         self._thread = threading.Thread(target=self._renew_loop, name="retrain-lease", daemon=True)
         self._thread.start()
@@ -144,24 +142,32 @@ class RetrainLease:
 
     def _take(self) -> dict[str, Any] | None:
         current = self._read()
-        if current is not None and not self._free(current):
-            age = self._clock() - float(current.get("renewed_at", 0))
+        if current is not None and self._why_free(current) is None:
             raise RetrainLeaseError(
                 f"study {self._study_name!r} is being retrained (trial {current.get('trial')}) "
-                f"by {current.get('holder')}, whose lease was renewed {max(age, 0):.0f} s ago; "
-                f"wait for it to end (a lease not renewed for {self._grace_s:.0f} s is taken "
-                "over)"
+                f"by {current.get('holder')}, whose lease was renewed {self._age(current):.0f} s "
+                f"ago; wait for it to end (a lease not renewed for {self._grace_s:.0f} s is "
+                "taken over)"
             )
         self._write()
         return current
 
-    def _free(self, lease: dict[str, Any]) -> bool:
-        if lease.get("token") == self.token:
-            return True
-        if self._clock() - float(lease.get("renewed_at", 0)) > self._grace_s:
-            return True
+    def _why_free(self, lease: dict[str, Any]) -> str | None:
+        """Why another process's ``lease`` may be taken over (None: it may not)."""
+        age = self._age(lease)
+        if age > self._grace_s:
+            return f"not renewed for {age:.0f} s (grace {self._grace_s:.0f} s)"
         host, _, pid = str(lease.get("holder", "")).rpartition(":")
-        return host == socket.gethostname() and pid.isdigit() and not _running(int(pid))
+        if host == socket.gethostname() and pid.isdigit() and not _running(int(pid)):
+            return "whose process no longer runs on this host"
+        return None
+
+    def _age(self, lease: dict[str, Any]) -> float:
+        """Seconds since ``lease`` was renewed (a lease without a readable time is stale)."""
+        try:
+            return max(self._clock() - float(lease["renewed_at"]), 0.0)
+        except (KeyError, TypeError, ValueError):
+            return float("inf")
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self._interval_s):

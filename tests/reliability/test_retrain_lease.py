@@ -147,7 +147,7 @@ def test_a_live_lease_is_refused_and_a_stale_one_taken_over_from_a_holder_that_t
 
 
 def test_a_fresh_lease_of_a_process_of_this_host_that_is_gone_is_taken_at_once(
-    storage: optuna.storages.BaseStorage,
+    storage: optuna.storages.BaseStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -164,6 +164,7 @@ def test_a_fresh_lease_of_a_process_of_this_host_that_is_gone_is_taken_at_once(
         if free:
             contender.acquire()
             contender.release()
+            assert "whose process no longer runs on this host" in caplog.text
         else:
             with pytest.raises(RetrainLeaseError, match=holder):
                 contender.acquire()
@@ -216,3 +217,16 @@ def test_a_retrain_taken_over_while_it_trains_stops_and_stores_nothing(
     assert not (tmp_path / "retrain" / "test.json").exists()
     assert not (tmp_path / "retrain" / "epoch_0003.pt").exists()  # stopped after epoch 2
     assert _stored_lease(storage)["token"] == "y"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("renewed_at", [None, "soon", [1]])
+def test_a_lease_without_a_readable_renewal_time_is_stale(
+    storage: optuna.storages.BaseStorage, renewed_at: object
+) -> None:
+    study_id = storage.get_study_id_from_name(NAME)
+    lease = {"trial": 0, "holder": "elsewhere:1", "token": "x", "renewed_at": renewed_at}
+    storage.set_study_system_attr(study_id, LEASE_ATTR, lease)
+    contender = _lease(storage, _Clock())
+    contender.acquire()
+    contender.release()
+    assert _stored_lease(storage) is None
