@@ -237,6 +237,14 @@ def _status_view(status: StudyStatus) -> Group:
         f"trial {number} resume skipped (trained from epoch 1): {why}"
         for number, why in status.resume_skipped.items()
     ]
+    if (retrain := status.retrain) is not None:
+        renewed = (
+            "lease with no renewal time"
+            if retrain.renewed_s_ago is None
+            else f"lease renewed {retrain.renewed_s_ago:.0f} s ago"
+        )
+        stale = "; stale: the next `study retrain` takes it over" if retrain.stale else ""
+        lines.append(f"retrain: trial {retrain.trial} by {retrain.holder}, {renewed}{stale}")
     return Group(*(Text(line) for line in lines), _running_table(status))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 from hpo.errors import NoCompletedTrialError
 from hpo.search import RungPlan
 from hpo.search import rung_plan
+from hpo.spec import HeartbeatSpec
 from hpo.spec import StudySpec
 from hpo.storage import heartbeat_ages
 from hpo.storage import missing_sqlite_file
@@ -27,6 +29,8 @@ from hpo.study._artifacts import resolve_stored
 from hpo.study._lifecycle import StorageLike
 from hpo.study._lifecycle import opened
 from hpo.study._lifecycle import reading
+from hpo.study._retrain_lease import RetrainInProgress
+from hpo.study._retrain_lease import retrain_in_progress
 from hpo.study.records import TrialAttr
 from hpo.study.records import best_trial
 from hpo.study.records import direction_name
@@ -178,6 +182,8 @@ class StudyStatus:
     """Retries that started from epoch 1 instead of their predecessor's checkpoint: trial
     number -> why (no checkpoint reachable on that host or in the object store, or a record
     of another study or configuration)."""
+    retrain: RetrainInProgress | None = None
+    """The ``study retrain`` holding the study's retrain lease, if one does."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -195,6 +201,8 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
         direction = direction_name(storage.get_study_directions(study_id))
         spec = read_spec_or_none(storage.get_study_user_attrs(study_id), name)
         ages = heartbeat_ages(storage, study_id)
+        grace = spec.heartbeat.grace_s if spec else HeartbeatSpec().grace_s
+        retrain = retrain_in_progress(storage, study_id, grace, time.time())
     best = best_trial(trials, direction)
     epochs = spec.training.epochs if spec else None
     plan = rung_plan(spec) if spec else None
@@ -238,6 +246,7 @@ def study_status(name: str, storage_url: StorageLike) -> StudyStatus:
             for t in trials
             if t.user_attrs.get(TrialAttr.RESUME_SKIPPED)
         },
+        retrain=retrain,
     )
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from typing import TypeVar
 
@@ -164,10 +165,8 @@ class RetrainLease:
 
     def _age(self, lease: dict[str, Any]) -> float:
         """Seconds since ``lease`` was renewed (a lease without a readable time is stale)."""
-        try:
-            return max(self._clock() - float(lease["renewed_at"]), 0.0)
-        except (KeyError, TypeError, ValueError):
-            return float("inf")
+        age = lease_age(lease, self._clock())
+        return float("inf") if age is None else age
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -222,6 +221,43 @@ class RetrainLease:
         )
 
 
+@dataclass(frozen=True)
+class RetrainInProgress:
+    """A study's retrain lease as ``study status`` shows it."""
+
+    trial: int | None
+    holder: str
+    renewed_s_ago: float | None
+    """None: the lease holds no readable renewal time (it is stale)."""
+    stale: bool
+    """Not renewed for the grace: the next retrain takes it over."""
+
+
+def retrain_in_progress(
+    storage: optuna.storages.BaseStorage, study_id: int, grace_s: float, now: float
+) -> RetrainInProgress | None:
+    """The retrain holding the study's lease (None when none does)."""
+    lease = storage.get_study_system_attrs(study_id).get(LEASE_ATTR)
+    if not isinstance(lease, dict):
+        return None
+    age = lease_age(lease, now)
+    trial = lease.get("trial")
+    return RetrainInProgress(
+        trial=trial if isinstance(trial, int) else None,
+        holder=str(lease.get("holder", "?")),
+        renewed_s_ago=age,
+        stale=age is None or age > grace_s,
+    )
+
+
+def lease_age(lease: dict[str, Any], now: float) -> float | None:
+    """Seconds since ``lease`` was renewed (None: it holds no readable renewal time)."""
+    try:
+        return max(now - float(lease["renewed_at"]), 0.0)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _running(pid: int) -> bool:
     """Whether a process ``pid`` runs on this host (one of another user counts as running)."""
     try:
@@ -233,4 +269,11 @@ def _running(pid: int) -> bool:
     return True
 
 
-__all__ = ["LEASE_ATTR", "RetrainLease", "RetrainLeaseError"]
+__all__ = [
+    "LEASE_ATTR",
+    "RetrainInProgress",
+    "RetrainLease",
+    "RetrainLeaseError",
+    "lease_age",
+    "retrain_in_progress",
+]

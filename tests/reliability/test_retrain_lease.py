@@ -7,7 +7,9 @@ refused one is the CLI as a user types it.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -79,6 +81,12 @@ def test_a_retrain_of_the_study_on_another_host_is_refused_until_the_holder_is_g
         ), lines[0]
         assert f"not renewed for {GRACE_S:.0f} s is taken over" in lines[0]
         assert not host_b.exists() or not any(host_b.glob("epoch_*"))  # nothing trained
+        status = CliRunner().invoke(app, ["study", "status", NAME, "--storage", url])
+        assert re.search(
+            rf"retrain: trial 0 by {re.escape(socket.gethostname())}:{holder.pid}, lease "
+            r"renewed \d+ s ago\n",
+            status.output,
+        ), status.output
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
@@ -88,6 +96,8 @@ def test_a_retrain_of_the_study_on_another_host_is_refused_until_the_holder_is_g
     assert done.exit_code == 0, done.output
     study = load_study(NAME, url)[0]
     assert study.user_attrs[StudyAttr.RETRAIN_RESULT]["epochs"] == 1
+    status = CliRunner().invoke(app, ["study", "status", NAME, "--storage", url])
+    assert "retrain:" not in status.output  # the lease is cleared when the retrain ends
 
 
 class _Clock:
@@ -230,3 +240,30 @@ def test_a_lease_without_a_readable_renewal_time_is_stale(
     contender.acquire()
     contender.release()
     assert _stored_lease(storage) is None
+
+
+@pytest.mark.parametrize(
+    ("renewed_at", "shown"),
+    [
+        (0.0, "lease renewed 1000000 s ago; stale: the next `study retrain` takes it over"),
+        ("soon", "lease with no renewal time; stale: the next `study retrain` takes it over"),
+    ],
+)
+def test_status_shows_a_stale_lease_as_stale(
+    storage: optuna.storages.BaseStorage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    renewed_at: object,
+    shown: str,
+) -> None:
+    monkeypatch.setattr("time.time", lambda: 1_000_000.0)
+    study_id = storage.get_study_id_from_name(NAME)
+    lease = {"trial": 0, "holder": "elsewhere:1", "token": "x", "renewed_at": renewed_at}
+    storage.set_study_system_attr(study_id, LEASE_ATTR, lease)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    table = CliRunner().invoke(app, ["study", "status", NAME, "--storage", url])
+    assert f"retrain: trial 0 by elsewhere:1, {shown}" in table.output, table.output
+    as_json = CliRunner().invoke(
+        app, ["study", "status", NAME, "--storage", url, "--format", "json"]
+    )
+    assert json.loads(as_json.output)["retrain"]["stale"] is True
