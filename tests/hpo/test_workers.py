@@ -168,7 +168,7 @@ def test_waiting_retry_is_run_before_any_new_trial(
 def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
     tmp_path: Path, data_root: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _create(tmp_path, data_root, sqlite_url, n_trials=1, epochs=5)
+    _create(tmp_path, data_root, sqlite_url, n_trials=1, epochs=12)
     for key, value in child_env(sqlite_url).items():
         monkeypatch.setenv(key, value)
     # A SIGTERM arriving after the supervisor restored the handlers must not kill pytest.
@@ -176,11 +176,17 @@ def test_sigterm_is_forwarded_the_trial_handed_back_and_resumed_later(
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: late_signals.append(signum))
 
     def stop_after_the_first_checkpoint() -> None:
-        def checkpointed() -> bool:
-            trials = trials_of("w", sqlite_url)
-            return bool(trials) and "last_checkpoint_epoch" in trials[0].user_attrs
-
-        wait_until(checkpointed, 120, "the first checkpoint of trial 0")
+        # The stop must reach the worker before its last epoch begins. The checkpoint file is
+        # seen within 20 ms (a fresh storage per poll of the trial's attrs took far longer),
+        # and 12 epochs of ~0.2 s leave seconds to spare: with 5, a 2 s stall of this thread
+        # after the first checkpoint let the trial complete (the worker exited 0).
+        checkpoints = tmp_path / "runs"
+        wait_until(
+            lambda: any(checkpoints.glob("*/trial_0/run_0/epoch_*.pt")),
+            120,
+            "the first checkpoint of trial 0",
+            step=0.02,
+        )
         os.kill(os.getpid(), signal.SIGTERM)  # the supervisor forwards it to its worker
 
     stopper = threading.Thread(target=stop_after_the_first_checkpoint, daemon=True)
