@@ -159,9 +159,14 @@ def verify_checkpoint(path: Path) -> Path:
 def find_resumable_checkpoint(directory: Path) -> Path | None:
     """The newest checkpoint of a run directory that passes its checksum, for resuming.
 
-    Tries ``last.pt``, then every ``epoch_XXXX.pt`` from the newest epoch down; a file that
-    is truncated, corrupt or without its sidecar is skipped with a warning. A run whose
-    checkpoints are all unusable restarts from scratch (``None``) instead of failing.
+    Tries every ``epoch_XXXX.pt`` from the newest epoch down, then ``last.pt`` (a copy where
+    the file system has no symbolic links); a file that is truncated, corrupt or without its
+    sidecar is skipped with a warning. ``last.pt`` is not trusted first: a run killed after
+    an epoch's checkpoint and checksum were written, before ``last.pt`` moved, resumes from
+    that epoch, not the one before. (A later epoch never belongs to an abandoned run: a run
+    resumed from an earlier epoch drops those at once, :meth:`CheckpointManager.drop_after`.)
+    A run whose checkpoints are all unusable restarts from scratch (``None``) instead of
+    failing.
 
     Args:
         directory: The run directory (``output_dir`` of a training run).
@@ -179,7 +184,7 @@ def find_resumable_checkpoint(directory: Path) -> Path | None:
     epochs = sorted(
         (int(m.group(1)), p) for p in directory.iterdir() if (m := _EPOCH_RE.match(p.name))
     )
-    candidates = [directory / LAST_NAME] + [path for _, path in reversed(epochs)]
+    candidates = [path for _, path in reversed(epochs)] + [directory / LAST_NAME]
     seen: set[Path] = set()
     for candidate in candidates:
         if not candidate.exists() or candidate.resolve() in seen:
@@ -302,6 +307,21 @@ class CheckpointManager:
             shutil.copyfile(path, tmp)
             shutil.copyfile(checksum_path(path), checksum_path(self.last))
         os.replace(tmp, self.last)
+
+    def drop_after(self, epoch: int) -> None:
+        """Remove the checkpoints of epochs after ``epoch`` (1-based): an abandoned run's,
+        when this run resumes from an earlier epoch, so that none is ever resumed from; a
+        ``last.pt`` naming one of them goes too."""
+        dropped = {
+            p.name
+            for p in self.directory.glob("epoch_*.pt")
+            if (m := _EPOCH_RE.match(p.name)) and int(m.group(1)) > epoch
+        }
+        if self.last.is_symlink() and os.readlink(self.last) in dropped:
+            self.last.unlink()
+        for name in sorted(dropped):
+            checksum_path(self.directory / name).unlink(missing_ok=True)
+            (self.directory / name).unlink(missing_ok=True)
 
     def _prune(self, current: int) -> None:
         epochs = sorted(

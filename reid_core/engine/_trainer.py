@@ -500,6 +500,7 @@ class Trainer:
         state.best_metrics = ckpt.get("best_metrics")
         state.best_epoch = ckpt.get("best_epoch")
         state.checkpoint = Path(path)
+        self.checkpoints.drop_after(state.next_epoch)  # an abandoned later run's
         logger.info("resumed from %s after epoch %d", path, state.next_epoch)
 
 

@@ -46,6 +46,24 @@ def test_an_intact_run_resumes_from_its_newest_checkpoint(run_dir: Path) -> None
     assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0003.pt").resolve()
 
 
+def test_a_run_killed_before_last_pt_moved_resumes_from_its_newest_checkpoint(
+    run_dir: Path,
+) -> None:
+    # Killed after epoch 3's checkpoint and checksum were written, before last.pt moved.
+    CheckpointManager(run_dir).point_last_to(run_dir / "epoch_0002.pt")
+    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0003.pt").resolve()
+
+
+def test_a_run_resumed_from_an_earlier_epoch_drops_the_later_ones_at_once(
+    run_dir: Path,
+) -> None:
+    manager = CheckpointManager(run_dir)
+    manager.point_last_to(run_dir / "epoch_0003.pt")
+    manager.drop_after(1)  # resumed from epoch 1: epochs 2 and 3 are an abandoned run's
+    assert sorted(p.name for p in run_dir.iterdir()) == ["epoch_0001.pt", "epoch_0001.pt.sha256"]
+    assert find_resumable_checkpoint(run_dir) == (run_dir / "epoch_0001.pt").resolve()
+
+
 @pytest.mark.parametrize("damage", [_truncate, _flip_a_byte], ids=["truncated", "bit_flip"])
 def test_a_damaged_newest_checkpoint_is_refused_by_its_checksum(
     damage: object, run_dir: Path

@@ -205,6 +205,27 @@ def test_torn_metrics_log_line_is_dropped_on_resume(tiny_cfg: TinyConfig) -> Non
     assert epochs == [1, 2]
 
 
+class _CheckpointsAtStart(Callback):
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names: list[str] = []
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.names = sorted(p.name for p in self.folder.glob("epoch_*.pt"))
+
+
+def test_a_run_resumed_from_an_earlier_epoch_drops_the_later_checkpoints_before_training(
+    tiny_cfg: TinyConfig,
+) -> None:
+    cfg = tiny_cfg(epochs=3)
+    Trainer(cfg).fit()
+    folder = Path(cfg.output_dir)
+    assert sorted(p.name for p in folder.glob("epoch_*.pt")) == ["epoch_0002.pt", "epoch_0003.pt"]
+    seen = _CheckpointsAtStart(folder)
+    Trainer(cfg).fit(callbacks=[seen], resume_from=folder / "epoch_0002.pt")
+    assert seen.names == ["epoch_0002.pt"]  # the abandoned epoch 3 is never resumed from
+
+
 class _DiedAfterCheckpoint(Exception):
     """The process dying right after an epoch's checkpoint reached the disk."""
 
