@@ -243,27 +243,36 @@ def test_a_second_sigterm_stops_at_once_and_hands_the_trial_back_resumable(
     sends only one): the worker stops mid-epoch, hands the trial back, exits 143."""
     _create(tmp_path, data_root, sqlite_url, n_trials=1, epochs=2)
     extra = {} if stop_after_s is None else {"REID_HPO_STOP_AFTER_S": stop_after_s}
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_WORKER, sqlite_url, str(tmp_path / "in-epoch-1")],
-        cwd=REPO_ROOT,
-        env=child_env(sqlite_url, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SLOW_WORKER, sqlite_url, str(tmp_path / "in-epoch-1")],
+            cwd=REPO_ROOT,
+            env=child_env(sqlite_url, **extra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until((tmp_path / "in-epoch-1").exists, 120, "trial 0's epoch 1 to begin")
         process.send_signal(signal.SIGTERM)  # graceful: would wait for the 120 s epoch's end
         if stop_after_s is None:
-            time.sleep(0.5)
+            # Two SIGTERMs that arrive before the worker's handler runs are one to Python: the
+            # second is sent once the first was handled (it logs), not after a fixed 0.5 s.
+            wait_until(
+                lambda: "stopping after the current epoch" in log.read_text(),
+                60,
+                "the worker to handle the first SIGTERM",
+                step=0.05,
+            )
             process.send_signal(signal.SIGTERM)
         sent = time.monotonic()
-        output = process.communicate(timeout=scaled(60))[0]
+        process.wait(timeout=scaled(60))
         seconds = time.monotonic() - sent
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+            process.wait()
+    output = log.read_text()
     assert process.returncode == 143, output
     assert seconds < 30, seconds  # not the 120 s epoch
     # Optuna logs the handed-back trial's TrialInterrupted; nothing else escapes.
