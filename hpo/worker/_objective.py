@@ -468,8 +468,9 @@ class TrialObjective:
     ) -> Path | None:
         """Write the attempt's record; return the predecessor's checkpoint this retry resumes
         from (None: a first attempt, or a retry that starts from epoch 1, with the reason in
-        ``resume_skipped``). A retry's folder (record and checkpoint) reaches the object store
-        before the predecessor's copies are freed, so a retry of this retry finds it."""
+        ``resume_skipped``). A retry's folder (record and checkpoint) reaches the object store,
+        and the trial's ``checkpoint_dir`` names it, before the predecessor's copies are freed,
+        so a retry of this retry finds it."""
         stored = trial.user_attrs.get(TrialAttr.CHECKPOINT_DIR)
         previous = resolve_stored(self.artifacts_root, str(stored)) if stored else None
         resume = (
@@ -480,6 +481,12 @@ class TrialObjective:
         write_identity(folder, identity)
         if previous is not None and resume.checkpoint is not None:
             self.mirror.push(folder)
+            # Recorded before the predecessor's copies go: a retry of this retry killed here
+            # reads this folder, which holds the checkpoint, not the emptied predecessor's.
+            trial.set_user_attr(TrialAttr.CHECKPOINT_DIR, stored_path(self.artifacts_root, folder))
+            trial.set_user_attr(
+                TrialAttr.CHECKPOINT, stored_path(self.artifacts_root, resume.checkpoint)
+            )
             self.mirror.drop(previous)  # taken over: the predecessor's copies are not needed
         if resume.skipped is not None or trial.user_attrs.get(TrialAttr.RESUME_SKIPPED):
             # A retry inherits its predecessor's attrs: a skip is this attempt's or nothing.

@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
+from hpo.study import ArtifactMirror
 from hpo.study import create_study
 from hpo.worker import make_objective
 from reid_core.engine import CheckpointManager
@@ -142,4 +143,31 @@ def test_retry_with_only_corrupt_checkpoints_restarts_from_epoch_0(
     retry = study.trials[1]
     assert retry.state is TrialState.COMPLETE
     assert "resumed_from_epoch" not in retry.user_attrs
+    assert load_checkpoint(tmp_path / "runs" / retry.user_attrs["checkpoint_dir"])["epoch"] == 3
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_retry_killed_after_freeing_its_predecessor_is_resumed_from_its_own_folder(
+    tmp_path: Path, mars_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry killed right after it freed its predecessor's checkpoints (its own folder holds
+    the taken-over one): the next retry resumes from epoch 2, not from epoch 1 with nothing."""
+    study, spec = _crashed_trial_with_a_retry(tmp_path, mars_root)
+    free = ArtifactMirror.drop
+
+    def free_then_die(self: ArtifactMirror, folder: Path, *, keep: Path | None = None) -> int:
+        free(self, folder, keep=keep)
+        raise WorkerDeath("worker died after freeing its predecessor's checkpoints")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ArtifactMirror, "drop", free_then_die)
+        with pytest.raises(WorkerDeath):
+            study.optimize(make_objective(spec, study_name="ckpt"), n_trials=1)
+    fail_and_queue_retry(study, f"sqlite:///{tmp_path / 'study.db'}", 1)
+
+    study.optimize(make_objective(spec, study_name="ckpt"), n_trials=1)
+
+    retry = study.trials[2]
+    assert retry.state is TrialState.COMPLETE
+    assert retry.user_attrs["resumed_from_epoch"] == 2, retry.user_attrs.get("resume_skipped")
     assert load_checkpoint(tmp_path / "runs" / retry.user_attrs["checkpoint_dir"])["epoch"] == 3
