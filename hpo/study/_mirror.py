@@ -69,9 +69,9 @@ class ArtifactMirror:
             logger.warning("artifacts of %s not pushed to the object store: %s", rel, exc)
 
     def sync(self, folder: Path) -> None:
-        """Upload a folder's files that the store lacks or holds at another size
-        (checkpoints) or at all (the small files), then delete the checkpoints it no longer
-        has (a no-op without a store).
+        """Upload a folder's files that the store lacks or holds at another size or under
+        another checksum (checkpoints) or at all (the small files), then delete the checkpoints
+        it no longer has (a no-op without a store).
 
         Raises:
             ObjectStoreError: The store cannot be reached or refused.
@@ -84,12 +84,21 @@ class ArtifactMirror:
         local = _files_to_push(folder)
         for path in local:
             key = f"{rel}/{path.relative_to(folder).as_posix()}"
-            if path.suffix != ".pt" or remote.get(key) != path.stat().st_size:
+            if path.suffix != ".pt" or not self._holds(key, path, remote):
                 self.store.upload(path, key)
         names = {f"{rel}/{p.relative_to(folder).as_posix()}" for p in local}
         self.store.delete(
             k for k in remote if is_checkpoint_file(k.rsplit("/", 1)[-1]) and k not in names
         )
+
+    def _holds(self, key: str, path: Path, remote: dict[str, int]) -> bool:
+        """Whether the store's object ``key`` is the local checkpoint ``path``: same size and
+        same checksum file. A same-sized object under no or another checksum (one a host killed
+        mid-push left, before another host redid that epoch) is not, and is uploaded over."""
+        if self.store is None or remote.get(key) != path.stat().st_size:
+            return False
+        sidecar = path.with_name(f"{path.name}.sha256")
+        return sidecar.is_file() and self.store.get_bytes(f"{key}.sha256") == sidecar.read_bytes()
 
     def fetch(self, folder: Path) -> str | None:
         """Bring a predecessor attempt's record, metrics and newest checkpoint into the local
@@ -126,7 +135,8 @@ class ArtifactMirror:
         rel = stored_path(self.root, folder)
         names = _names(self.store, rel)
         newest = _newest_checkpoint(names)
-        here = _newest_epoch(p.name for p in folder.iterdir()) if folder.is_dir() else None
+        mine = _newest_checkpoint(_local_names(folder))
+        here = _newest_epoch([mine] if mine else [])
         theirs = _newest_epoch([newest] if newest else [])
         if here is not None and (theirs is None or theirs <= here):
             return
@@ -267,8 +277,14 @@ def _newest_epoch(names: Iterable[str]) -> int | None:
     return max((int(m.group(1)) for n in names if (m := _EPOCH_FILE.match(n))), default=None)
 
 
+def _local_names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
 def _has_checkpoint(folder: Path) -> bool:
-    return folder.is_dir() and any(_EPOCH_FILE.match(p.name) for p in folder.iterdir())
+    """Whether ``folder`` holds a checkpoint with its checksum (a download cut between the
+    two leaves a checkpoint alone, which does not count: the next fetch completes it)."""
+    return _newest_checkpoint(_local_names(folder)) is not None
 
 
 def mirror_of(artifacts: ArtifactsSpec, root: str | Path | None = None) -> ArtifactMirror:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -411,3 +412,73 @@ def test_a_retry_that_dies_before_its_first_checkpoint_hands_on_what_it_took_ove
     assert last.user_attrs["resumed_from_epoch"] == 1  # host A's epoch, through host B's copy
     assert last.user_attrs["epochs_trained"] == 1
     assert "resume_skipped" not in last.user_attrs
+
+
+def test_a_checkpoint_redone_on_another_host_replaces_the_same_sized_one_left_in_the_store(
+    tmp_path: Path, s3_endpoint: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host A dies while it pushes a retrain's epoch 2 (the checkpoint is up, its checksum not);
+    host B resumes from epoch 1, redoes epoch 2 and pushes it: the store then holds host B's
+    checkpoint with host B's checksum, not host A's same-sized file under B's checksum (which
+    host C could not resume from)."""
+    from reid_core.engine import CheckpointManager
+    from reid_core.engine import find_resumable_checkpoint
+    from reid_core.engine import load_checkpoint
+
+    store = ObjectStore(s3_bucket, prefix=PREFIX, endpoint_url=s3_endpoint.endpoint)
+    rel = Path("a" * 32) / "retrain_0"
+    saved = {}
+    for host, weight in (("host_a", 1.0), ("host_b", 2.0)):
+        manager = CheckpointManager(tmp_path / host / rel)
+        manager.save({"epoch": 1, "w": torch.tensor([0.0])}, epoch=1)
+        saved[host] = manager.save({"epoch": 2, "w": torch.tensor([weight])}, epoch=2)
+    assert saved["host_a"].stat().st_size == saved["host_b"].stat().st_size
+    uploaded = store.upload
+
+    def die_at_the_checksum(path: Path, key: str) -> None:
+        if path.name == "epoch_0002.pt.sha256":
+            raise _PushDiesAtTheCheckpoint
+        uploaded(path, key)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "upload", die_at_the_checksum)
+        with pytest.raises(_PushDiesAtTheCheckpoint):
+            ArtifactMirror(tmp_path / "host_a", store).sync(tmp_path / "host_a" / rel)
+    ArtifactMirror(tmp_path / "host_b", store).sync(tmp_path / "host_b" / rel)
+
+    host_c = tmp_path / "host_c" / rel
+    ArtifactMirror(tmp_path / "host_c", store).restore(host_c, ())
+    found = find_resumable_checkpoint(host_c)
+    assert found is not None and found.name == "epoch_0002.pt"
+    assert load_checkpoint(found)["w"].item() == 2.0
+
+
+@pytest.mark.parametrize("step", ["fetch", "restore"])
+def test_a_download_cut_before_the_checksum_is_completed_by_the_next_one(
+    tmp_path: Path, s3_endpoint: S3Server, s3_bucket: str, step: str
+) -> None:
+    """A host killed while it fetched (a retry's take-over) or restored (a retrain) a
+    checkpoint, after the checkpoint came and before its checksum did: the next try on that
+    host downloads it again instead of taking the unverifiable file for a checkpoint it holds
+    (and resuming from nothing)."""
+    from reid_core.engine import CheckpointManager
+    from reid_core.engine import find_resumable_checkpoint
+
+    store = ObjectStore(s3_bucket, prefix=PREFIX, endpoint_url=s3_endpoint.endpoint)
+    rel = Path("a" * 32) / "trial_0" / "attempt_0"
+    host_a = CheckpointManager(tmp_path / "host_a" / rel)
+    host_a.save({"epoch": 1, "w": torch.tensor([1.0])}, epoch=1)
+    (host_a.directory / "attempt.json").write_text("{}")
+    ArtifactMirror(tmp_path / "host_a", store).sync(host_a.directory)
+    cache = tmp_path / "host_b" / rel
+    cache.mkdir(parents=True)
+    (cache / "attempt.json").write_text("{}")
+    (cache / "epoch_0001.pt").write_bytes((host_a.directory / "epoch_0001.pt").read_bytes())
+
+    mirror = ArtifactMirror(tmp_path / "host_b", store)
+    if step == "fetch":
+        assert mirror.fetch(cache) is None
+    else:
+        mirror.restore(cache, ("attempt.json",))
+    found = find_resumable_checkpoint(cache)
+    assert found is not None and found.name == "epoch_0001.pt"
