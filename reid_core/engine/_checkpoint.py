@@ -329,10 +329,10 @@ class CheckpointManager:
         )
         kept = [e for e in epochs if e <= current][-self.keep :]
         for epoch in epochs:
-            if epoch not in kept:
-                old = self.path_for(epoch)
-                old.unlink(missing_ok=True)
+            if epoch not in kept:  # checksum first: a kill between leaves a checkpoint
+                old = self.path_for(epoch)  # alone, which is never resumed and goes next time
                 checksum_path(old).unlink(missing_ok=True)
+                old.unlink(missing_ok=True)
 
     def remove_all(self, *, keep: Path | None = None) -> int:
         """Remove every checkpoint of the directory (epoch files, ``last.pt`` and their
@@ -352,7 +352,9 @@ class CheckpointManager:
             p.name for p in self.directory.iterdir() if _EPOCH_RE.match(p.name)
         }
         freed = 0
-        for name in sorted(checkpoints | {checksum_path(Path(n)).name for n in checkpoints}):
+        sidecars = {checksum_path(Path(n)).name for n in checkpoints}
+        # checksums first: a kill between leaves checkpoints alone, found and removed next time
+        for name in [*sorted(sidecars), *sorted(checkpoints)]:
             path = self.directory / name
             if name not in kept and (path.exists() or path.is_symlink()):
                 freed += path.lstat().st_size

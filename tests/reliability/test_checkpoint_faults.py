@@ -171,3 +171,41 @@ def test_a_retry_killed_after_freeing_its_predecessor_is_resumed_from_its_own_fo
     assert retry.state is TrialState.COMPLETE
     assert retry.user_attrs["resumed_from_epoch"] == 2, retry.user_attrs.get("resume_skipped")
     assert load_checkpoint(tmp_path / "runs" / retry.user_attrs["checkpoint_dir"])["epoch"] == 3
+
+
+class _KilledWhileRemoving(BaseException):
+    """The process dying between the two files of an old checkpoint being removed."""
+
+
+@pytest.mark.parametrize("step", ["prune", "remove_all"])
+def test_a_removal_cut_between_a_checkpoint_and_its_checksum_is_finished_by_the_next_one(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Killed after the first of an old checkpoint's two files went: the next rotation (or
+    removal) finds what is left and removes it, instead of a checksum file without its
+    checkpoint staying for good (here and, pushed, in the object store)."""
+    manager = CheckpointManager(run_dir, keep=3)
+    unlink = Path.unlink
+    calls = []
+
+    def die_at_the_second(self: Path, missing_ok: bool = False) -> None:
+        if self.name.startswith("epoch_0001"):
+            calls.append(self)
+        if len(calls) == 2:
+            raise _KilledWhileRemoving
+        unlink(self, missing_ok=missing_ok)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "unlink", die_at_the_second)
+        with pytest.raises(_KilledWhileRemoving):
+            if step == "prune":
+                manager.save({"epoch": 4, "weights": [4.0]}, epoch=4)
+            else:
+                manager.remove_all()
+    if step == "prune":
+        manager.save({"epoch": 5, "weights": [5.0]}, epoch=5)
+        left = sorted(p.name for p in run_dir.iterdir() if p.name.startswith("epoch_0001"))
+    else:
+        manager.remove_all()
+        left = sorted(p.name for p in run_dir.iterdir())
+    assert left == []
