@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from reid_core.engine._callbacks import Callback
@@ -43,7 +44,9 @@ class MetricsLog(Callback):
         atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def on_epoch_end(self, report: EpochReport) -> None:
-        """Append the epoch's line."""
+        """Append the epoch's line, on disk (fsynced) before the trainer writes the epoch's
+        checkpoint, which is fsynced too: after a power loss a checkpoint's epoch is in the
+        log, as after a kill."""
         entry = {
             "epoch": report.epoch + 1,
             "losses": report.losses,
@@ -53,6 +56,8 @@ class MetricsLog(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def _log_epoch(line: str) -> int | None:
